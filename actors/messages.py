@@ -1,0 +1,43 @@
+"""Typed messages between the transport, the pipeline stages and long-lived actors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from actors.mailbox import Reply
+from router.errors import RouterError
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCall:
+    """A client's model request as the transport received it."""
+
+    api: str  # "openai.chat" | "anthropic.messages"
+    body: bytes
+    credential: str | None
+    request_id: str
+    query: str = ""
+    passthrough_headers: tuple[tuple[str, str], ...] = ()
+    account_header: str | None = None  # x-aura-account, for service-to-service calls
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseStart:
+    """The stream stage has an answer: the transport may send status and headers."""
+
+    status: int
+    headers: tuple[tuple[bytes, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFailed:
+    """The stream stage could not get an answer before the first byte."""
+
+    error: RouterError
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """Ask a provider actor for its pool and health figures."""
+
+    reply: Reply[dict[str, object]] = field(compare=False)

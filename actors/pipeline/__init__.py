@@ -1,0 +1,1 @@
+"""The per-request pipeline: auth -> reserve -> stream -> settle, one nursery per request."""

@@ -1,0 +1,60 @@
+"""Stage 1, auth: a credential becomes a `Principal`, or a 401/403."""
+
+from __future__ import annotations
+
+import hmac
+
+from router.auth.jwt import JwtRejected, looks_like_jwt, verify_hs256
+from router.auth.keys import looks_like_key
+from router.auth.keystore import KeyStore
+from router.auth.principal import Principal
+from router.config import Config
+from router.errors import BadRequest, Forbidden, Unauthenticated
+
+
+def credential_from(authorization: str | None, x_api_key: str | None) -> str | None:
+    """What the OpenAI SDK (`Authorization: Bearer`) or Anthropic SDK (`x-api-key`) sent."""
+    if x_api_key:
+        return x_api_key.strip()
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return None
+
+
+class Authenticator:
+    def __init__(self, config: Config, keys: KeyStore, clock: object) -> None:
+        self.config = config
+        self.keys = keys
+        self.clock = clock
+
+    async def authenticate(self, credential: str | None,
+                           account_header: str | None = None) -> Principal:
+        if not credential:
+            raise Unauthenticated("missing credential: send 'Authorization: Bearer <key>' "
+                                  "or 'x-api-key: <key>'")
+        service = self.config.internal_service_token
+        if service and hmac.compare_digest(credential.encode(), service.encode()):
+            if not account_header:
+                raise BadRequest("service calls must name the account in 'x-aura-account'")
+            return Principal(account=account_header, via="service")
+        if looks_like_key(credential):
+            record = await self.keys.find(credential)
+            if record is None:
+                raise Unauthenticated("invalid API key")
+            if record.revoked_at is not None:
+                raise Forbidden("this API key has been revoked")
+            if not record.usable_at(self.clock()):  # type: ignore[operator]
+                raise Unauthenticated("this API key has expired")
+            return Principal(account=record.account, key_id=record.id,
+                             allowed_models=frozenset(record.models) if record.models else None,
+                             rpm=record.rpm, spend_cap_micros=record.spend_cap_micros)
+        if looks_like_jwt(credential) and self.config.auth_cookie_secret:
+            try:
+                subject = verify_hs256(credential, self.config.auth_cookie_secret,
+                                       issuer=self.config.jwt_issuer)
+            except JwtRejected as exc:
+                raise Unauthenticated(f"invalid token: {exc}") from None
+            return Principal(account=subject, via="jwt")
+        raise Unauthenticated("invalid credential")

@@ -1,0 +1,124 @@
+"""Stage 3, stream: call the route's targets in order and push the answer to the client.
+
+Runs as its own task in the request nursery and hands `ResponseStart`, then raw bytes,
+to the transport through a small bounded channel: a slow client slows the upstream
+read instead of growing a buffer. Before the first byte a failing target (unreachable,
+timeout, 5xx, 429) is skipped for the next; after it, a failure ends the stream with an
+error event in the client's format and the meter keeps what was streamed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+import trio
+
+from actors.messages import ResponseStart, StreamFailed
+from router.catalog import ModelSpec, Target
+from router.errors import ProviderFailed, ProviderTimeout, RouterError, from_provider_status
+from router.protocols.api import ApiFormat, ClientRequest, Meter
+from router.protocols.sse import SseParser
+from router.providers.base import Provider, UpstreamRequest, UpstreamUnavailable
+
+MAX_ERROR_BODY = 64 * 1024
+MAX_ANSWER_BODY = 64 * 1024 * 1024
+_SSE_HEADERS = ((b"content-type", b"text/event-stream; charset=utf-8"),
+                (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no"))
+_JSON_HEADERS = ((b"content-type", b"application/json"),)
+
+
+@dataclass
+class StreamOutcome:
+    """What settlement and the request log need to know of the upstream call."""
+
+    provider: str | None = None
+    status: int = 0
+
+
+def _provider_message(status: int, body: bytes) -> str:
+    """A provider's error, safe to show: only its message for client errors, never
+    anything for auth errors (those are about the platform's key, not the user)."""
+    if status in (401, 403):
+        return "the provider refused the platform's credentials"
+    if status >= 500 or status == 429:
+        return f"the provider failed (status {status})"
+    try:
+        parsed = orjson.loads(body)
+        error = parsed.get("error") if isinstance(parsed, dict) else None
+        message = error.get("message") if isinstance(error, dict) else None
+        if not message and isinstance(parsed, dict):
+            message = parsed.get("detail") or parsed.get("message")
+    except orjson.JSONDecodeError:
+        message = None
+    text = str(message) if message else f"the provider refused the request (status {status})"
+    return text[:500]
+
+
+# Our statuses for provider failures that another target might not have.
+_FAILOVER_STATUSES = frozenset({429, 502, 503, 504})
+
+
+async def run_stream(providers: dict[str, Provider], fmt: ApiFormat, request: ClientRequest,
+                     model: ModelSpec, max_output: int, base_headers: tuple[tuple[bytes, bytes], ...],
+                     query: str, passthrough: tuple[tuple[str, str], ...], meter: Meter,
+                     outcome: StreamOutcome, out: trio.MemorySendChannel[object]) -> None:
+    async with out:
+        error: RouterError = ProviderFailed("no provider could serve this request")
+        for target in model.route:
+            provider = providers[target.provider]
+            upstream = UpstreamRequest(fmt.name, fmt.upstream_body(request, target.upstream_model,
+                                                                   max_output),
+                                       request.stream, query, passthrough)
+            try:
+                failed = await _try_target(provider, target, fmt, request, upstream,
+                                           base_headers, meter, outcome, out)
+            except UpstreamUnavailable as exc:
+                failed = (ProviderTimeout if exc.timeout else ProviderFailed)(str(exc))
+                if outcome.provider is not None:  # mid-stream: the client has bytes already
+                    await out.send(failed.sse_event(fmt.shape))
+                    return
+            if failed is None:
+                return
+            error = failed
+            if error.status not in _FAILOVER_STATUSES:
+                break
+        await out.send(StreamFailed(error))
+
+
+async def _try_target(provider: Provider, target: Target, fmt: ApiFormat,
+                      request: ClientRequest, upstream: UpstreamRequest,
+                      base_headers: tuple[tuple[bytes, bytes], ...], meter: Meter,
+                      outcome: StreamOutcome, out: trio.MemorySendChannel[object]
+                      ) -> RouterError | None:
+    """None once the answer went to the client; else why this target failed."""
+    async with provider.open(upstream) as response:
+        outcome.status = response.status
+        if response.status != 200:
+            body = await response.read(MAX_ERROR_BODY)
+            error = from_provider_status(response.status,
+                                         _provider_message(response.status, body))
+            if response.status == 429 and response.retry_after:
+                error.extra_headers["retry-after"] = response.retry_after
+            return error
+        outcome.provider = target.provider
+        headers = base_headers + ((b"x-aura-provider", target.provider.encode()),)
+        if not request.stream:
+            body = await response.read(MAX_ANSWER_BODY)
+            fmt.on_body(meter, body)
+            await out.send(ResponseStart(200, headers + _JSON_HEADERS))
+            await out.send(body)
+            return None
+        await out.send(ResponseStart(200, headers + _SSE_HEADERS))
+        parser = SseParser()
+        async for chunk in response.aiter_bytes():
+            events = parser.feed(chunk)
+            if not events:
+                continue
+            forward = [e.raw for e in events if fmt.on_event(request, meter, e)]
+            if forward:
+                await out.send(forward[0] if len(forward) == 1 else b"".join(forward))
+        if not meter.completed:
+            await out.send(ProviderFailed("the provider stream ended before the answer was "
+                                          "complete").sse_event(fmt.shape))
+        return None

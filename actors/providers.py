@@ -1,0 +1,44 @@
+"""Provider actors: each owns its provider's connection pool for the process lifetime.
+
+The supervisor starts one per provider in the root nursery before traffic is accepted.
+Requests use the provider object directly (a message hop per request would only add
+latency); the actor owns the pool's lifecycle (create, close, recreate after a crash)
+and answers questions about it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actors.mailbox import Actor
+from actors.messages import PoolStats
+from router.catalog import ProviderSpec
+from router.providers.base import Provider
+from router.providers.demo import DemoProvider
+from router.providers.http import HttpProvider, new_client
+
+
+def make_provider(spec: ProviderSpec) -> Provider:
+    return DemoProvider(spec) if spec.kind == "demo" else HttpProvider(spec)
+
+
+class ProviderActor(Actor[Any]):
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+
+    async def setup(self) -> None:
+        if isinstance(self.provider, HttpProvider):
+            self.provider.client = new_client(self.provider.spec)
+
+    async def teardown(self) -> None:
+        if isinstance(self.provider, HttpProvider) and self.provider.client is not None:
+            client, self.provider.client = self.provider.client, None
+            await client.aclose()
+
+    async def handle(self, message: Any) -> None:
+        if isinstance(message, PoolStats):
+            spec = self.provider.spec
+            message.reply.set({"name": spec.name, "kind": spec.kind,
+                               "credentials": len(spec.api_keys),
+                               "max_concurrent": spec.max_concurrent,
+                               "running": getattr(self.provider, "client", True) is not None})

@@ -1,0 +1,105 @@
+"""The root: builds everything from `Config`, starts the long-lived actors, serves HTTP.
+
+`serve` owns the root nursery. Provider supervisors start first (each reports ready once
+its pool exists); only then does hypercorn bind and accept traffic. Cancelling `serve`
+stops the server, then the actors, in that order, as the nursery unwinds.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import orjson
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from actors.mailbox import Handle
+from actors.messages import ModelCall, PoolStats
+from actors.pipeline.auth import Authenticator
+from actors.providers import ProviderActor, make_provider
+from actors.supervisor import Supervisor
+from router.auth.keystore import KeyStore
+from router.config import Config
+from router.ledger.base import Settlement
+from router.ledger.sqlite import SqliteLedger
+from router.ledger.sqlite_db import SqliteDatabase
+from router.providers.base import Provider
+
+request_log = logging.getLogger("aura.requests")
+
+
+@dataclass
+class Runtime:
+    """What request handlers reach: built once by `build_runtime`, never global."""
+
+    config: Config
+    db: SqliteDatabase
+    ledger: SqliteLedger
+    keys: KeyStore
+    auth: Authenticator
+    providers: dict[str, Provider]
+    clock: Callable[[], float] = time.time
+    provider_handles: dict[str, Handle[Any]] = field(default_factory=dict)
+
+    def log_request(self, call: ModelCall, model: str | None, provider: str | None,
+                    status: int, settlement: Settlement | None, started_at: float) -> None:
+        if not self.config.log_requests:
+            return
+        line = {"request_id": call.request_id, "api": call.api, "model": model,
+                "provider": provider, "status": status or 200,
+                "ms": round((time.perf_counter() - started_at) * 1000, 2)}
+        if settlement is not None:
+            line["cost_micros"] = settlement.captured
+            line["released_micros"] = settlement.released
+        request_log.info(orjson.dumps(line).decode())
+
+    async def provider_stats(self) -> list[dict[str, object]]:
+        return [await handle.ask(lambda reply: PoolStats(reply))
+                for handle in self.provider_handles.values()]
+
+
+def build_runtime(config: Config) -> Runtime:
+    db = SqliteDatabase(config.ledger_path)
+    keys = KeyStore(db)
+    providers = {name: make_provider(spec) for name, spec in config.catalog.providers.items()}
+    return Runtime(config=config, db=db, ledger=SqliteLedger(db), keys=keys,
+                   auth=Authenticator(config, keys, time.time), providers=providers)
+
+
+def hypercorn_config(config: Config) -> HypercornConfig:
+    hc = HypercornConfig()
+    hc.bind = [f"{config.host}:{config.port}"]
+    hc.accesslog = None
+    hc.errorlog = "-"
+    hc.keep_alive_timeout = 75
+    hc.graceful_timeout = 5
+    hc.h11_max_incomplete_size = 64 * 1024
+    return hc
+
+
+async def start_actors(rt: Runtime, nursery: trio.Nursery) -> None:
+    for name, provider in rt.providers.items():
+        supervisor = Supervisor(f"provider:{name}", lambda p=provider: ProviderActor(p))
+        rt.provider_handles[name] = await nursery.start(supervisor.run)
+
+
+async def serve(config: Config, *, on_listening: Callable[[list[str]], None] | None = None,
+                task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+    from router.transports.http import build_app  # the edge: transports know the runtime
+
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
+    rt = build_runtime(config)
+    try:
+        async with trio.open_nursery() as nursery:
+            await start_actors(rt, nursery)
+            binds = await nursery.start(hypercorn_serve, build_app(rt), hypercorn_config(config))
+            if on_listening:
+                on_listening(binds)
+            task_status.started(binds)
+    finally:
+        rt.db.close()

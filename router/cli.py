@@ -1,0 +1,200 @@
+"""The `aura-router` command: serve, keys, credits, providers, doctor (SPEC §10).
+
+Commands that change state open the same SQLite ledger as the server, so they work
+whether or not it is running (SQLite serialises the two processes' transactions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+import orjson
+
+from router.config import Config, ConfigError, load_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aura-router", description=__doc__)
+    parser.add_argument("--config", help="aura-router.toml to use (default: ./aura-router.toml)")
+    parser.add_argument("--data-dir", dest="data_dir", help="where the ledger lives")
+    sub = parser.add_subparsers(dest="command")
+
+    serve = sub.add_parser("serve", help="run the router (the default)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+
+    keys = sub.add_parser("keys", help="issue, list and revoke router API keys")
+    keys_sub = keys.add_subparsers(dest="action", required=True)
+    issue = keys_sub.add_parser("issue")
+    issue.add_argument("account")
+    issue.add_argument("--label")
+    issue.add_argument("--ttl-hours", type=int)
+    issue.add_argument("--models", help="comma-separated model ids this key may use")
+    issue.add_argument("--rpm", type=int)
+    issue.add_argument("--spend-cap-micros", type=int)
+    listing = keys_sub.add_parser("list")
+    listing.add_argument("--account")
+    revoke = keys_sub.add_parser("revoke")
+    revoke.add_argument("key_id")
+
+    credits = sub.add_parser("credits", help="grant credits, read balances and the ledger")
+    credits_sub = credits.add_subparsers(dest="action", required=True)
+    grant = credits_sub.add_parser("grant")
+    grant.add_argument("account")
+    grant.add_argument("amount_micros", type=int, help="micro-USD; negative adjusts down")
+    grant.add_argument("--reason")
+    balance = credits_sub.add_parser("balance")
+    balance.add_argument("account")
+    ledger = credits_sub.add_parser("ledger")
+    ledger.add_argument("account")
+    ledger.add_argument("--after", type=int, default=0)
+    ledger.add_argument("--limit", type=int, default=100)
+
+    providers = sub.add_parser("providers", help="the configured providers")
+    providers.add_argument("action", choices=["list"], nargs="?", default="list")
+    sub.add_parser("doctor", help="resolved settings and reachability; secrets never shown")
+    return parser
+
+
+def _print(data: Any) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _serve(config: Config) -> int:
+    import trio
+
+    from actors.root import serve
+
+    def listening(binds: list[str]) -> None:
+        for bind in binds:
+            print(f"listening on {bind}", flush=True)
+        if "demo" in config.catalog.providers:
+            print("no provider key set: serving the built-in 'demo' model", flush=True)
+
+    try:
+        trio.run(lambda: serve(config, on_listening=listening))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _stores(config: Config) -> tuple[Any, Any]:
+    from router.auth.keystore import KeyStore
+    from router.ledger.sqlite import SqliteLedger
+    from router.ledger.sqlite_db import SqliteDatabase
+
+    db = SqliteDatabase(config.ledger_path)
+    return SqliteLedger(db), KeyStore(db)
+
+
+def _state_json(state: Any) -> dict[str, Any]:
+    return {"account": state.account, "balance_micros": state.balance,
+            "held_micros": state.held, "available_micros": state.available}
+
+
+def _keys(config: Config, args: argparse.Namespace) -> int:
+    _, keys = _stores(config)
+    now = time.time()
+    if args.action == "issue":
+        key, record = keys.issue_blocking(
+            args.account, label=args.label,
+            models=[m.strip() for m in args.models.split(",")] if args.models else None,
+            rpm=args.rpm, spend_cap_micros=args.spend_cap_micros,
+            expires_at=now + args.ttl_hours * 3600 if args.ttl_hours else None, at=now)
+        _print({**record.public(), "key": key})
+        print("store this key now: it is not shown again", file=sys.stderr)
+    elif args.action == "list":
+        _print([k.public() for k in keys.list_blocking(args.account)])
+    else:
+        record = keys.revoke_blocking(args.key_id, now)
+        if record is None:
+            print(f"no key with id {args.key_id!r}", file=sys.stderr)
+            return 1
+        _print(record.public())
+    return 0
+
+
+def _credits(config: Config, args: argparse.Namespace) -> int:
+    from router.ledger.base import LedgerError
+
+    ledger, _ = _stores(config)
+    if args.action == "grant":
+        try:
+            _print(_state_json(ledger.grant_blocking(args.account, args.amount_micros,
+                                                     args.reason, time.time())))
+        except LedgerError as exc:
+            print(f"refused: {exc}", file=sys.stderr)
+            return 1
+    elif args.action == "balance":
+        _print(_state_json(ledger.account_blocking(args.account)))
+    else:
+        _print([{"seq": e.seq, "kind": e.kind, "amount_micros": e.amount,
+                 "held_delta_micros": e.held_delta, "request_id": e.request_id,
+                 "balance_after_micros": e.balance_after, "reason": e.reason, "at": e.at}
+                for e in ledger.entries_blocking(args.account, args.after, args.limit)])
+    return 0
+
+
+def _providers(config: Config) -> list[dict[str, Any]]:
+    return [{"name": p.name, "kind": p.kind, "base_url": p.base_url or "(built in)",
+             "credentials": len(p.api_keys), "strategy": p.strategy,
+             "max_concurrent": p.max_concurrent} for p in config.catalog.providers.values()]
+
+
+def _doctor(config: Config) -> int:
+    import socket
+    from urllib.parse import urlsplit
+
+    report: dict[str, Any] = {"settings": config.describe(), "providers": []}
+    try:
+        ledger, _ = _stores(config)
+        ledger.account_blocking("__doctor__")
+        report["ledger"] = {"backend": config.billing_backend, "path": str(config.ledger_path),
+                            "usable": True}
+    except Exception as exc:  # doctor reports every failure instead of stopping at one
+        report["ledger"] = {"usable": False, "error": type(exc).__name__}
+    for provider in _providers(config):
+        spec = config.catalog.providers[provider["name"]]
+        reachable: bool | str = True
+        if spec.base_url:
+            parts = urlsplit(spec.base_url)
+            try:
+                with socket.create_connection(
+                        (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)),
+                        timeout=3):
+                    pass
+            except OSError as exc:
+                reachable = f"unreachable ({type(exc).__name__})"
+        report["providers"].append({**provider, "reachable": reachable})
+    report["models"] = sorted(m.id for m in config.catalog.routable())
+    _print(report)
+    return 0 if report["ledger"]["usable"] else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    flags = {"config": args.config, "data_dir": args.data_dir,
+             "host": getattr(args, "host", None), "port": getattr(args, "port", None)}
+    try:
+        config = load_config(flags)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    command = args.command or "serve"
+    if command == "serve":
+        return _serve(config)
+    if command == "keys":
+        return _keys(config, args)
+    if command == "credits":
+        return _credits(config, args)
+    if command == "providers":
+        _print(_providers(config))
+        return 0
+    return _doctor(config)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

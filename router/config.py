@@ -1,0 +1,188 @@
+"""Settings: one frozen `Config` built once at startup and passed down.
+
+Precedence (SPEC §9): command-line flag > environment > `.env` > `aura-router.toml`
+(or the file named by `AURA_CONFIG` / `--config`) > defaults. Nothing here runs at
+import time; `load_config` is the only entry point and reads only what it is given.
+The provider and model sections of the TOML file are parsed in `router.catalog`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from dotenv import dotenv_values
+
+from router.catalog import Catalog, ConfigError, build_catalog
+
+__all__ = ["Config", "ConfigError", "load_config"]
+
+
+def _int(value: str, name: str) -> int:
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+
+
+def _bool(value: str, name: str) -> bool:
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One scalar setting: its field, the env names it answers to, its parser."""
+
+    field: str
+    env: tuple[str, ...]
+    default: Any
+    parse: Callable[[str, str], Any] | None = None
+
+
+_SETTINGS: tuple[Setting, ...] = (
+    Setting("host", ("HOST",), "0.0.0.0"),
+    Setting("port", ("PORT", "ROUTER_PORT"), 3000, _int),
+    Setting("data_dir", ("DATA_DIR",), "./data"),
+    Setting("billing_backend", ("BILLING_BACKEND",), "sqlite"),
+    Setting("redis_url", ("REDIS_URL",), None),
+    Setting("admin_api_key", ("ADMIN_API_KEY", "TOKEN_ADMIN_KEY"), None),
+    Setting("auth_cookie_secret", ("AUTH_COOKIE_SECRET",), None),
+    Setting("auth0_domain", ("AUTH0_DOMAIN",), None),
+    Setting("auth0_audience", ("AUTH0_AUDIENCE",), None),
+    Setting("jwks_url", ("JWKS_URL",), None),
+    Setting("jwt_issuer", ("JWT_ISSUER",), None),
+    Setting("internal_service_token", ("INTERNAL_SERVICE_TOKEN",), None),
+    Setting("openai_api_key", ("OPENAI_API_KEY",), None),
+    Setting("openai_base_url", ("OPENAI_BASE_URL",), "https://api.openai.com/v1"),
+    Setting("anthropic_api_key", ("ANTHROPIC_API_KEY",), None),
+    Setting("anthropic_base_url", ("ANTHROPIC_BASE_URL",), "https://api.anthropic.com"),
+    Setting("llm_provider_mode", ("LLM_PROVIDER_MODE",), "direct"),
+    Setting("rate_limit_rpm", ("RATE_LIMIT_RPM",), 60, _int),
+    Setting("cors_origins", ("CORS_ORIGINS",), "*"),
+    Setting("max_body_bytes", ("MAX_BODY_BYTES",), 10 * 1024 * 1024, _int),
+    Setting("starting_grant_micros", ("STARTING_GRANT_MICROS",), 0, _int),
+    Setting("hold_ttl_s", ("HOLD_TTL_S",), 900, _int),
+    Setting("log_requests", ("LOG_REQUESTS",), True, _bool),
+)
+
+# Secrets: `doctor` and logs show only whether they are set.
+SECRET_FIELDS = frozenset({"admin_api_key", "auth_cookie_secret", "internal_service_token",
+                           "openai_api_key", "anthropic_api_key"})
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str
+    port: int
+    data_dir: str
+    billing_backend: str
+    redis_url: str | None
+    admin_api_key: str | None
+    auth_cookie_secret: str | None
+    auth0_domain: str | None
+    auth0_audience: str | None
+    jwks_url: str | None
+    jwt_issuer: str | None
+    internal_service_token: str | None
+    openai_api_key: str | None
+    openai_base_url: str
+    anthropic_api_key: str | None
+    anthropic_base_url: str
+    llm_provider_mode: str
+    rate_limit_rpm: int
+    cors_origins: str
+    max_body_bytes: int
+    starting_grant_micros: int
+    hold_ttl_s: int
+    log_requests: bool
+    config_path: str | None
+    catalog: Catalog = field(repr=False)
+
+    @property
+    def ledger_path(self) -> Path:
+        return Path(self.data_dir) / "ledger.sqlite3"
+
+    def describe(self) -> dict[str, Any]:
+        """Resolved settings with every secret shown only as present/absent."""
+        out: dict[str, Any] = {}
+        for s in _SETTINGS:
+            value = getattr(self, s.field)
+            out[s.field] = ("set" if value else "not set") if s.field in SECRET_FIELDS else value
+        out["config_path"] = self.config_path
+        return out
+
+
+def _find_config_file(flags: Mapping[str, Any], env: Mapping[str, str],
+                      cwd: Path) -> Path | None:
+    named = flags.get("config") or env.get("AURA_CONFIG")
+    if named:
+        path = Path(named)
+        path = path if path.is_absolute() else cwd / path
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        return path
+    default = cwd / "aura-router.toml"
+    return default if default.is_file() else None
+
+
+def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def load_config(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
+                cwd: Path | None = None) -> Config:
+    """Build the one `Config` from flags, environment, `.env`, the TOML file and defaults."""
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    env = dict(os.environ if env is None else env)
+    cwd = cwd or Path.cwd()
+    dotenv_path = cwd / ".env"
+    dotenv = {k: v for k, v in dotenv_values(dotenv_path).items()
+              if v is not None} if dotenv_path.is_file() else {}
+    merged_env = {**dotenv, **env}
+
+    config_path = _find_config_file(flags, merged_env, cwd)
+    toml, toml_text = _read_toml(config_path) if config_path else ({}, "")
+    toml_settings = toml.get("settings", {})
+    if not isinstance(toml_settings, dict):
+        raise ConfigError(f"{config_path}: [settings] must be a table")
+
+    values: dict[str, Any] = {}
+    for s in _SETTINGS:
+        if s.field in flags:
+            values[s.field] = flags[s.field]
+            continue
+        raw: Any = next((merged_env[n] for n in s.env if merged_env.get(n) not in (None, "")),
+                        None)
+        source = next((n for n in s.env if merged_env.get(n) not in (None, "")), s.env[0])
+        if raw is None and s.field in toml_settings:
+            raw, source = toml_settings[s.field], f"{config_path}: settings.{s.field}"
+            if not isinstance(raw, str):
+                values[s.field] = raw
+                continue
+        if raw is None:
+            values[s.field] = s.default
+        else:
+            values[s.field] = s.parse(raw, source) if s.parse else raw
+
+    if values["billing_backend"] not in ("sqlite",):
+        raise ConfigError(f"BILLING_BACKEND={values['billing_backend']!r} is not available "
+                          "in this build; use 'sqlite'")
+    if values["max_body_bytes"] <= 0:
+        raise ConfigError("MAX_BODY_BYTES must be positive")
+
+    catalog = build_catalog(toml, toml_text, str(config_path) if config_path else None,
+                            values, merged_env)
+    return Config(**values, config_path=str(config_path) if config_path else None,
+                  catalog=catalog)

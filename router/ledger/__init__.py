@@ -1,0 +1,1 @@
+"""Billing backends: the ledger interface (`base`) and its implementations."""

@@ -1,0 +1,179 @@
+"""The ledger's interface, its value types, and the in-memory model that is its oracle.
+
+Money is integer micro-USD. Every change to an account is an append-only entry with a
+balance delta (`amount`) and a held delta (`held_delta`), so that at every moment
+`balance == sum(amount)` and `held == sum(held_delta)` over the account's entries (I1,
+I2). `LedgerModel` states the rules in plain Python; every backend must agree with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from router.usage import Usage
+
+
+class LedgerError(Exception):
+    """A ledger rule refused the operation; nothing was changed."""
+
+
+class InsufficientFunds(LedgerError):
+    def __init__(self, needed: int, available: int) -> None:
+        super().__init__(f"needs {needed} micro-USD, {available} available")
+        self.needed, self.available = needed, available
+
+
+class DuplicateRequest(LedgerError):
+    """A hold for this request id exists already."""
+
+
+class UnknownRequest(LedgerError):
+    """No hold for this request id."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    account: str
+    balance: int
+    held: int
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.held
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    seq: int
+    account: str
+    kind: str  # grant | adjust | hold | capture | release | refund
+    amount: int  # balance delta
+    held_delta: int
+    request_id: str | None
+    balance_after: int
+    reason: str | None
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    request_id: str
+    account: str
+    model: str
+    provider: str
+    usage: Usage
+    cost_micros: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    request_id: str
+    captured: int
+    released: int
+    balance: int
+    held: int
+    replay: bool = False  # True when the request had been settled before
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.held
+
+
+class Ledger(Protocol):
+    """What the pipeline, the admin API and the CLI need from any backend."""
+
+    async def grant(self, account: str, amount: int, reason: str | None,
+                    at: float) -> AccountState: ...
+
+    async def account(self, account: str) -> AccountState: ...
+
+    async def hold(self, account: str, request_id: str, amount: int, deadline: float,
+                   at: float) -> AccountState: ...
+
+    async def settle(self, request_id: str, cost_micros: int, record: UsageRecord,
+                     at: float) -> Settlement: ...
+
+    async def entries(self, account: str, after: int, limit: int) -> list[Entry]: ...
+
+    async def recent_usage(self, account: str, limit: int) -> list[UsageRecord]: ...
+
+    async def open_holds(self, account: str | None = None) -> list[tuple[str, str, int, float]]: ...
+
+
+@dataclass
+class _Hold:
+    account: str
+    amount: int
+    deadline: float
+    settled: Settlement | None = None
+
+
+@dataclass
+class LedgerModel:
+    """The rules, in memory and synchronous: the oracle for the property tests."""
+
+    balances: dict[str, int] = field(default_factory=dict)
+    held: dict[str, int] = field(default_factory=dict)
+    holds: dict[str, _Hold] = field(default_factory=dict)
+    log: list[Entry] = field(default_factory=list)
+    usage: dict[str, UsageRecord] = field(default_factory=dict)
+
+    def state(self, account: str) -> AccountState:
+        return AccountState(account, self.balances.get(account, 0), self.held.get(account, 0))
+
+    def _append(self, account: str, kind: str, amount: int, held_delta: int,
+                request_id: str | None, reason: str | None, at: float) -> None:
+        self.balances[account] = self.balances.get(account, 0) + amount
+        self.held[account] = self.held.get(account, 0) + held_delta
+        self.log.append(Entry(len(self.log) + 1, account, kind, amount, held_delta, request_id,
+                              self.balances[account], reason, at))
+
+    def grant(self, account: str, amount: int, reason: str | None, at: float) -> AccountState:
+        if not isinstance(amount, int) or isinstance(amount, bool) or amount == 0:
+            raise LedgerError("amount must be a non-zero integer number of micro-USD")
+        if amount < 0 and self.state(account).available + amount < 0:
+            raise InsufficientFunds(-amount, self.state(account).available)
+        self._append(account, "grant" if amount > 0 else "adjust", amount, 0, None, reason, at)
+        return self.state(account)
+
+    def hold(self, account: str, request_id: str, amount: int, deadline: float,
+             at: float) -> AccountState:
+        if amount < 0:
+            raise LedgerError("a hold cannot be negative")
+        if request_id in self.holds:
+            raise DuplicateRequest(request_id)
+        available = self.state(account).available
+        if amount > available:
+            raise InsufficientFunds(amount, available)
+        self.holds[request_id] = _Hold(account, amount, deadline)
+        self._append(account, "hold", 0, amount, request_id, None, at)
+        return self.state(account)
+
+    def settle(self, request_id: str, cost_micros: int, record: UsageRecord,
+               at: float) -> Settlement:
+        hold = self.holds.get(request_id)
+        if hold is None:
+            raise UnknownRequest(request_id)
+        if hold.settled is not None:
+            first = hold.settled
+            return Settlement(request_id, first.captured, first.released, first.balance,
+                              first.held, replay=True)
+        if cost_micros < 0:
+            raise LedgerError("a cost cannot be negative")
+        captured = min(cost_micros, hold.amount)
+        released = hold.amount - captured
+        if captured:
+            self._append(hold.account, "capture", -captured, -captured, request_id, None, at)
+        if released:
+            self._append(hold.account, "release", 0, -released, request_id, None, at)
+        self.usage[request_id] = UsageRecord(record.request_id, record.account, record.model,
+                                             record.provider, record.usage, captured, record.at)
+        state = self.state(hold.account)
+        hold.settled = Settlement(request_id, captured, released, state.balance, state.held)
+        return hold.settled
+
+    def open_holds(self, account: str | None = None) -> list[tuple[str, str, int, float]]:
+        return [(rid, h.account, h.amount, h.deadline) for rid, h in self.holds.items()
+                if h.settled is None and (account is None or h.account == account)]

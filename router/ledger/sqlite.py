@@ -1,0 +1,178 @@
+"""The SQLite billing backend: the `LedgerModel` rules as transactions on one file.
+
+Each hold is one `BEGIN IMMEDIATE` transaction that checks `available` and writes the
+hold, so no two requests can both spend the same micro-USD (I3). Settlement is keyed by
+request id and marks the hold settled in the same transaction, so a replay returns the
+first result instead of billing twice (I4).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from router.ledger.base import (AccountState, DuplicateRequest, Entry, InsufficientFunds,
+                                LedgerError, Settlement, UnknownRequest, UsageRecord)
+from router.ledger.sqlite_db import SqliteDatabase, Transaction
+from router.usage import Usage
+
+
+def _state(conn: sqlite3.Connection, account: str) -> AccountState:
+    row = conn.execute("SELECT balance, held FROM accounts WHERE id = ?", (account,)).fetchone()
+    return AccountState(account, row[0], row[1]) if row else AccountState(account, 0, 0)
+
+
+def _ensure(conn: sqlite3.Connection, account: str, at: float) -> None:
+    conn.execute("INSERT OR IGNORE INTO accounts (id, balance, held, created_at) "
+                 "VALUES (?, 0, 0, ?)", (account, at))
+
+
+def _append(conn: sqlite3.Connection, account: str, kind: str, amount: int, held_delta: int,
+            request_id: str | None, reason: str | None, at: float) -> None:
+    row = conn.execute("UPDATE accounts SET balance = balance + ?, held = held + ? "
+                       "WHERE id = ? RETURNING balance", (amount, held_delta, account)).fetchone()
+    conn.execute("INSERT INTO entries (account, kind, amount, held_delta, request_id, "
+                 "balance_after, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                 (account, kind, amount, held_delta, request_id, row[0], reason, at))
+
+
+def _grant(conn: sqlite3.Connection, account: str, amount: int, reason: str | None,
+           at: float) -> AccountState:
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount == 0:
+        raise LedgerError("amount must be a non-zero integer number of micro-USD")
+    with Transaction(conn):
+        _ensure(conn, account, at)
+        state = _state(conn, account)
+        if amount < 0 and state.available + amount < 0:
+            raise InsufficientFunds(-amount, state.available)
+        _append(conn, account, "grant" if amount > 0 else "adjust", amount, 0, None, reason, at)
+        return _state(conn, account)
+
+
+def _hold(conn: sqlite3.Connection, account: str, request_id: str, amount: int,
+          deadline: float, at: float) -> AccountState:
+    if amount < 0:
+        raise LedgerError("a hold cannot be negative")
+    with Transaction(conn):
+        if conn.execute("SELECT 1 FROM holds WHERE request_id = ?", (request_id,)).fetchone():
+            raise DuplicateRequest(request_id)
+        state = _state(conn, account)
+        if amount > state.available:
+            raise InsufficientFunds(amount, state.available)
+        _ensure(conn, account, at)
+        conn.execute("INSERT INTO holds (request_id, account, amount, deadline, created_at) "
+                     "VALUES (?, ?, ?, ?, ?)", (request_id, account, amount, deadline, at))
+        _append(conn, account, "hold", 0, amount, request_id, None, at)
+        return _state(conn, account)
+
+
+def _settle(conn: sqlite3.Connection, request_id: str, cost: int, record: UsageRecord,
+            at: float) -> Settlement:
+    if cost < 0:
+        raise LedgerError("a cost cannot be negative")
+    with Transaction(conn):
+        row = conn.execute("SELECT account, amount, settled, captured, released FROM holds "
+                           "WHERE request_id = ?", (request_id,)).fetchone()
+        if row is None:
+            raise UnknownRequest(request_id)
+        account, amount, settled, captured, released = row
+        if settled:
+            state = _state(conn, account)
+            return Settlement(request_id, captured, released, state.balance, state.held,
+                              replay=True)
+        captured = min(cost, amount)
+        released = amount - captured
+        if captured:
+            _append(conn, account, "capture", -captured, -captured, request_id, None, at)
+        if released:
+            _append(conn, account, "release", 0, -released, request_id, None, at)
+        conn.execute("UPDATE holds SET settled = 1, captured = ?, released = ? "
+                     "WHERE request_id = ?", (captured, released, request_id))
+        u = record.usage
+        conn.execute("INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     (request_id, account, record.model, record.provider, u.input_tokens,
+                      u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
+                      u.reasoning_tokens, int(u.reported), captured, record.at))
+        state = _state(conn, account)
+        return Settlement(request_id, captured, released, state.balance, state.held)
+
+
+def _entries(conn: sqlite3.Connection, account: str, after: int, limit: int) -> list[Entry]:
+    rows = conn.execute("SELECT seq, account, kind, amount, held_delta, request_id, "
+                        "balance_after, reason, at FROM entries WHERE account = ? AND seq > ? "
+                        "ORDER BY seq LIMIT ?", (account, after, limit)).fetchall()
+    return [Entry(*row) for row in rows]
+
+
+def _recent_usage(conn: sqlite3.Connection, account: str, limit: int) -> list[UsageRecord]:
+    rows = conn.execute("SELECT request_id, account, model, provider, input_tokens, "
+                        "output_tokens, cache_read_tokens, cache_write_tokens, "
+                        "reasoning_tokens, reported, cost_micros, at FROM usage "
+                        "WHERE account = ? ORDER BY at DESC LIMIT ?", (account, limit)).fetchall()
+    return [UsageRecord(r[0], r[1], r[2], r[3], Usage(r[4], r[5], r[6], r[7], r[8], bool(r[9])),
+                        r[10], r[11]) for r in rows]
+
+
+def _open_holds(conn: sqlite3.Connection,
+                account: str | None) -> list[tuple[str, str, int, float]]:
+    sql = "SELECT request_id, account, amount, deadline FROM holds WHERE settled = 0"
+    if account is None:
+        return conn.execute(sql).fetchall()
+    return conn.execute(sql + " AND account = ?", (account,)).fetchall()
+
+
+def _total_captured(conn: sqlite3.Connection, account: str) -> int:
+    row = conn.execute("SELECT COALESCE(SUM(cost_micros), 0) FROM usage WHERE account = ?",
+                       (account,)).fetchone()
+    return int(row[0])
+
+
+def _ping(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1").fetchone() == (1,)
+
+
+class SqliteLedger:
+    """The `Ledger` interface over a `SqliteDatabase`."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self.db = db
+
+    async def grant(self, account: str, amount: int, reason: str | None,
+                    at: float) -> AccountState:
+        return await self.db.run(_grant, account, amount, reason, at)
+
+    async def account(self, account: str) -> AccountState:
+        return await self.db.run(_state, account)
+
+    async def hold(self, account: str, request_id: str, amount: int, deadline: float,
+                   at: float) -> AccountState:
+        return await self.db.run(_hold, account, request_id, amount, deadline, at)
+
+    async def settle(self, request_id: str, cost_micros: int, record: UsageRecord,
+                     at: float) -> Settlement:
+        return await self.db.run(_settle, request_id, cost_micros, record, at)
+
+    async def entries(self, account: str, after: int = 0, limit: int = 100) -> list[Entry]:
+        return await self.db.run(_entries, account, after, limit)
+
+    async def recent_usage(self, account: str, limit: int = 20) -> list[UsageRecord]:
+        return await self.db.run(_recent_usage, account, limit)
+
+    async def open_holds(self, account: str | None = None) -> list[tuple[str, str, int, float]]:
+        return await self.db.run(_open_holds, account)
+
+    async def total_captured(self, account: str) -> int:
+        return await self.db.run(_total_captured, account)
+
+    async def ping(self) -> bool:
+        return await self.db.run(_ping)
+
+    # The CLI works on the same file without an event loop.
+    def grant_blocking(self, account: str, amount: int, reason: str | None,
+                       at: float) -> AccountState:
+        return self.db.run_blocking(_grant, account, amount, reason, at)
+
+    def account_blocking(self, account: str) -> AccountState:
+        return self.db.run_blocking(_state, account)
+
+    def entries_blocking(self, account: str, after: int = 0, limit: int = 100) -> list[Entry]:
+        return self.db.run_blocking(_entries, account, after, limit)

@@ -1,0 +1,68 @@
+"""Prices and cost: decimal USD per million tokens in, integer micro-USD out.
+
+A request's cost is computed exactly in Decimal and rounded up to the next micro-USD
+once per request (SPEC §4.1). USD per million tokens times tokens is exactly micro-USD,
+so no scaling step can lose precision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
+
+from router.usage import Usage
+
+
+class PriceError(ValueError):
+    """A price that is not a non-negative decimal string."""
+
+
+def parse_price(value: object, field: str) -> Decimal:
+    """A price from config: a decimal string (or int); floats are refused."""
+    if isinstance(value, bool) or isinstance(value, float):
+        raise PriceError(f"{field} must be a decimal string such as \"0.15\", not a float")
+    if not isinstance(value, (str, int)):
+        raise PriceError(f"{field} must be a decimal string such as \"0.15\"")
+    try:
+        price = Decimal(str(value))
+    except InvalidOperation:
+        raise PriceError(f"{field} is not a decimal number: {value!r}") from None
+    if not price.is_finite() or price < 0:
+        raise PriceError(f"{field} must be a finite, non-negative number")
+    return price
+
+
+@dataclass(frozen=True, slots=True)
+class Prices:
+    """USD per million tokens."""
+
+    input: Decimal
+    output: Decimal
+    cache_read: Decimal
+    cache_write: Decimal
+
+    def cost_micros(self, usage: Usage) -> int:
+        exact = (usage.input_tokens * self.input + usage.output_tokens * self.output
+                 + usage.cache_read_tokens * self.cache_read
+                 + usage.cache_write_tokens * self.cache_write)
+        return int(exact.to_integral_value(rounding=ROUND_CEILING))
+
+    def bound_micros(self, input_tokens: int, output_tokens: int) -> int:
+        """The worst case for a hold: every input token at the dearest input rate."""
+        dearest_input = max(self.input, self.cache_write)
+        exact = input_tokens * dearest_input + output_tokens * self.output
+        return int(exact.to_integral_value(rounding=ROUND_CEILING))
+
+    def affordable_output_tokens(self, budget_micros: int, input_tokens: int) -> int:
+        """How many output tokens `budget_micros` pays for after the input bound."""
+        left = budget_micros - self.bound_micros(input_tokens, 0)
+        if left <= 0:
+            return 0
+        if self.output == 0:
+            return 1 << 62
+        return int((Decimal(left) / self.output).to_integral_value(rounding="ROUND_FLOOR"))
+
+    def as_strings(self) -> dict[str, str]:
+        return {"input_per_mtok": str(self.input), "output_per_mtok": str(self.output),
+                "cache_read_per_mtok": str(self.cache_read),
+                "cache_write_per_mtok": str(self.cache_write)}

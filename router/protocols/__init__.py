@@ -1,0 +1,1 @@
+"""Wire formats: parsing and preparing requests, metering responses, per client API."""

@@ -1,0 +1,88 @@
+"""Anthropic Messages: validation, the upstream body, and metering of answers.
+
+Anthropic always reports usage: `message_start` carries input and cache tokens, and
+`message_delta` the cumulative output tokens (newer API versions repeat the input
+figures there too), so the last figure seen for each field is the truth.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from router.protocols.api import ClientRequest, Meter, new_request
+from router.protocols.sse import SseEvent
+
+_DELTA_TEXT_FIELDS = ("text", "partial_json", "thinking")
+
+
+def _record_usage(meter: Meter, usage: dict[str, Any]) -> None:
+    if usage.get("input_tokens") is not None:
+        meter.input_tokens = int(usage["input_tokens"])
+    if usage.get("output_tokens") is not None:
+        meter.output_tokens = int(usage["output_tokens"])
+    if usage.get("cache_read_input_tokens") is not None:
+        meter.cache_read_tokens = int(usage["cache_read_input_tokens"])
+    if usage.get("cache_creation_input_tokens") is not None:
+        meter.cache_write_tokens = int(usage["cache_creation_input_tokens"])
+
+
+class AnthropicMessages:
+    name = "anthropic.messages"
+    shape = "anthropic"
+
+    def parse(self, body: dict[str, Any]) -> ClientRequest:
+        return new_request(body, ("max_tokens",))
+
+    def upstream_body(self, request: ClientRequest, upstream_model: str,
+                      max_output: int) -> bytes:
+        body = dict(request.body)
+        body["model"] = upstream_model
+        body["max_tokens"] = max_output
+        return orjson.dumps(body)
+
+    def on_event(self, request: ClientRequest, meter: Meter, event: SseEvent) -> bool:
+        name = event.name
+        if name == b"message_stop":
+            meter.completed = True
+            return True
+        if name in (b"ping", b"content_block_start", b"content_block_stop"):
+            return True
+        try:
+            payload = orjson.loads(event.data)
+        except orjson.JSONDecodeError:
+            return True
+        if not isinstance(payload, dict):
+            return True
+        kind = payload.get("type")
+        if kind == "content_block_delta":
+            delta = payload.get("delta") or {}
+            for key in _DELTA_TEXT_FIELDS:
+                text = delta.get(key)
+                if isinstance(text, str):
+                    meter.add_text(text)
+        elif kind == "message_start":
+            _record_usage(meter, (payload.get("message") or {}).get("usage") or {})
+        elif kind == "message_delta":
+            _record_usage(meter, payload.get("usage") or {})
+        elif kind == "error":
+            meter.upstream_error = str((payload.get("error") or {}).get("message", "error"))[:200]
+        return True
+
+    def on_body(self, meter: Meter, body: bytes) -> None:
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(parsed, dict):
+            return
+        for block in parsed.get("content") or ():
+            for key in ("text", "thinking"):
+                if isinstance(block.get(key), str):
+                    meter.add_text(block[key])
+            if block.get("type") == "tool_use":
+                meter.add_text(orjson.dumps(block.get("input")).decode())
+        meter.output_deltas = -(-meter.output_bytes // 4)
+        meter.completed = True
+        _record_usage(meter, parsed.get("usage") or {})

@@ -1,0 +1,1 @@
+"""Upstreams: the small provider interface and one module per provider kind."""

@@ -1,0 +1,1 @@
+"""Transports: where requests enter (HTTP, SSE, websocket, admin) and leave as responses."""

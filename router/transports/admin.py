@@ -1,0 +1,107 @@
+"""Admin routes (SPEC §7): accounts, credits, keys. `Authorization: Bearer $ADMIN_API_KEY`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from quart import Blueprint, request
+
+from router.errors import BadRequest, Conflict, NotFound
+from router.ledger.base import InsufficientFunds, LedgerError
+from router.transports.common import int_field, json_body, json_response, require_admin
+
+if TYPE_CHECKING:
+    from actors.root import Runtime
+
+MAX_ACCOUNT_ID = 200
+
+
+def _account_id(account: Any) -> str:
+    if not isinstance(account, str) or not account.strip() or len(account) > MAX_ACCOUNT_ID:
+        raise BadRequest("'account' must be a non-empty string of at most 200 characters",
+                         param="account")
+    return account
+
+
+def admin_routes(rt: "Runtime") -> Blueprint:
+    bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+    @bp.before_request
+    async def gate() -> None:
+        require_admin(rt.config.admin_api_key)
+
+    def account_json(state: Any) -> dict[str, Any]:
+        return {"account": state.account, "balance_micros": state.balance,
+                "held_micros": state.held, "available_micros": state.available}
+
+    @bp.post("/accounts/<account>/credits")
+    async def credits(account: str):  # type: ignore[no-untyped-def]
+        body = await json_body()
+        amount = int_field(body, "amount_micros", required=True)
+        if amount == 0:
+            raise BadRequest("'amount_micros' must not be zero", param="amount_micros")
+        reason = body.get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise BadRequest("'reason' must be a string", param="reason")
+        try:
+            state = await rt.ledger.grant(_account_id(account), amount, reason, rt.clock())
+        except InsufficientFunds as exc:
+            raise Conflict(f"an adjustment of {amount} would make available negative "
+                           f"({exc.available} available)") from None
+        except LedgerError as exc:
+            raise BadRequest(str(exc)) from None
+        return json_response(account_json(state))
+
+    @bp.get("/accounts/<account>")
+    async def account(account: str):  # type: ignore[no-untyped-def]
+        state = await rt.ledger.account(_account_id(account))
+        keys = await rt.keys.list(account)
+        return json_response({**account_json(state),
+                              "keys": [k.public() for k in keys]})
+
+    @bp.get("/accounts/<account>/ledger")
+    async def ledger(account: str):  # type: ignore[no-untyped-def]
+        try:
+            after = int(request.args.get("after", "0"))
+            limit = min(int(request.args.get("limit", "100")), 1000)
+        except ValueError:
+            raise BadRequest("'after' and 'limit' must be integers") from None
+        entries = await rt.ledger.entries(_account_id(account), after, limit)
+        data = [{"seq": e.seq, "kind": e.kind, "amount_micros": e.amount,
+                 "held_delta_micros": e.held_delta, "request_id": e.request_id,
+                 "balance_after_micros": e.balance_after, "reason": e.reason, "at": e.at}
+                for e in entries]
+        return json_response({"data": data, "next_after": data[-1]["seq"] if data else after})
+
+    @bp.post("/keys")
+    async def issue_key():  # type: ignore[no-untyped-def]
+        body = await json_body()
+        account = _account_id(body.get("account"))
+        ttl_hours = int_field(body, "ttl_hours", positive=True)
+        models = body.get("models")
+        if models is not None and (not isinstance(models, list) or not all(
+                isinstance(m, str) for m in models)):
+            raise BadRequest("'models' must be a list of model ids", param="models")
+        label = body.get("label")
+        if label is not None and not isinstance(label, str):
+            raise BadRequest("'label' must be a string", param="label")
+        now = rt.clock()
+        key, record = await rt.keys.issue(
+            account, label=label, models=models, rpm=int_field(body, "rpm", positive=True),
+            spend_cap_micros=int_field(body, "spend_cap_micros", positive=True),
+            expires_at=now + ttl_hours * 3600 if ttl_hours else None, at=now)
+        return json_response({**record.public(), "key": key}, 201)
+
+    @bp.get("/keys")
+    async def list_keys():  # type: ignore[no-untyped-def]
+        keys = await rt.keys.list(request.args.get("account"))
+        return json_response({"data": [k.public() for k in keys]})
+
+    @bp.delete("/keys/<key_id>")
+    async def revoke_key(key_id: str):  # type: ignore[no-untyped-def]
+        record = await rt.keys.revoke(key_id, rt.clock())
+        if record is None:
+            raise NotFound(f"no key with id {key_id!r}")
+        return json_response(record.public())
+
+    return bp

@@ -1,0 +1,62 @@
+"""Helpers the Quart routes share: JSON responses, errors in the caller's shape, auth."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+import orjson
+from quart import Response, request
+
+from router.errors import AdminDisabled, BadRequest, RouterError, Unauthenticated
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status=status, content_type="application/json")
+
+
+def error_response(error: RouterError, shape: str = "openai") -> Response:
+    response = Response(error.body(shape), status=error.status)  # type: ignore[arg-type]
+    for name, value in error.headers():
+        response.headers[name.decode()] = value.decode()
+    return response
+
+
+def caller_shape() -> str:
+    return "anthropic" if ("anthropic-version" in request.headers
+                           or request.path.startswith("/v1/messages")) else "openai"
+
+
+async def json_body() -> dict[str, Any]:
+    raw = await request.get_data(cache=False)
+    try:
+        body = orjson.loads(raw or b"{}")
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc.msg}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    return body
+
+
+def require_admin(admin_key: str | None) -> None:
+    if not admin_key:
+        raise AdminDisabled("admin routes are disabled: set ADMIN_API_KEY")
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
+                                                              admin_key.encode()):
+        raise Unauthenticated("admin routes need 'Authorization: Bearer <ADMIN_API_KEY>'")
+
+
+def int_field(body: dict[str, Any], name: str, *, required: bool = False,
+              positive: bool = False) -> int | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise BadRequest(f"'{name}' is required", param=name)
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequest(f"'{name}' must be an integer", param=name)
+    if positive and value <= 0:
+        raise BadRequest(f"'{name}' must be positive", param=name)
+    return value

@@ -1,0 +1,18 @@
+# Sourced by scripts/serve, scripts/test and scripts/bench: make .venv on first use and
+# reinstall when pyproject.toml changes. $1 is the extras to install ("" or "test").
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PYTHON="${PYTHON:-python3}"
+extras="${1:-}"
+stamp="$VENV/.installed${extras:+-$extras}"
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
+  spec="$ROOT"; [ -n "$extras" ] && spec="$ROOT[$extras]"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$spec" 2>&1 \
+    | grep -v -e '^WARNING: Location' -e 'BuildBackendWarning' || true
+  touch "$stamp"
+fi

@@ -1,0 +1,43 @@
+"""Shared fixtures: the fake providers and a real router process, plus hypothesis profiles.
+
+`--hypothesis-profile=thorough` runs the property tests with many more examples.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from tests.fakes import FakeProviderServer
+from tests.harness import RouterProcess, router_config
+
+settings.register_profile("ci", max_examples=60, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", max_examples=10_000, deadline=None,
+                          suppress_health_check=list(HealthCheck))
+settings.load_profile("ci")
+
+
+@pytest.fixture(scope="session")
+def fake() -> Iterator[FakeProviderServer]:
+    with FakeProviderServer() as server:
+        yield server
+
+
+@pytest.fixture(autouse=False)
+def clean_fake(fake: FakeProviderServer) -> Iterator[FakeProviderServer]:
+    fake.state.reset()
+    yield fake
+    fake.state.reset()
+
+
+@pytest.fixture(scope="session")
+def router(fake: FakeProviderServer, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[RouterProcess]:
+    data_dir: Path = tmp_path_factory.mktemp("router")
+    with RouterProcess(data_dir, router_config(fake.openai_base_url,
+                                               fake.anthropic_base_url)) as proc:
+        yield proc

@@ -1,0 +1,138 @@
+"""The official OpenAI SDK, unchanged, through the real router to a fake OpenAI upstream."""
+
+from __future__ import annotations
+
+from decimal import ROUND_CEILING, Decimal
+
+import httpx
+import openai
+import pytest
+
+from tests.fakes import FakeProviderServer, count_input_tokens
+from tests.harness import RouterProcess
+
+GPT_4O_MINI = (Decimal("0.15"), Decimal("0.60"), Decimal("0.075"))
+MESSAGES = [{"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Say hello to the billing router."}]
+
+
+def expected_cost(prompt: int, completion: int, cached: int = 0) -> int:
+    inp, out, cache = GPT_4O_MINI
+    exact = (prompt - cached) * inp + completion * out + cached * cache
+    return int(exact.to_integral_value(rounding=ROUND_CEILING))
+
+
+def client(router: RouterProcess, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=router.base_url + "/v1", api_key=key, max_retries=0)
+
+
+def assert_settled(router: RouterProcess, account: str, granted: int, debited: int) -> None:
+    state = router.account(account)
+    assert state["held_micros"] == 0, "a hold was left open"
+    assert state["balance_micros"] == granted - debited
+    assert state["available_micros"] == granted - debited
+
+
+def test_non_streaming_debit_equals_reported_usage_times_price(
+        router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    account, key = router.new_account(5_000_000)
+    answer = client(router, key).chat.completions.create(model="gpt-4o-mini",
+                                                         messages=MESSAGES)
+    assert answer.choices[0].message.content.startswith("w0 w1")
+    assert answer.usage is not None and answer.usage.completion_tokens == 12
+    cost = expected_cost(answer.usage.prompt_tokens, answer.usage.completion_tokens)
+    assert cost > 0
+    assert_settled(router, account, 5_000_000, cost)
+    upstream = clean_fake.state.last
+    assert upstream.headers["authorization"] == "Bearer sk-fake-openai-1"
+    assert upstream.body["model"] == "gpt-4o-mini"
+
+
+def test_streaming_passes_chunks_and_hides_the_usage_chunk_it_added(
+        router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    account, key = router.new_account(5_000_000)
+    chunks = list(client(router, key).chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == " ".join(f"w{i}" for i in range(12))
+    assert all(c.choices for c in chunks), "the client did not ask for the usage chunk"
+    upstream = clean_fake.state.last.body
+    assert upstream["stream_options"] == {"include_usage": True}
+    # the fake's formula is what the provider reported
+    cost = expected_cost(count_input_tokens(upstream["messages"]), 12)
+    assert_settled(router, account, 5_000_000, cost)
+
+
+def test_streaming_client_that_asks_for_usage_gets_it_and_pays_it(
+        router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.cache_read_tokens = 4
+    account, key = router.new_account(5_000_000)
+    chunks = list(client(router, key).chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True,
+        stream_options={"include_usage": True}, max_tokens=5))
+    usage = [c.usage for c in chunks if c.usage]
+    assert len(usage) == 1 and usage[0].completion_tokens == 5
+    cost = expected_cost(usage[0].prompt_tokens, 5, cached=4)
+    assert_settled(router, account, 5_000_000, cost)
+    assert router.usage(key)["recent"][0]["cost_micros"] == cost
+    assert router.usage(key)["recent"][0]["cache_read_tokens"] == 4
+
+
+def test_upstream_that_ignores_include_usage_is_billed_from_what_streamed(
+        router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.ignore_include_usage = True
+    account, key = router.new_account(5_000_000)
+    chunks = list(client(router, key).chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) == 12
+    recent = router.usage(key)["recent"][0]
+    assert recent["output_tokens"] == 12  # one token per streamed delta
+    assert recent["input_tokens"] > 0
+    assert_settled(router, account, 5_000_000,
+                   expected_cost(recent["input_tokens"], 12))
+
+
+def test_bad_key_is_a_typed_401_that_tells_sdks_not_to_retry(router: RouterProcess) -> None:
+    with pytest.raises(openai.AuthenticationError):
+        client(router, "ar_sk_" + "x" * 43).chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES)
+    raw = httpx.post(router.base_url + "/v1/chat/completions",
+                     headers={"authorization": "Bearer nope"},
+                     json={"model": "gpt-4o-mini", "messages": MESSAGES})
+    assert raw.status_code == 401 and raw.headers["x-should-retry"] == "false"
+    assert raw.json()["error"]["type"] == "authentication_error"
+
+
+def test_no_credit_is_402_before_any_chunk_and_nothing_reaches_the_provider(
+        router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    account, key = router.new_account(50)  # 50 micro-USD: not enough for the hold
+    with pytest.raises(openai.APIStatusError) as raised:
+        for _ in client(router, key).chat.completions.create(
+                model="gpt-4o-mini", messages=MESSAGES, stream=True, max_tokens=1000):
+            pytest.fail("no chunk may arrive when the hold is refused")
+    assert raised.value.status_code == 402
+    assert raised.value.response.headers["x-should-retry"] == "false"
+    assert "available" in raised.value.message
+    assert clean_fake.state.received == []
+    assert_settled(router, account, 50, 0)
+
+
+def test_revoked_key_is_403_on_the_next_request(router: RouterProcess) -> None:
+    account, key = router.new_account(1_000_000)
+    key_id = router.account(account)["keys"][0]["id"]
+    assert router.admin("DELETE", f"/admin/keys/{key_id}").status_code == 200
+    with pytest.raises(openai.PermissionDeniedError):
+        client(router, key).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+
+def test_alias_and_provider_prefix_reach_the_configured_upstream(
+        router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    _, key = router.new_account(1_000_000)
+    answer = client(router, key).chat.completions.with_raw_response.create(
+        model="fast", messages=MESSAGES)
+    assert answer.headers["x-aura-model"] == "house-model"
+    assert answer.headers["x-aura-provider"] == "oai"
+    assert answer.headers["x-request-id"].startswith("req_")
+    assert clean_fake.state.last.body["model"] == "gpt-4o-mini"
+    client(router, key).chat.completions.create(model="oai/gpt-4o", messages=MESSAGES)
+    assert clean_fake.state.last.body["model"] == "gpt-4o"

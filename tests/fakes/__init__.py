@@ -1,0 +1,11 @@
+"""Faithful fake LLM providers (OpenAI Chat Completions + Anthropic Messages) for tests and benchmarks.
+
+Real HTTP servers on loopback; see `FakeProviderServer` and `FakeState`.
+"""
+
+from __future__ import annotations
+
+from .server import FakeProviderServer
+from .state import FakeState, ReceivedRequest, count_input_tokens
+
+__all__ = ["FakeProviderServer", "FakeState", "ReceivedRequest", "count_input_tokens"]

@@ -1,0 +1,140 @@
+"""Start the real router (`python -m router.cli serve`) as a subprocess on loopback.
+
+The router gets a fresh DATA_DIR, an environment scrubbed of provider keys, and the
+config text a test gives it; it binds port 0 and the harness reads the port it printed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ADMIN_KEY = "adm_test_" + "k" * 24
+ROOT = Path(__file__).resolve().parent.parent
+_LISTENING = re.compile(r"listening on (http://\S+)")
+
+
+def router_config(openai_url: str, anthropic_url: str, extra: str = "") -> str:
+    return f"""
+[[providers]]
+name = "oai"
+kind = "openai"
+base_url = "{openai_url}"
+api_keys = ["sk-fake-openai-1"]
+timeout_connect_s = 2
+timeout_idle_s = 5
+
+[[providers]]
+name = "ant"
+kind = "anthropic"
+base_url = "{anthropic_url}"
+api_keys = ["sk-ant-fake-1"]
+timeout_connect_s = 2
+timeout_idle_s = 5
+
+[[models]]
+id = "house-model"
+route = ["oai:gpt-4o-mini"]
+input_per_mtok = "0.15"
+output_per_mtok = "0.60"
+max_output_tokens = 16384
+
+[aliases]
+fast = "house-model"
+{extra}
+"""
+
+
+class RouterProcess:
+    """A running router; `stop()` (or the context manager) ends it."""
+
+    def __init__(self, data_dir: Path, config_text: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.env = {"PATH": os.environ.get("PATH", ""), "HOME": str(data_dir),
+                    "DATA_DIR": str(data_dir), "ADMIN_API_KEY": ADMIN_KEY,
+                    "PYTHONUNBUFFERED": "1", "LOG_REQUESTS": "false", **(env or {})}
+        if config_text is not None:
+            config_path = data_dir / "aura-router.toml"
+            config_path.write_text(config_text)
+            self.env["AURA_CONFIG"] = str(config_path)
+        self.output: list[str] = []
+        self.proc: subprocess.Popen[str] | None = None
+        self.base_url = ""
+
+    def start(self, timeout_s: float = 20.0) -> "RouterProcess":
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "router.cli", "serve", "--host", "127.0.0.1", "--port", "0"],
+            cwd=str(self.data_dir), env=self.env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
+        found = threading.Event()
+
+        def pump() -> None:
+            assert self.proc is not None and self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self.output.append(line)
+                match = _LISTENING.search(line)
+                if match and not found.is_set():
+                    self.base_url = match.group(1)
+                    found.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        if not found.wait(timeout_s):
+            self.stop()
+            raise RuntimeError("router did not start:\n" + "".join(self.output))
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> "RouterProcess":
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    # --- admin helpers ------------------------------------------------------------
+    def admin(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.request(method, self.base_url + path, timeout=10,
+                             headers={"authorization": f"Bearer {ADMIN_KEY}"}, **kwargs)
+
+    def new_account(self, micros: int, **key_fields: Any) -> tuple[str, str]:
+        """A fresh account with `micros` granted and a key for it: (account, key)."""
+        account = "acct_" + uuid.uuid4().hex[:12]
+        if micros:
+            r = self.admin("POST", f"/admin/accounts/{account}/credits",
+                           json={"amount_micros": micros, "reason": "test"})
+            assert r.status_code == 200, r.text
+        r = self.admin("POST", "/admin/keys", json={"account": account, **key_fields})
+        assert r.status_code == 201, r.text
+        return account, r.json()["key"]
+
+    def account(self, account: str) -> dict[str, Any]:
+        r = self.admin("GET", f"/admin/accounts/{account}")
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def ledger(self, account: str) -> list[dict[str, Any]]:
+        r = self.admin("GET", f"/admin/accounts/{account}/ledger")
+        assert r.status_code == 200, r.text
+        return r.json()["data"]
+
+    def usage(self, key: str) -> dict[str, Any]:
+        r = httpx.get(self.base_url + "/v1/usage", headers={"authorization": f"Bearer {key}"})
+        assert r.status_code == 200, r.text
+        return r.json()
