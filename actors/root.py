@@ -8,9 +8,11 @@ stops the server, then the actors, in that order, as the nursery unwinds.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable
 
 import orjson
@@ -77,7 +79,7 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     hc.accesslog = None
     hc.errorlog = "-"
     hc.keep_alive_timeout = 75
-    hc.graceful_timeout = 5
+    hc.graceful_timeout = config.shutdown_grace_s
     hc.h11_max_incomplete_size = 64 * 1024
     return hc
 
@@ -88,7 +90,16 @@ async def start_actors(rt: Runtime, nursery: trio.Nursery) -> None:
         rt.provider_handles[name] = await nursery.start(supervisor.run)
 
 
+async def until_signalled() -> None:
+    """Returns on SIGTERM or SIGINT: hypercorn then stops accepting and lets in-flight
+    requests finish (up to its graceful timeout) before the actors are stopped."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            return
+
+
 async def serve(config: Config, *, on_listening: Callable[[list[str]], None] | None = None,
+                handle_signals: bool = True,
                 task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
     from router.transports.http import build_app  # the edge: transports know the runtime
 
@@ -97,9 +108,18 @@ async def serve(config: Config, *, on_listening: Callable[[list[str]], None] | N
     try:
         async with trio.open_nursery() as nursery:
             await start_actors(rt, nursery)
-            binds = await nursery.start(hypercorn_serve, build_app(rt), hypercorn_config(config))
+            server = partial(hypercorn_serve, build_app(rt), hypercorn_config(config),
+                             shutdown_trigger=until_signalled if handle_signals else None)
+            binds = await nursery.start(_serve_then_stop, server, nursery.cancel_scope)
             if on_listening:
                 on_listening(binds)
             task_status.started(binds)
     finally:
         rt.db.close()
+
+
+async def _serve_then_stop(server: Callable[..., Any], root: trio.CancelScope, *,
+                           task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
+                           ) -> None:
+    await server(task_status=task_status)
+    root.cancel()  # the server is done: stop the actors too

@@ -71,6 +71,7 @@ _SETTINGS: tuple[Setting, ...] = (
     Setting("starting_grant_micros", ("STARTING_GRANT_MICROS",), 0, _int),
     Setting("hold_ttl_s", ("HOLD_TTL_S",), 900, _int),
     Setting("log_requests", ("LOG_REQUESTS",), True, _bool),
+    Setting("shutdown_grace_s", ("SHUTDOWN_GRACE_S",), 10, _int),
 )
 
 # Secrets: `doctor` and logs show only whether they are set.
@@ -103,6 +104,7 @@ class Config:
     starting_grant_micros: int
     hold_ttl_s: int
     log_requests: bool
+    shutdown_grace_s: int
     config_path: str | None
     catalog: Catalog = field(repr=False)
 

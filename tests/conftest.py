@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from tests.fakes import FakeProviderServer
-from tests.harness import RouterProcess, router_config
+from tests.harness import JWT_SECRET, RouterProcess, router_config
 
 settings.register_profile("ci", max_examples=60, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
@@ -38,6 +38,6 @@ def clean_fake(fake: FakeProviderServer) -> Iterator[FakeProviderServer]:
 def router(fake: FakeProviderServer, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[RouterProcess]:
     data_dir: Path = tmp_path_factory.mktemp("router")
-    with RouterProcess(data_dir, router_config(fake.openai_base_url,
-                                               fake.anthropic_base_url)) as proc:
+    with RouterProcess(data_dir, router_config(fake.openai_base_url, fake.anthropic_base_url),
+                       env={"AUTH_COOKIE_SECRET": JWT_SECRET}) as proc:
         yield proc

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 ADMIN_KEY = "adm_test_" + "k" * 24
+JWT_SECRET = "jwt-test-secret-" + "s" * 32
 ROOT = Path(__file__).resolve().parent.parent
 _LISTENING = re.compile(r"listening on (http://\S+)")
 
@@ -62,7 +63,8 @@ class RouterProcess:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.env = {"PATH": os.environ.get("PATH", ""), "HOME": str(data_dir),
                     "DATA_DIR": str(data_dir), "ADMIN_API_KEY": ADMIN_KEY,
-                    "PYTHONUNBUFFERED": "1", "LOG_REQUESTS": "false", **(env or {})}
+                    "PYTHONUNBUFFERED": "1", "LOG_REQUESTS": "false",
+                    "SHUTDOWN_GRACE_S": "1", **(env or {})}
         if config_text is not None:
             config_path = data_dir / "aura-router.toml"
             config_path.write_text(config_text)

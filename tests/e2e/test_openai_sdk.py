@@ -136,3 +136,32 @@ def test_alias_and_provider_prefix_reach_the_configured_upstream(
     assert clean_fake.state.last.body["model"] == "gpt-4o-mini"
     client(router, key).chat.completions.create(model="oai/gpt-4o", messages=MESSAGES)
     assert clean_fake.state.last.body["model"] == "gpt-4o"
+
+
+def test_hs256_jwt_bills_its_subject_and_bad_tokens_are_refused(
+        router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    import time
+    import uuid
+
+    import jwt
+
+    from tests.harness import JWT_SECRET
+
+    subject = "jwt_" + uuid.uuid4().hex[:10]
+    grant = router.admin("POST", f"/admin/accounts/{subject}/credits",
+                         json={"amount_micros": 1_000_000})
+    assert grant.status_code == 200
+    now = int(time.time())
+    token = jwt.encode({"sub": subject, "exp": now + 60}, JWT_SECRET, algorithm="HS256")
+    answer = client(router, token).chat.completions.create(model="gpt-4o-mini",
+                                                           messages=MESSAGES, max_tokens=4)
+    cost = expected_cost(answer.usage.prompt_tokens, answer.usage.completion_tokens)
+    assert_settled(router, subject, 1_000_000, cost)
+
+    expired = jwt.encode({"sub": subject, "exp": now - 120}, JWT_SECRET, algorithm="HS256")
+    wrong_alg = jwt.encode({"sub": subject, "exp": now + 60}, JWT_SECRET, algorithm="HS512")
+    no_exp = jwt.encode({"sub": subject}, JWT_SECRET, algorithm="HS256")
+    for bad in (expired, wrong_alg, no_exp):
+        with pytest.raises(openai.AuthenticationError):
+            client(router, bad).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert_settled(router, subject, 1_000_000, cost)
