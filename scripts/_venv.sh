@@ -12,7 +12,12 @@ fi
 if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
   spec="$ROOT"; [ -n "$extras" ] && spec="$ROOT[$extras]"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$spec" 2>&1 \
-    | grep -v -e '^WARNING: Location' -e 'BuildBackendWarning' || true
+  log="$VENV/install.log"
+  if ! "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$spec" \
+      >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "install failed (log: $log)" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
