@@ -90,7 +90,7 @@ def _line_of(text: str, table: str, index: int, key: str | None) -> int | None:
     seen = -1
     inside = False
     for number, line in enumerate(text.splitlines(), start=1):
-        stripped = line.strip()
+        stripped = line.split("#", 1)[0].strip() if line.lstrip().startswith("[") else line.strip()
         if stripped.startswith("["):
             inside = stripped in (f"[[{table}]]", f"[{table}]")
             if inside:
@@ -258,8 +258,9 @@ def build_catalog(toml: Mapping[str, Any], toml_text: str, path: str | None,
     aliases = toml.get("aliases", {})
     if not isinstance(aliases, dict):
         raise ConfigError(f"{where.path}: [aliases] must be a table")
+    catalog = Catalog(providers=providers, models=models, aliases=dict(aliases))
     for alias, target in aliases.items():
-        if not isinstance(target, str) or target not in models:
+        if not isinstance(target, str) or target == alias or catalog.resolve(target) is None:
             line = _line_of(toml_text, "aliases", 0, alias)
             raise ConfigError(f"{where.path}:{line}: aliases.{alias}: unknown model {target!r}")
-    return Catalog(providers=providers, models=models, aliases=dict(aliases))
+    return catalog

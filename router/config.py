@@ -76,7 +76,7 @@ _SETTINGS: tuple[Setting, ...] = (
 
 # Secrets: `doctor` and logs show only whether they are set.
 SECRET_FIELDS = frozenset({"admin_api_key", "auth_cookie_secret", "internal_service_token",
-                           "openai_api_key", "anthropic_api_key"})
+                           "openai_api_key", "anthropic_api_key", "redis_url"})
 
 
 @dataclass(frozen=True)
@@ -85,17 +85,17 @@ class Config:
     port: int
     data_dir: str
     billing_backend: str
-    redis_url: str | None
-    admin_api_key: str | None
-    auth_cookie_secret: str | None
+    redis_url: str | None = field(repr=False)
+    admin_api_key: str | None = field(repr=False)
+    auth_cookie_secret: str | None = field(repr=False)
     auth0_domain: str | None
     auth0_audience: str | None
     jwks_url: str | None
     jwt_issuer: str | None
-    internal_service_token: str | None
-    openai_api_key: str | None
+    internal_service_token: str | None = field(repr=False)
+    openai_api_key: str | None = field(repr=False)
     openai_base_url: str
-    anthropic_api_key: str | None
+    anthropic_api_key: str | None = field(repr=False)
     anthropic_base_url: str
     llm_provider_mode: str
     rate_limit_rpm: int

@@ -49,7 +49,7 @@ class Prices:
 
     def bound_micros(self, input_tokens: int, output_tokens: int) -> int:
         """The worst case for a hold: every input token at the dearest input rate."""
-        dearest_input = max(self.input, self.cache_write)
+        dearest_input = max(self.input, self.cache_read, self.cache_write)
         exact = input_tokens * dearest_input + output_tokens * self.output
         return int(exact.to_integral_value(rounding=ROUND_CEILING))
 

@@ -41,7 +41,7 @@ def _walk(value: Any, counts: list[int]) -> None:
             counts[1] += 1
             return
         for key, item in value.items():
-            counts[0] += len(key)
+            counts[0] += len(key) if key.isascii() else len(key.encode("utf-8"))
             _walk(item, counts)
     elif isinstance(value, list):
         for item in value:

@@ -88,7 +88,7 @@ def require_common(body: dict[str, Any]) -> tuple[str, bool, list[Any]]:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest("'model' is required and must be a string", param="model")
-    stream = body.get("stream", False)
+    stream = body.get("stream") or False
     if not isinstance(stream, bool):
         raise BadRequest("'stream' must be a boolean", param="stream")
     messages = body.get("messages")

@@ -34,9 +34,9 @@ class SseParser:
         self._buffer = b""
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
-        if b"\r" in chunk:
-            chunk = chunk.replace(b"\r\n", b"\n")
         buffer = self._buffer + chunk if self._buffer else chunk
+        if b"\r" in buffer:  # normalised after joining: a CRLF may straddle two chunks
+            buffer = buffer.replace(b"\r\n", b"\n")
         events: list[SseEvent] = []
         start = 0
         while True:

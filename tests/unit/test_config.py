@@ -1,0 +1,447 @@
+"""Settings and the config file (SPEC §9, §9.1): defaults, precedence, seed aliases, the
+catalog built from env keys and the TOML file, config errors naming file/line/field, and
+`describe()` never showing secrets."""
+
+from __future__ import annotations
+
+import textwrap
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from router.catalog import Target
+from router.config import ConfigError, load_config
+
+
+def write(path: Path, text: str) -> str:
+    text = textwrap.dedent(text).lstrip("\n")
+    path.write_text(text, encoding="utf-8")
+    return text
+
+
+def line_of(text: str, needle: str, occurrence: int = 0) -> int:
+    """1-based number of the line that contains `needle` (its `occurrence`-th match)."""
+    hits = [n for n, line in enumerate(text.splitlines(), start=1) if needle in line]
+    return hits[occurrence]
+
+
+def toml(tmp_path: Path, text: str) -> str:
+    return write(tmp_path / "aura-router.toml", text)
+
+
+# --- defaults and precedence -----------------------------------------------------------------
+
+def test_defaults(tmp_path: Path) -> None:
+    cfg = load_config({}, {}, tmp_path)
+    assert cfg.port == 3000
+    assert cfg.host == "0.0.0.0"
+    assert cfg.data_dir == "./data"
+    assert cfg.billing_backend == "sqlite"
+    assert cfg.admin_api_key is None
+    assert cfg.rate_limit_rpm == 60
+    assert cfg.max_body_bytes == 10 * 1024 * 1024
+    assert cfg.openai_base_url == "https://api.openai.com/v1"
+    assert cfg.anthropic_base_url == "https://api.anthropic.com"
+    assert cfg.config_path is None
+
+
+def test_demo_provider_when_no_provider_keys(tmp_path: Path) -> None:
+    cat = load_config({}, {}, tmp_path).catalog
+    assert list(cat.providers) == ["demo"]
+    assert cat.providers["demo"].kind == "demo"
+    demo = cat.resolve("demo")
+    assert demo is not None
+    assert demo.route == (Target("demo", "demo"),)
+    assert [m.id for m in cat.routable()] == ["demo"]
+
+
+def test_precedence_flag_env_dotenv_toml_default(tmp_path: Path) -> None:
+    write(tmp_path / ".env", """
+        PORT=4002
+        DATA_DIR=/from-dotenv
+        HOST=10.0.0.2
+    """)
+    toml(tmp_path, """
+        [settings]
+        port = 4001
+        data_dir = "/from-toml"
+        host = "10.0.0.3"
+        rate_limit_rpm = 77
+    """)
+    env = {"PORT": "4003", "DATA_DIR": "/from-env"}
+    cfg = load_config({"port": 4004}, env, tmp_path)
+    assert cfg.port == 4004                     # flag beats env
+    assert cfg.data_dir == "/from-env"          # env beats .env
+    assert cfg.host == "10.0.0.2"               # .env beats toml
+    assert cfg.rate_limit_rpm == 77             # toml beats default
+    assert cfg.max_body_bytes == 10 * 1024 * 1024  # default
+    assert cfg.config_path == str(tmp_path / "aura-router.toml")
+
+    # peel the layers off one by one
+    assert load_config({}, env, tmp_path).port == 4003
+    assert load_config({"port": None}, env, tmp_path).port == 4003  # unset flag is no flag
+    assert load_config({}, {}, tmp_path).port == 4002
+    (tmp_path / ".env").unlink()
+    assert load_config({}, {}, tmp_path).port == 4001
+    (tmp_path / "aura-router.toml").unlink()
+    assert load_config({}, {}, tmp_path).port == 3000
+
+
+def test_toml_settings_as_strings_are_parsed(tmp_path: Path) -> None:
+    toml(tmp_path, """
+        [settings]
+        port = "4100"
+    """)
+    assert load_config({}, {}, tmp_path).port == 4100
+
+
+def test_seed_aliases_router_port_and_token_admin_key(tmp_path: Path) -> None:
+    cfg = load_config({}, {"ROUTER_PORT": "8123", "TOKEN_ADMIN_KEY": "seed-admin-key"}, tmp_path)
+    assert cfg.port == 8123
+    assert cfg.admin_api_key == "seed-admin-key"
+    # the canonical names win when both are set
+    both = load_config({}, {"ROUTER_PORT": "8123", "PORT": "9000",
+                            "TOKEN_ADMIN_KEY": "old", "ADMIN_API_KEY": "new"}, tmp_path)
+    assert both.port == 9000
+    assert both.admin_api_key == "new"
+
+
+def test_seed_aliases_work_from_dotenv(tmp_path: Path) -> None:
+    write(tmp_path / ".env", "ROUTER_PORT=8555\nTOKEN_ADMIN_KEY=dotenv-admin\n")
+    cfg = load_config({}, {}, tmp_path)
+    assert cfg.port == 8555
+    assert cfg.admin_api_key == "dotenv-admin"
+
+
+def test_bad_integer_setting_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config({}, {"PORT": "eighty"}, tmp_path)
+    assert "PORT" in str(info.value)
+    assert "eighty" in str(info.value)
+
+
+# --- providers from the environment ------------------------------------------------------------
+
+def test_openai_key_creates_openai_provider_and_routes_catalog_models(tmp_path: Path) -> None:
+    cat = load_config({}, {"OPENAI_API_KEY": "sk-test-openai"}, tmp_path).catalog
+    assert "openai" in cat.providers
+    assert "demo" not in cat.providers
+    openai = cat.providers["openai"]
+    assert openai.kind == "openai"
+    assert openai.base_url == "https://api.openai.com/v1"
+    assert openai.api_keys == ("sk-test-openai",)
+    mini = cat.resolve("gpt-4o-mini")
+    assert mini is not None
+    assert mini.route == (Target("openai", "gpt-4o-mini"),)
+    # the shipped list price, USD per Mtok
+    assert mini.prices.input == Decimal("0.15")
+    assert mini.prices.output == Decimal("0.60")
+    # no Anthropic key: Claude models are known but not routable
+    assert all(m.kind != "anthropic" for m in cat.routable())
+
+
+def test_openai_base_url_and_anthropic_key(tmp_path: Path) -> None:
+    cat = load_config({}, {"OPENAI_API_KEY": "sk-o", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1/",
+                           "ANTHROPIC_API_KEY": "sk-ant-a"}, tmp_path).catalog
+    assert cat.providers["openai"].base_url == "http://127.0.0.1:9/v1"
+    assert cat.providers["anthropic"].kind == "anthropic"
+    haiku = cat.resolve("claude-haiku-4-5")
+    assert haiku is not None and haiku.route == (Target("anthropic", "claude-haiku-4-5"),)
+
+
+# --- the config file ---------------------------------------------------------------------------
+
+SPEC_TOML = """
+    [[providers]]
+    name = "primary"
+    kind = "openai"
+    base_url = "http://127.0.0.1:9001/v1"
+    api_keys = ["sk-one", "sk-two"]
+    strategy = "round_robin"
+    max_concurrent = 256
+    timeout_connect_s = 10
+    timeout_idle_s = 300
+
+    [[providers]]
+    name = "backup"
+    kind = "anthropic"
+    base_url = "http://127.0.0.1:9002"
+    api_key_env = "BACKUP_KEYS"
+    strategy = "priority"
+
+    [[models]]
+    id = "house-model"
+    route = ["primary:gpt-4o-mini", "backup:claude-haiku-4-5"]
+    input_per_mtok = "0.15"
+    output_per_mtok = "0.60"
+    cache_read_per_mtok = "0.075"
+    cache_write_per_mtok = "0.1875"
+    max_output_tokens = 16384
+
+    [[models]]
+    id = "gpt-4o-mini"
+    input_per_mtok = "0.20"
+
+    [aliases]
+    fast = "house-model"
+"""
+
+
+def test_toml_builds_providers_routes_and_aliases(tmp_path: Path) -> None:
+    toml(tmp_path, SPEC_TOML)
+    cfg = load_config({}, {"BACKUP_KEYS": "sk-ant-1, sk-ant-2,"}, tmp_path)
+    cat = cfg.catalog
+    assert cat.providers["primary"].api_keys == ("sk-one", "sk-two")
+    assert cat.providers["primary"].base_url == "http://127.0.0.1:9001/v1"
+    assert cat.providers["backup"].api_keys == ("sk-ant-1", "sk-ant-2")
+    assert cat.providers["backup"].strategy == "priority"
+    assert "demo" not in cat.providers
+
+    house = cat.resolve("house-model")
+    assert house is not None
+    assert house.route == (Target("primary", "gpt-4o-mini"), Target("backup", "claude-haiku-4-5"))
+    assert house.kind == "openai"  # its first target's kind
+    assert house.prices.input == Decimal("0.15")
+    assert house.prices.output == Decimal("0.60")
+    assert house.prices.cache_read == Decimal("0.075")
+    assert house.prices.cache_write == Decimal("0.1875")
+    assert house.max_output_tokens == 16384
+    assert cat.resolve("fast") == house
+
+    # a model listed only to override a price keeps the rest of the shipped entry
+    mini = cat.resolve("gpt-4o-mini")
+    assert mini is not None
+    assert mini.prices.input == Decimal("0.20")
+    assert mini.prices.output == Decimal("0.60")
+    assert mini.route == (Target("primary", "gpt-4o-mini"),)
+
+
+def test_config_named_by_aura_config_and_flag(tmp_path: Path) -> None:
+    other = tmp_path / "conf" / "router.toml"
+    other.parent.mkdir()
+    write(other, """
+        [settings]
+        port = 4242
+    """)
+    assert load_config({}, {"AURA_CONFIG": str(other)}, tmp_path).port == 4242
+    assert load_config({"config": "conf/router.toml"}, {}, tmp_path).port == 4242
+    with pytest.raises(ConfigError) as info:
+        load_config({}, {"AURA_CONFIG": str(tmp_path / "missing.toml")}, tmp_path)
+    assert "missing.toml" in str(info.value)
+
+
+def test_float_price_names_file_line_and_field(tmp_path: Path) -> None:
+    text = toml(tmp_path, """
+        # house models
+        [[models]]
+        id = "house"
+        route = ["openai:gpt-4o-mini"]
+        input_per_mtok = 0.15
+        output_per_mtok = "0.60"
+    """)
+    with pytest.raises(ConfigError) as info:
+        load_config({}, {"OPENAI_API_KEY": "sk-x"}, tmp_path)
+    msg = str(info.value)
+    assert str(tmp_path / "aura-router.toml") in msg
+    assert f":{line_of(text, 'input_per_mtok = 0.15')}:" in msg
+    assert "models[0].input_per_mtok" in msg
+
+
+def test_error_in_second_model_names_its_index_and_line(tmp_path: Path) -> None:
+    text = toml(tmp_path, """
+        [[models]]
+        id = "one"
+        route = ["openai:gpt-4o-mini"]
+        input_per_mtok = "1"
+        output_per_mtok = "2"
+
+        [[models]]
+        id = "two"
+        route = ["openai:gpt-4o-mini"]
+        input_per_mtok = "1"
+        output_per_mtok = "-2"
+    """)
+    with pytest.raises(ConfigError) as info:
+        load_config({}, {"OPENAI_API_KEY": "sk-x"}, tmp_path)
+    msg = str(info.value)
+    assert f":{line_of(text, 'output_per_mtok', occurrence=1)}:" in msg
+    assert "models[1].output_per_mtok" in msg
+
+
+def test_unknown_provider_kind_names_field_and_line(tmp_path: Path) -> None:
+    text = toml(tmp_path, """
+        [[providers]]
+        name = "ok"
+        kind = "openai"
+        base_url = "http://127.0.0.1:1/v1"
+
+        [[providers]]
+        name = "weird"
+        kind = "banana"
+        base_url = "http://127.0.0.1:2/v1"
+    """)
+    with pytest.raises(ConfigError) as info:
+        load_config({}, {}, tmp_path)
+    msg = str(info.value)
+    assert str(tmp_path / "aura-router.toml") in msg
+    assert "providers[1].kind" in msg
+    assert f":{line_of(text, 'banana')}:" in msg
+
+
+def test_route_to_unknown_provider_names_route(tmp_path: Path) -> None:
+    text = toml(tmp_path, """
+        [[models]]
+        id = "house"
+        input_per_mtok = "1"
+        output_per_mtok = "2"
+        route = ["nowhere:gpt-4o-mini"]
+    """)
+    with pytest.raises(ConfigError) as info:
+        load_config({}, {"OPENAI_API_KEY": "sk-x"}, tmp_path)
+    msg = str(info.value)
+    assert "models[0].route" in msg
+    assert f":{line_of(text, 'route =')}:" in msg
+    assert "nowhere" in msg
+
+
+def test_model_without_price_and_not_in_catalog_is_refused(tmp_path: Path) -> None:
+    toml(tmp_path, """
+        [[models]]
+        id = "mystery-model"
+        route = ["openai:mystery-model"]
+    """)
+    with pytest.raises(ConfigError) as info:
+        load_config({}, {"OPENAI_API_KEY": "sk-x"}, tmp_path)
+    msg = str(info.value)
+    assert str(tmp_path / "aura-router.toml") in msg
+    assert "models[0]" in msg
+
+
+def test_model_with_only_an_input_price_is_refused(tmp_path: Path) -> None:
+    toml(tmp_path, """
+        [[models]]
+        id = "half-priced"
+        route = ["openai:x"]
+        input_per_mtok = "1"
+    """)
+    with pytest.raises(ConfigError):
+        load_config({}, {"OPENAI_API_KEY": "sk-x"}, tmp_path)
+
+
+def test_unknown_alias_target_names_alias_and_line(tmp_path: Path) -> None:
+    text = toml(tmp_path, """
+        [aliases]
+        fast = "gpt-4o-mini"
+        smart = "gpt-99-ultra"
+    """)
+    with pytest.raises(ConfigError) as info:
+        load_config({}, {"OPENAI_API_KEY": "sk-x"}, tmp_path)
+    msg = str(info.value)
+    assert str(tmp_path / "aura-router.toml") in msg
+    assert "aliases.smart" in msg
+    assert f":{line_of(text, 'smart =')}:" in msg
+
+
+def test_toml_syntax_error_names_the_file(tmp_path: Path) -> None:
+    toml(tmp_path, """
+        [[models]]
+        id = "house
+    """)
+    with pytest.raises(ConfigError) as info:
+        load_config({}, {}, tmp_path)
+    assert str(tmp_path / "aura-router.toml") in str(info.value)
+
+
+def test_error_line_found_when_table_header_has_a_comment(tmp_path: Path) -> None:
+    text = toml(tmp_path, """
+        [[models]]  # the house model
+        id = "house"
+        route = ["openai:gpt-4o-mini"]
+        input_per_mtok = 0.15
+        output_per_mtok = "0.60"
+    """)
+    with pytest.raises(ConfigError) as info:
+        load_config({}, {"OPENAI_API_KEY": "sk-x"}, tmp_path)
+    assert f":{line_of(text, 'input_per_mtok = 0.15')}:" in str(info.value)
+
+
+# --- describe() never shows secrets ------------------------------------------------------------
+
+SECRETS = {
+    "ADMIN_API_KEY": "admin-SECRET-7f3a9c",
+    "AUTH_COOKIE_SECRET": "cookie-SECRET-11d2e8",
+    "INTERNAL_SERVICE_TOKEN": "internal-SECRET-5b6c",
+    "OPENAI_API_KEY": "sk-openai-SECRET-a1b2",
+    "ANTHROPIC_API_KEY": "sk-ant-SECRET-c3d4",
+}
+
+
+def test_describe_never_contains_secret_values(tmp_path: Path) -> None:
+    toml(tmp_path, """
+        [[providers]]
+        name = "primary"
+        kind = "openai"
+        base_url = "http://127.0.0.1:9001/v1"
+        api_keys = ["sk-toml-SECRET-e5f6"]
+    """)
+    cfg = load_config({}, SECRETS, tmp_path)
+    text = repr(cfg.describe())
+    for value in [*SECRETS.values(), "sk-toml-SECRET-e5f6"]:
+        assert value not in text
+    assert "SECRET" not in text
+    d = cfg.describe()
+    for name in ("admin_api_key", "auth_cookie_secret", "internal_service_token",
+                 "openai_api_key", "anthropic_api_key"):
+        assert d[name] == "set"
+    # non-secrets are shown as they are
+    assert d["port"] == 3000
+
+
+def test_describe_via_seed_alias_hides_secret(tmp_path: Path) -> None:
+    cfg = load_config({}, {"TOKEN_ADMIN_KEY": "seed-admin-SECRET-99"}, tmp_path)
+    assert "seed-admin-SECRET-99" not in repr(cfg.describe())
+    assert cfg.describe()["admin_api_key"] == "set"
+
+
+def test_describe_shows_not_set(tmp_path: Path) -> None:
+    d = load_config({}, {}, tmp_path).describe()
+    for name in ("admin_api_key", "auth_cookie_secret", "internal_service_token",
+                 "openai_api_key", "anthropic_api_key"):
+        assert d[name] == "not set"
+
+
+def test_describe_hides_password_in_redis_url(tmp_path: Path) -> None:
+    cfg = load_config({}, {"REDIS_URL": "redis://:redis-SECRET-pw@cache.internal:6379/0"},
+                      tmp_path)
+    assert "redis-SECRET-pw" not in repr(cfg.describe())
+
+
+# --- Catalog.resolve ---------------------------------------------------------------------------
+
+def test_resolve_alias_bare_id_provider_slash_model_and_unknown(tmp_path: Path) -> None:
+    toml(tmp_path, """
+        [aliases]
+        cheap = "gpt-4o-mini"
+    """)
+    cat = load_config({}, {"OPENAI_API_KEY": "sk-x", "ANTHROPIC_API_KEY": "sk-ant-x"},
+                      tmp_path).catalog
+    bare = cat.resolve("gpt-4o-mini")
+    assert bare is not None and bare.id == "gpt-4o-mini"
+    assert cat.resolve("cheap") == bare
+
+    slashed = cat.resolve("openai/gpt-4o-mini")
+    assert slashed is not None
+    assert slashed.route == (Target("openai", "gpt-4o-mini"),)
+    assert slashed.prices == bare.prices
+    assert slashed.kind == "openai"
+
+    claude = cat.resolve("anthropic/claude-sonnet-4-5")
+    assert claude is not None
+    assert claude.route == (Target("anthropic", "claude-sonnet-4-5"),)
+    assert claude.prices.input == Decimal("3.00")
+    assert claude.prices.output == Decimal("15.00")
+
+    for unknown in ("gpt-99-ultra", "openai/gpt-99-ultra", "nosuch/gpt-4o-mini", "openai/",
+                    "/gpt-4o-mini", "", "cheapest"):
+        assert cat.resolve(unknown) is None, unknown
