@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from actors.mailbox import Reply
-from router.errors import RouterError
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,21 +18,6 @@ class ModelCall:
     query: str = ""
     passthrough_headers: tuple[tuple[str, str], ...] = ()
     account_header: str | None = None  # x-aura-account, for service-to-service calls
-
-
-@dataclass(frozen=True, slots=True)
-class ResponseStart:
-    """The stream stage has an answer: the transport may send status and headers."""
-
-    status: int
-    headers: tuple[tuple[bytes, bytes], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class StreamFailed:
-    """The stream stage could not get an answer before the first byte."""
-
-    error: RouterError
 
 
 @dataclass(frozen=True, slots=True)

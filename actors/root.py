@@ -20,6 +20,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
+from actors.ledger_maintenance import LedgerMaintenance
 from actors.mailbox import Handle
 from actors.messages import ModelCall, PoolStats
 from actors.pipeline.auth import Authenticator
@@ -85,6 +86,7 @@ def hypercorn_config(config: Config) -> HypercornConfig:
 
 
 async def start_actors(rt: Runtime, nursery: trio.Nursery) -> None:
+    await nursery.start(Supervisor("ledger-maintenance", lambda: LedgerMaintenance(rt.db)).run)
     for name, provider in rt.providers.items():
         supervisor = Supervisor(f"provider:{name}", lambda p=provider: ProviderActor(p))
         rt.provider_handles[name] = await nursery.start(supervisor.run)
@@ -104,6 +106,7 @@ async def serve(config: Config, *, on_listening: Callable[[list[str]], None] | N
     from router.transports.http import build_app  # the edge: transports know the runtime
 
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call
     rt = build_runtime(config)
     try:
         async with trio.open_nursery() as nursery:

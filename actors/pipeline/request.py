@@ -1,42 +1,24 @@
-"""One model call, end to end: the per-request nursery that runs the four stages.
+"""One model call, end to end: auth -> reserve -> stream -> settle.
 
-auth -> reserve run in order in the request's own task (each needs the previous one's
-answer); the stream stage runs as a child task feeding a bounded channel that this task
-drains into the client; settlement runs in `finally`, shielded, whatever happened.
-Cancelling the caller's scope (the client went away) closes the upstream at once.
+Runs in the request's own task, inside the per-request nursery the transport owns (the
+nursery also holds the task that watches for the client going away). Each stage needs
+the previous one's answer, so they run in order; settlement runs in `finally`, shielded,
+whatever happened. Cancelling the request scope (client gone) closes the upstream at once.
 """
 
 from __future__ import annotations
 
-import logging
 import time
-from typing import Protocol
-
 import orjson
-import trio
 
-from actors.messages import ModelCall, ResponseStart, StreamFailed
+from actors.messages import ModelCall
 from actors.pipeline.reserve import reserve
 from actors.pipeline.settle import settle
-from actors.pipeline.stream import StreamOutcome, run_stream
+from actors.pipeline.stream import ClientSink, StreamOutcome, run_stream
 from router.errors import BadRequest, Forbidden, NotFound, RouterError
 from router.protocols.api import Meter
 from router.protocols.formats import FORMATS
 
-log = logging.getLogger("aura.request")
-STREAM_CHANNEL_SIZE = 8
-
-
-class ClientSink(Protocol):
-    """The transport's side of a response."""
-
-    started: bool
-
-    async def start(self, status: int, headers: tuple[tuple[bytes, bytes], ...]) -> None: ...
-
-    async def body(self, data: bytes) -> None: ...
-
-    async def error(self, error: RouterError, shape: str) -> None: ...
 
 
 def parse_body(raw: bytes) -> dict:
@@ -76,20 +58,12 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
                     (b"x-aura-model", model.id.encode()))
     settlement = None
     try:
-        async with trio.open_nursery() as nursery:
-            send, receive = trio.open_memory_channel[object](STREAM_CHANNEL_SIZE)
-            nursery.start_soon(run_stream, rt.providers, fmt, request, model,
-                               reservation.max_output, base_headers, call.query,
-                               call.passthrough_headers, meter, outcome, send)
-            async with receive:
-                async for item in receive:
-                    if isinstance(item, bytes):
-                        await sink.body(item)
-                    elif isinstance(item, ResponseStart):
-                        await sink.start(item.status, item.headers)
-                    elif isinstance(item, StreamFailed):
-                        outcome.status = item.error.status
-                        await sink.error(item.error, fmt.shape)
+        failed = await run_stream(rt.providers, fmt, request, model, reservation.max_output,
+                                  base_headers, call.query, call.passthrough_headers, meter,
+                                  outcome, sink)
+        if failed is not None:
+            outcome.status = failed.status
+            await sink.error(failed, fmt.shape)
     finally:
         settlement = await settle(rt.ledger, reservation, request, model, meter,
                                   outcome.provider, now=rt.clock())
