@@ -78,14 +78,13 @@ class SqliteDatabase:
         self.thread_calls = 0
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        if not self._gate.borrowed_tokens:  # nothing of ours is waiting in the thread
-            try:
-                result = fn(self._inline, *args)
-                self.inline_calls += 1
-                return result
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc):
-                    raise
+        try:
+            result = fn(self._inline, *args)
+            self.inline_calls += 1
+            return result
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
         self.thread_calls += 1
         return await trio.to_thread.run_sync(fn, self._waiting, *args, limiter=self._gate)
 
