@@ -15,7 +15,7 @@ from actors.messages import PoolStats
 from router.catalog import ProviderSpec
 from router.providers.base import Provider
 from router.providers.demo import DemoProvider
-from router.providers.http import HttpProvider, new_client
+from router.providers.http import HttpProvider, new_pool
 
 
 def make_provider(spec: ProviderSpec) -> Provider:
@@ -28,17 +28,19 @@ class ProviderActor(Actor[Any]):
 
     async def setup(self) -> None:
         if isinstance(self.provider, HttpProvider):
-            self.provider.client = new_client(self.provider.spec)
+            self.provider.pool = new_pool(self.provider.spec)
 
     async def teardown(self) -> None:
-        if isinstance(self.provider, HttpProvider) and self.provider.client is not None:
-            client, self.provider.client = self.provider.client, None
-            await client.aclose()
+        if isinstance(self.provider, HttpProvider) and self.provider.pool is not None:
+            pool, self.provider.pool = self.provider.pool, None
+            await pool.aclose()
 
     async def handle(self, message: Any) -> None:
         if isinstance(message, PoolStats):
             spec = self.provider.spec
+            pool = getattr(self.provider, "pool", None)
             message.reply.set({"name": spec.name, "kind": spec.kind,
                                "credentials": len(spec.api_keys),
                                "max_concurrent": spec.max_concurrent,
-                               "running": getattr(self.provider, "client", True) is not None})
+                               "running": pool is not None or spec.kind == "demo",
+                               "pool": pool.stats() if pool is not None else None})

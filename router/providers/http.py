@@ -1,9 +1,9 @@
 """HTTP providers: OpenAI-kind (OpenAI, OpenRouter, Ollama, any compatible server) and
-Anthropic-kind, over one `httpx.AsyncClient` per provider.
+Anthropic-kind, over one keep-alive connection pool per provider (`h11_pool`).
 
-The client is created and closed by the provider's supervisor (`actors.providers`);
-this module only knows how to address and authenticate a call. httpx's defaults are
-wrong for LLM streams (5 s timeouts, 20-connection pool), so every limit is explicit.
+The pool is created and closed by the provider's actor (`actors.providers`); this module
+only knows how to address and authenticate a call. Every limit comes from the provider's
+config: connections in flight, connect timeout, longest silence between two reads.
 """
 
 from __future__ import annotations
@@ -12,91 +12,49 @@ import itertools
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
-import httpx
-
 from router.catalog import ProviderSpec
 from router.providers.base import UpstreamRequest, UpstreamUnavailable
+from router.providers.h11_pool import H11Pool, H11Response
 
 ANTHROPIC_VERSION = "2023-06-01"
 
 
-def new_client(spec: ProviderSpec) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=spec.max_concurrent,
-                          max_keepalive_connections=spec.max_concurrent, keepalive_expiry=60)
-    timeout = httpx.Timeout(connect=spec.timeout_connect_s, read=spec.timeout_idle_s,
-                            write=spec.timeout_connect_s, pool=spec.timeout_connect_s)
-    return httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False)
-
-
-class HttpUpstreamResponse:
-    def __init__(self, response: httpx.Response) -> None:
-        self._response = response
-        self.status = response.status_code
-        self.content_type = response.headers.get("content-type", "")
-        self.retry_after = response.headers.get("retry-after")
-
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._response.aiter_raw():
-                yield chunk
-        except httpx.TimeoutException:
-            raise UpstreamUnavailable("provider went silent", timeout=True) from None
-        except httpx.HTTPError:
-            raise UpstreamUnavailable("provider connection broke mid-answer") from None
-
-    async def read(self, limit: int) -> bytes:
-        out = bytearray()
-        async for chunk in self.aiter_bytes():
-            out += chunk
-            if len(out) > limit:
-                break
-        return bytes(out)
+def new_pool(spec: ProviderSpec) -> H11Pool:
+    return H11Pool(spec.base_url, max_connections=spec.max_concurrent,
+                   connect_timeout_s=spec.timeout_connect_s, idle_timeout_s=spec.timeout_idle_s)
 
 
 class HttpProvider:
-    """Addressing and auth for one provider; the pool is `self.client`."""
+    """Addressing and auth for one provider; the pool is `self.pool`."""
 
     def __init__(self, spec: ProviderSpec) -> None:
         self.spec = spec
-        self.client: httpx.AsyncClient | None = None  # set by the supervisor
+        self.pool: H11Pool | None = None  # set by the provider actor
         self._keys = itertools.cycle(spec.api_keys) if spec.api_keys else None
+        self._path = "/v1/messages" if spec.kind == "anthropic" else "/chat/completions"
 
     def _next_key(self) -> str | None:
         return next(self._keys) if self._keys else None
 
-    def _target(self, request: UpstreamRequest) -> tuple[str, dict[str, str]]:
+    def _headers(self, request: UpstreamRequest) -> list[tuple[bytes, bytes]]:
         key = self._next_key()
-        headers = {"content-type": "application/json"}
+        headers = [(b"content-type", b"application/json"), (b"user-agent", b"aura-router")]
         if request.stream:
-            headers["accept"] = "text/event-stream"
+            headers.append((b"accept", b"text/event-stream"))
         if self.spec.kind == "anthropic":
-            url = self.spec.base_url + "/v1/messages"
-            headers["anthropic-version"] = ANTHROPIC_VERSION
-            headers.update(dict(request.passthrough_headers))
+            passthrough = dict(request.passthrough_headers)
+            passthrough.setdefault("anthropic-version", ANTHROPIC_VERSION)
+            headers += [(k.encode(), v.encode("latin-1")) for k, v in passthrough.items()]
             if key:
-                headers["x-api-key"] = key
-        else:
-            url = self.spec.base_url + "/chat/completions"
-            if key:
-                headers["authorization"] = "Bearer " + key
-        if request.query:
-            url += "?" + request.query
-        return url, headers
+                headers.append((b"x-api-key", key.encode()))
+        elif key:
+            headers.append((b"authorization", b"Bearer " + key.encode()))
+        return headers
 
     @asynccontextmanager
-    async def open(self, request: UpstreamRequest) -> AsyncIterator[HttpUpstreamResponse]:
-        if self.client is None:
+    async def open(self, request: UpstreamRequest) -> AsyncIterator[H11Response]:
+        if self.pool is None:
             raise UpstreamUnavailable("provider is not running")
-        url, headers = self._target(request)
-        try:
-            upstream = self.client.build_request("POST", url, content=request.body,
-                                                 headers=headers)
-            response = await self.client.send(upstream, stream=True)
-        except httpx.TimeoutException:
-            raise UpstreamUnavailable("provider timed out", timeout=True) from None
-        except httpx.HTTPError:
-            raise UpstreamUnavailable("provider could not be reached") from None
-        try:
-            yield HttpUpstreamResponse(response)
-        finally:
-            await response.aclose()
+        path = self._path + ("?" + request.query if request.query else "")
+        async with self.pool.post(path, self._headers(request), request.body) as response:
+            yield response

@@ -1,0 +1,223 @@
+"""A lean keep-alive HTTP/1.1 connection pool for one upstream origin, on h11 and trio.
+
+Why not httpx: in `scripts/bench` httpx + httpcore cost ~30% of the router's CPU per
+request (its pool scans every connection on each checkout and wraps every read in
+several layers of context managers). LLM upstream calls need little of what it offers:
+one origin per provider, POST with a JSON body, a streamed answer, keep-alive. h11 does
+the protocol (framing, chunked encoding, keep-alive rules); this module only keeps idle
+connections in a LIFO stack and enforces the provider's limits:
+
+- at most `max_connections` requests in flight (a `CapacityLimiter`; waiting for a slot
+  counts against the connect timeout);
+- `connect_timeout_s` for TCP (and TLS) setup, `idle_timeout_s` between two reads;
+- a response closed before its end closes its connection (that is how an upstream
+  stream stops at once when the client goes away); a finished one goes back to the pool.
+
+A reused connection that the server had closed while idle fails before any response
+byte; that request is retried once on a fresh connection (nothing reached the model).
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import AsyncIterator
+from urllib.parse import urlsplit
+
+import h11
+import trio
+
+from router.providers.base import UpstreamUnavailable
+
+READ_SIZE = 64 * 1024
+KEEPALIVE_EXPIRY_S = 60.0
+
+
+class _StaleConnection(Exception):
+    """A pooled connection was dead before the response began."""
+
+
+@dataclass
+class _Connection:
+    stream: trio.abc.Stream
+    protocol: h11.Connection
+    idle_since: float = 0.0
+
+    async def aclose(self) -> None:
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(self.stream)
+
+
+class H11Response:
+    """One upstream answer: status and headers now, the body as it arrives."""
+
+    def __init__(self, pool: "H11Pool", conn: _Connection, response: h11.Response) -> None:
+        self._pool = pool
+        self._conn = conn
+        self.status = response.status_code
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in response.headers}
+        self.content_type = headers.get("content-type", "")
+        self.retry_after = headers.get("retry-after")
+        self.finished = False
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        protocol = self._conn.protocol
+        while not self.finished:
+            event = protocol.next_event()
+            if event is h11.NEED_DATA:
+                await self._pool._receive(self._conn, midstream=True)
+            elif isinstance(event, h11.Data):
+                yield bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                self.finished = True
+            elif isinstance(event, h11.ConnectionClosed):
+                raise UpstreamUnavailable("provider closed the connection mid-answer")
+
+    async def read(self, limit: int) -> bytes:
+        out = bytearray()
+        async for chunk in self.aiter_bytes():
+            out += chunk
+            if len(out) > limit:
+                break
+        return bytes(out)
+
+
+class H11Pool:
+    def __init__(self, base_url: str, *, max_connections: int, connect_timeout_s: float,
+                 idle_timeout_s: float) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {base_url!r}")
+        self.host = parts.hostname
+        self.tls = parts.scheme == "https"
+        self.port = parts.port or (443 if self.tls else 80)
+        self.path_prefix = parts.path.rstrip("/")
+        default_port = parts.port is None or parts.port == (443 if self.tls else 80)
+        self.host_header = (self.host if default_port else f"{self.host}:{self.port}").encode()
+        self.connect_timeout_s = connect_timeout_s
+        self.idle_timeout_s = idle_timeout_s
+        self._slots = trio.CapacityLimiter(max_connections)
+        self._idle: list[_Connection] = []
+        self._ssl = ssl.create_default_context() if self.tls else None
+        self.opened = 0
+
+    def stats(self) -> dict[str, int]:
+        return {"in_flight": self._slots.borrowed_tokens, "idle": len(self._idle),
+                "max": int(self._slots.total_tokens), "opened": self.opened}
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.aclose()
+
+    async def _connect(self) -> _Connection:
+        try:
+            with trio.fail_after(self.connect_timeout_s):
+                stream: trio.abc.Stream = await trio.open_tcp_stream(self.host, self.port)
+                if self._ssl is not None:
+                    stream = trio.SSLStream(stream, self._ssl, server_hostname=self.host,
+                                            https_compatible=True)
+                    await stream.do_handshake()
+        except trio.TooSlowError:
+            raise UpstreamUnavailable("provider connect timed out", timeout=True) from None
+        except (OSError, trio.BrokenResourceError, ssl.SSLError):
+            raise UpstreamUnavailable("provider could not be reached") from None
+        self.opened += 1
+        return _Connection(stream, h11.Connection(h11.CLIENT))
+
+    async def _checkout(self) -> _Connection | None:
+        now = time.monotonic()
+        while self._idle:
+            conn = self._idle.pop()
+            if now - conn.idle_since < KEEPALIVE_EXPIRY_S:
+                return conn
+            await conn.aclose()
+        return None
+
+    def _checkin(self, conn: _Connection) -> bool:
+        protocol = conn.protocol
+        if protocol.our_state is h11.DONE and protocol.their_state is h11.DONE:
+            protocol.start_next_cycle()
+            conn.idle_since = time.monotonic()
+            self._idle.append(conn)
+            return True
+        return False  # e.g. the server said `connection: close`
+
+    async def _receive(self, conn: _Connection, *, midstream: bool) -> None:
+        try:
+            with trio.fail_after(self.idle_timeout_s):
+                data = await conn.stream.receive_some(READ_SIZE)
+        except trio.TooSlowError:
+            raise UpstreamUnavailable("provider went silent", timeout=True) from None
+        except (OSError, trio.BrokenResourceError, ssl.SSLError):
+            raise UpstreamUnavailable("provider connection broke") from None
+        conn.protocol.receive_data(data)
+
+    async def _start(self, conn: _Connection, head: bytes) -> h11.Response:
+        reused = conn.idle_since > 0
+        try:
+            await conn.stream.send_all(head)
+        except (OSError, trio.BrokenResourceError, ssl.SSLError):
+            if reused:
+                raise _StaleConnection() from None
+            raise UpstreamUnavailable("provider connection broke") from None
+        protocol = conn.protocol
+        while True:
+            try:
+                event = protocol.next_event()
+            except h11.RemoteProtocolError:
+                raise UpstreamUnavailable("provider sent a malformed answer") from None
+            if event is h11.NEED_DATA:
+                try:
+                    await self._receive(conn, midstream=False)
+                except UpstreamUnavailable as exc:
+                    if reused and not exc.timeout:
+                        raise _StaleConnection() from None
+                    raise
+            elif isinstance(event, h11.Response):
+                return event
+            elif isinstance(event, h11.ConnectionClosed):
+                if reused:
+                    raise _StaleConnection()
+                raise UpstreamUnavailable("provider closed the connection")
+            # InformationalResponse (100 Continue): keep reading
+
+    @asynccontextmanager
+    async def post(self, path: str, headers: list[tuple[bytes, bytes]],
+                   body: bytes) -> AsyncIterator[H11Response]:
+        target = (self.path_prefix + path).encode()
+        request_headers = [(b"host", self.host_header),
+                           (b"content-length", str(len(body)).encode()), *headers]
+        try:
+            with trio.fail_after(self.connect_timeout_s):
+                await self._slots.acquire()
+        except trio.TooSlowError:
+            raise UpstreamUnavailable("provider connection pool is exhausted",
+                                      timeout=True) from None
+        try:
+            for attempt in (0, 1):
+                conn = await self._checkout() if attempt == 0 else None
+                conn = conn or await self._connect()
+                head = conn.protocol.send(h11.Request(method=b"POST", target=target,
+                                                      headers=request_headers))
+                head += conn.protocol.send(h11.Data(data=body))
+                head += conn.protocol.send(h11.EndOfMessage())
+                try:
+                    response = await self._start(conn, head)
+                    break
+                except _StaleConnection:
+                    await conn.aclose()
+                except BaseException:
+                    await conn.aclose()
+                    raise
+            answer = H11Response(self, conn, response)
+            try:
+                yield answer
+            finally:
+                # closed early, the upstream must stop producing now: close it
+                if not (answer.finished and self._checkin(conn)):
+                    await conn.aclose()
+        finally:
+            self._slots.release()
