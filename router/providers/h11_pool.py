@@ -32,6 +32,7 @@ import trio
 from router.providers.base import UpstreamUnavailable
 
 READ_SIZE = 64 * 1024
+_BROKEN = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError)
 KEEPALIVE_EXPIRY_S = 60.0
 
 
@@ -65,7 +66,10 @@ class H11Response:
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
         protocol = self._conn.protocol
         while not self.finished:
-            event = protocol.next_event()
+            try:
+                event = protocol.next_event()
+            except h11.RemoteProtocolError:  # e.g. EOF in the middle of a chunked body
+                raise UpstreamUnavailable("provider connection broke mid-answer") from None
             if event is h11.NEED_DATA:
                 await self._pool._receive(self._conn, midstream=True)
             elif isinstance(event, h11.Data):
@@ -122,7 +126,7 @@ class H11Pool:
                     await stream.do_handshake()
         except trio.TooSlowError:
             raise UpstreamUnavailable("provider connect timed out", timeout=True) from None
-        except (OSError, trio.BrokenResourceError, ssl.SSLError):
+        except _BROKEN:
             raise UpstreamUnavailable("provider could not be reached") from None
         self.opened += 1
         return _Connection(stream, h11.Connection(h11.CLIENT))
@@ -151,7 +155,7 @@ class H11Pool:
                 data = await conn.stream.receive_some(READ_SIZE)
         except trio.TooSlowError:
             raise UpstreamUnavailable("provider went silent", timeout=True) from None
-        except (OSError, trio.BrokenResourceError, ssl.SSLError):
+        except _BROKEN:
             raise UpstreamUnavailable("provider connection broke") from None
         conn.protocol.receive_data(data)
 
@@ -159,7 +163,7 @@ class H11Pool:
         reused = conn.idle_since > 0
         try:
             await conn.stream.send_all(head)
-        except (OSError, trio.BrokenResourceError, ssl.SSLError):
+        except _BROKEN:
             if reused:
                 raise _StaleConnection() from None
             raise UpstreamUnavailable("provider connection broke") from None

@@ -1,0 +1,109 @@
+"""The upstream connection pool against the fake provider on loopback: keep-alive reuse,
+abandoned answers close their connection, stale connections are retried, timeouts."""
+
+from __future__ import annotations
+
+import socket
+
+import orjson
+import pytest
+import trio
+
+from router.providers.base import UpstreamUnavailable
+from router.providers.h11_pool import H11Pool
+from tests.fakes import FakeProviderServer
+
+BODY = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+STREAM_BODY = orjson.dumps({"model": "gpt-4o-mini", "stream": True,
+                            "messages": [{"role": "user", "content": "hi"}]})
+HEADERS = [(b"content-type", b"application/json"), (b"authorization", b"Bearer sk-x")]
+
+
+def pool_for(fake: FakeProviderServer, **kwargs: float) -> H11Pool:
+    return H11Pool(fake.openai_base_url, max_connections=int(kwargs.pop("max", 4)),
+                   connect_timeout_s=kwargs.pop("connect", 2.0),
+                   idle_timeout_s=kwargs.pop("idle", 2.0))
+
+
+async def test_finished_answers_reuse_one_connection(clean_fake: FakeProviderServer) -> None:
+    pool = pool_for(clean_fake)
+    for _ in range(3):
+        async with pool.post("/chat/completions", HEADERS, BODY) as answer:
+            assert answer.status == 200
+            body = orjson.loads(await answer.read(1 << 20))
+            assert body["choices"][0]["message"]["content"].startswith("w0")
+    assert pool.opened == 1 and pool.stats()["idle"] == 1
+    assert clean_fake.state.last.path == "/v1/chat/completions"
+    await pool.aclose()
+
+
+async def test_an_abandoned_stream_closes_its_connection(clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.reply_words = 50
+    clean_fake.state.chunk_delay_s = 0.01
+    pool = pool_for(clean_fake)
+    async with pool.post("/chat/completions", HEADERS, STREAM_BODY) as answer:
+        async for _ in answer.aiter_bytes():
+            break  # the client went away
+    assert pool.stats() == {"in_flight": 0, "idle": 0, "max": 4, "opened": 1}
+    async with pool.post("/chat/completions", HEADERS, BODY) as answer:
+        assert answer.status == 200
+        await answer.read(1 << 20)
+    assert pool.opened == 2
+    await pool.aclose()
+
+
+async def test_a_connection_the_server_closed_while_idle_is_retried(
+        clean_fake: FakeProviderServer) -> None:
+    pool = pool_for(clean_fake)
+    async with pool.post("/chat/completions", HEADERS, BODY) as answer:
+        await answer.read(1 << 20)
+    idle = pool._idle[0]
+    idle.stream.socket.shutdown(socket.SHUT_RDWR)  # as if the server had hung up
+    async with pool.post("/chat/completions", HEADERS, BODY) as answer:
+        assert answer.status == 200
+    assert pool.opened == 2
+    await pool.aclose()
+
+
+async def test_silence_longer_than_the_idle_timeout_is_a_timeout(
+        clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.first_byte_delay_s = 1.0
+    pool = pool_for(clean_fake, idle=0.2)
+    with pytest.raises(UpstreamUnavailable) as raised:
+        async with pool.post("/chat/completions", HEADERS, BODY):
+            pass
+    assert raised.value.timeout
+    assert pool.stats()["in_flight"] == 0
+    await pool.aclose()
+
+
+async def test_a_dead_host_is_unavailable_not_a_crash() -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    pool = H11Pool(f"http://127.0.0.1:{port}/v1", max_connections=2,
+                   connect_timeout_s=1, idle_timeout_s=1)
+    with pytest.raises(UpstreamUnavailable) as raised:
+        async with pool.post("/chat/completions", HEADERS, BODY):
+            pass
+    assert not raised.value.timeout
+    assert pool.stats()["in_flight"] == 0
+
+
+async def test_requests_beyond_max_connections_wait_for_a_slot(
+        clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.first_byte_delay_s = 0.2
+    pool = pool_for(clean_fake, max=2)
+    peak = 0
+
+    async def one() -> None:
+        nonlocal peak
+        async with pool.post("/chat/completions", HEADERS, BODY) as answer:
+            peak = max(peak, pool.stats()["in_flight"])
+            await answer.read(1 << 20)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(5):
+            nursery.start_soon(one)
+    assert peak == 2 and pool.opened == 2
+    await pool.aclose()
