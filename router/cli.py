@@ -69,10 +69,10 @@ def _serve(config: Config) -> int:
     from actors.root import serve
 
     def listening(binds: list[str]) -> None:
-        for bind in binds:
-            print(f"listening on {bind}", flush=True)
         if "demo" in config.catalog.providers:
             print("no provider key set: serving the built-in 'demo' model", flush=True)
+        for bind in binds:  # last: whoever waits for this line has seen the rest
+            print(f"listening on {bind}", flush=True)
 
     try:
         trio.run(lambda: serve(config, on_listening=listening))
