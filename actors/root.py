@@ -78,7 +78,7 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     hc = HypercornConfig()
     hc.bind = [f"{config.host}:{config.port}"]
     hc.accesslog = None
-    hc.errorlog = "-"
+    hc.errorlog = logging.getLogger("hypercorn.error")  # one handler: the root one
     hc.keep_alive_timeout = 75
     hc.graceful_timeout = config.shutdown_grace_s
     hc.h11_max_incomplete_size = 64 * 1024

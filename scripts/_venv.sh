@@ -10,7 +10,8 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip \
+    >/dev/null 2>&1 || true
   spec="$ROOT"; [ -n "$extras" ] && spec="$ROOT[$extras]"
   log="$VENV/install.log"
   if ! "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$spec" \
