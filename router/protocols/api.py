@@ -7,7 +7,7 @@ decides which events the client sees and adds up the usage that will be billed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from router.errors import ApiShape, BadRequest
@@ -40,7 +40,6 @@ class Meter:
     output_bytes: int = 0
     output_deltas: int = 0
     upstream_error: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def add_text(self, text: str) -> None:
         if text:
