@@ -20,7 +20,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from actors.ledger_maintenance import LedgerMaintenance
+from actors.ledger_maintenance import HoldSweeper, WalCheckpointer
 from actors.mailbox import Handle
 from actors.messages import ModelCall, PoolStats
 from actors.pipeline.auth import Authenticator
@@ -48,6 +48,8 @@ class Runtime:
     providers: dict[str, Provider]
     clock: Callable[[], float] = time.time
     provider_handles: dict[str, Handle[Any]] = field(default_factory=dict)
+    # Request ids between hold and settlement in this process: the sweeper leaves them be.
+    live_requests: set[str] = field(default_factory=set)
 
     def log_request(self, call: ModelCall, model: str | None, provider: str | None,
                     status: int, settlement: Settlement | None, started_at: float) -> None:
@@ -86,7 +88,9 @@ def hypercorn_config(config: Config) -> HypercornConfig:
 
 
 async def start_actors(rt: Runtime, nursery: trio.Nursery) -> None:
-    await nursery.start(Supervisor("ledger-maintenance", lambda: LedgerMaintenance(rt.db)).run)
+    await nursery.start(Supervisor("wal-checkpointer", lambda: WalCheckpointer(rt.db)).run)
+    await nursery.start(Supervisor("hold-sweeper", lambda: HoldSweeper(
+        rt.ledger, rt.live_requests, rt.clock)).run)
     for name, provider in rt.providers.items():
         supervisor = Supervisor(f"provider:{name}", lambda p=provider: ProviderActor(p))
         rt.provider_handles[name] = await nursery.start(supervisor.run)

@@ -57,6 +57,7 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
     base_headers = ((b"x-request-id", call.request_id.encode()),
                     (b"x-aura-model", model.id.encode()))
     settlement = None
+    rt.live_requests.add(call.request_id)
     try:
         failed = await run_stream(rt.providers, fmt, request, model, reservation.max_output,
                                   base_headers, call.query, call.passthrough_headers, meter,
@@ -65,6 +66,9 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
             outcome.status = failed.status
             await sink.error(failed, fmt.shape)
     finally:
-        settlement = await settle(rt.ledger, reservation, request, model, meter,
-                                  outcome.provider, now=rt.clock())
+        try:
+            settlement = await settle(rt.ledger, reservation, request, model, meter,
+                                      outcome.provider, now=rt.clock())
+        finally:
+            rt.live_requests.discard(call.request_id)
         rt.log_request(call, model.id, outcome.provider, outcome.status, settlement, started_at)
