@@ -72,8 +72,9 @@ def build_runtime(config: Config) -> Runtime:
     db = SqliteDatabase(config.ledger_path)
     keys = KeyStore(db)
     providers = {name: make_provider(spec) for name, spec in config.catalog.providers.items()}
-    return Runtime(config=config, db=db, ledger=SqliteLedger(db), keys=keys,
-                   auth=Authenticator(config, keys, time.time), providers=providers)
+    ledger = SqliteLedger(db)
+    return Runtime(config=config, db=db, ledger=ledger, keys=keys,
+                   auth=Authenticator(config, keys, ledger, time.time), providers=providers)
 
 
 def hypercorn_config(config: Config) -> HypercornConfig:

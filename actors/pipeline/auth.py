@@ -9,6 +9,7 @@ from router.auth.keys import looks_like_key
 from router.auth.keystore import KeyStore
 from router.auth.principal import Principal
 from router.config import Config
+from router.ledger.sqlite import SqliteLedger
 from router.errors import BadRequest, Forbidden, Unauthenticated
 
 
@@ -24,10 +25,14 @@ def credential_from(authorization: str | None, x_api_key: str | None) -> str | N
 
 
 class Authenticator:
-    def __init__(self, config: Config, keys: KeyStore, clock: object) -> None:
+    def __init__(self, config: Config, keys: KeyStore, ledger: SqliteLedger,
+                 clock: object) -> None:
         self.config = config
         self.keys = keys
+        self.ledger = ledger
         self.clock = clock
+        # JWT subjects whose account is known to exist: a cache, the ledger decides.
+        self._known_subjects: set[str] = set()
 
     async def authenticate(self, credential: str | None,
                            account_header: str | None = None) -> Principal:
@@ -56,5 +61,9 @@ class Authenticator:
                                        issuer=self.config.jwt_issuer)
             except JwtRejected as exc:
                 raise Unauthenticated(f"invalid token: {exc}") from None
+            if subject not in self._known_subjects:
+                await self.ledger.open_account(subject, self.config.starting_grant_micros,
+                                               self.clock())  # type: ignore[operator]
+                self._known_subjects.add(subject)
             return Principal(account=subject, via="jwt")
         raise Unauthenticated("invalid credential")

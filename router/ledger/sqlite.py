@@ -48,6 +48,19 @@ def _grant(conn: sqlite3.Connection, account: str, amount: int, reason: str | No
         return _state(conn, account)
 
 
+def _open_account(conn: sqlite3.Connection, account: str, starting_grant: int,
+                  at: float) -> bool:
+    """Create the account if it is new, with its starting grant; True if it was new.
+
+    One transaction: concurrent first requests (in this or another process) grant once."""
+    with Transaction(conn):
+        created = conn.execute("INSERT OR IGNORE INTO accounts (id, balance, held, created_at) "
+                               "VALUES (?, 0, 0, ?)", (account, at)).rowcount == 1
+        if created and starting_grant > 0:
+            _append(conn, account, "grant", starting_grant, 0, None, "starting grant", at)
+        return created
+
+
 def _hold(conn: sqlite3.Connection, account: str, request_id: str, amount: int,
           deadline: float, at: float) -> AccountState:
     if amount < 0:
@@ -139,6 +152,9 @@ class SqliteLedger:
     async def grant(self, account: str, amount: int, reason: str | None,
                     at: float) -> AccountState:
         return await self.db.run(_grant, account, amount, reason, at)
+
+    async def open_account(self, account: str, starting_grant: int, at: float) -> bool:
+        return await self.db.run(_open_account, account, starting_grant, at)
 
     async def account(self, account: str) -> AccountState:
         return await self.db.run(_state, account)

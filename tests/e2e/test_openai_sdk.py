@@ -165,3 +165,33 @@ def test_hs256_jwt_bills_its_subject_and_bad_tokens_are_refused(
         with pytest.raises(openai.AuthenticationError):
             client(router, bad).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert_settled(router, subject, 1_000_000, cost)
+
+
+def test_new_jwt_subject_gets_the_starting_grant_once_under_concurrent_first_requests(
+        fake: FakeProviderServer, tmp_path) -> None:
+    import time
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+
+    import jwt
+
+    from tests.harness import JWT_SECRET, router_config
+
+    config = router_config(fake.openai_base_url, fake.anthropic_base_url)
+    env = {"AUTH_COOKIE_SECRET": JWT_SECRET, "STARTING_GRANT_MICROS": "250000"}
+    with RouterProcess(tmp_path, config, env=env) as fresh:
+        subject = "new_" + uuid.uuid4().hex[:8]
+        token = jwt.encode({"sub": subject, "exp": int(time.time()) + 60}, JWT_SECRET,
+                           algorithm="HS256")
+
+        def first_call(_: int) -> int:
+            return client(fresh, token).chat.completions.create(
+                model="gpt-4o-mini", messages=MESSAGES, max_tokens=2).usage.completion_tokens
+
+        with ThreadPoolExecutor(16) as pool:
+            assert list(pool.map(first_call, range(16))) == [2] * 16
+        grants = [e for e in fresh.ledger(subject) if e["kind"] == "grant"]
+        assert len(grants) == 1 and grants[0]["amount_micros"] == 250_000
+        state = fresh.account(subject)
+        spent = sum(r["cost_micros"] for r in fresh.usage(token)["recent"])
+        assert state["held_micros"] == 0 and state["balance_micros"] == 250_000 - spent
