@@ -1,4 +1,4 @@
-"""The `aura-router` command: serve, keys, credits, providers, doctor (SPEC §10).
+"""The `aura-router` command: serve, keys, credits, providers, usage, doctor (SPEC §10).
 
 Commands that change state open the same SQLite ledger as the server, so they work
 whether or not it is running (SQLite serialises the two processes' transactions).
@@ -52,6 +52,16 @@ def _parser() -> argparse.ArgumentParser:
     ledger.add_argument("account")
     ledger.add_argument("--after", type=int, default=0)
     ledger.add_argument("--limit", type=int, default=100)
+
+    usage = sub.add_parser("usage", help="export recorded usage (JSON or CSV)")
+    usage_sub = usage.add_subparsers(dest="action", required=True)
+    export = usage_sub.add_parser("export", help="usage rows oldest first, to stdout")
+    export.add_argument("--account", help="only this account")
+    export.add_argument("--since", help="from this time, inclusive (ISO-8601 or unix seconds)")
+    export.add_argument("--until", help="before this time, exclusive (ISO-8601 or unix seconds)")
+    export.add_argument("--format", choices=["json", "csv"], default="json")
+    export.add_argument("--limit", type=int, default=None, help="at most this many rows "
+                        "(default 10000, at most 100000)")
 
     providers = sub.add_parser("providers", help="the configured providers")
     providers.add_argument("action", choices=["list"], nargs="?", default="list")
@@ -138,6 +148,36 @@ def _credits(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _usage_export(config: Config, args: argparse.Namespace) -> int:
+    from router.ledger.export import DEFAULT_LIMIT, MAX_LIMIT, parse_time, to_csv, usage_rows
+    from router.ledger.sqlite_db import SqliteDatabase
+
+    limit = DEFAULT_LIMIT if args.limit is None else args.limit
+    if not 1 <= limit <= MAX_LIMIT:
+        print(f"--limit must be from 1 to {MAX_LIMIT}", file=sys.stderr)
+        return 2
+    try:
+        since = parse_time(args.since) if args.since else None
+        until = parse_time(args.until) if args.until else None
+    except ValueError as exc:
+        print(f"bad time: {exc}", file=sys.stderr)
+        return 2
+    db = SqliteDatabase(config.ledger_path)
+    try:
+        rows = db.run_blocking(usage_rows, args.account, since, until, limit + 1)
+    finally:
+        db.close()
+    if len(rows) > limit:
+        rows = rows[:limit]
+        print(f"stopped at {limit} rows: narrow --since/--until or raise --limit",
+              file=sys.stderr)
+    if args.format == "csv":
+        sys.stdout.write(to_csv(rows))
+    else:
+        _print(rows)
+    return 0
+
+
 def _providers(config: Config) -> list[dict[str, Any]]:
     return [{"name": p.name, "kind": p.kind, "base_url": p.base_url or "(built in)",
              "credentials": len(p.api_keys), "strategy": p.strategy,
@@ -193,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     if command == "providers":
         _print(_providers(config))
         return 0
+    if command == "usage":
+        return _usage_export(config, args)
     return _doctor(config)
 
 

@@ -156,10 +156,10 @@ class LedgerModel:
         hold = self.holds.get(request_id)
         if hold is None:
             raise UnknownRequest(request_id)
-        if hold.settled is not None:
-            first = hold.settled
-            return Settlement(request_id, first.captured, first.released, first.balance,
-                              first.held, replay=True)
+        if hold.settled is not None:  # a replay: the first result, today's balance
+            first, state = hold.settled, self.state(hold.account)
+            return Settlement(request_id, first.captured, first.released, state.balance,
+                              state.held, replay=True)
         if cost_micros < 0:
             raise LedgerError("a cost cannot be negative")
         captured = min(cost_micros, hold.amount)
