@@ -129,8 +129,8 @@ def _open_holds(conn: sqlite3.Connection,
                 account: str | None) -> list[tuple[str, str, int, float]]:
     sql = "SELECT request_id, account, amount, deadline FROM holds WHERE settled = 0"
     if account is None:
-        return conn.execute(sql).fetchall()
-    return conn.execute(sql + " AND account = ?", (account,)).fetchall()
+        return conn.execute(sql + " ORDER BY rowid").fetchall()
+    return conn.execute(sql + " AND account = ? ORDER BY rowid", (account,)).fetchall()
 
 
 def _total_captured(conn: sqlite3.Connection, account: str) -> int:
