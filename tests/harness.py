@@ -132,9 +132,17 @@ class RouterProcess:
         return r.json()
 
     def ledger(self, account: str) -> list[dict[str, Any]]:
-        r = self.admin("GET", f"/admin/accounts/{account}/ledger")
-        assert r.status_code == 200, r.text
-        return r.json()["data"]
+        """Every entry, following the pages."""
+        entries: list[dict[str, Any]] = []
+        after = 0
+        while True:
+            r = self.admin("GET", f"/admin/accounts/{account}/ledger?after={after}")
+            assert r.status_code == 200, r.text
+            page = r.json()
+            entries += page["data"]
+            if not page["data"]:
+                return entries
+            after = page["next_after"]
 
     def usage(self, key: str) -> dict[str, Any]:
         r = httpx.get(self.base_url + "/v1/usage", headers={"authorization": f"Bearer {key}"})
