@@ -195,3 +195,22 @@ def test_new_jwt_subject_gets_the_starting_grant_once_under_concurrent_first_req
         state = fresh.account(subject)
         spent = sum(r["cost_micros"] for r in fresh.usage(token)["recent"])
         assert state["held_micros"] == 0 and state["balance_micros"] == 250_000 - spent
+
+
+def test_request_without_max_tokens_on_a_small_balance_gets_what_it_can_afford(
+        router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    account, key = router.new_account(1_000)  # $0.001: ~1,600 output tokens, not 16,384
+    answer = client(router, key).chat.completions.create(model="gpt-4o-mini",
+                                                         messages=MESSAGES)
+    limit = clean_fake.state.last.body["max_completion_tokens"]
+    assert 1_000 < limit < 16_384
+    assert limit * GPT_4O_MINI[1] <= 1_000, "the hold it implies fits the balance"
+    cost = expected_cost(answer.usage.prompt_tokens, answer.usage.completion_tokens)
+    assert_settled(router, account, 1_000, cost)
+
+    _, broke = router.new_account(1)  # not even one output token
+    clean_fake.state.clear()
+    with pytest.raises(openai.APIStatusError) as raised:
+        client(router, broke).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert raised.value.status_code == 402
+    assert clean_fake.state.received == []
