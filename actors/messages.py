@@ -18,6 +18,7 @@ class ModelCall:
     query: str = ""
     passthrough_headers: tuple[tuple[str, str], ...] = ()
     account_header: str | None = None  # x-aura-account, for service-to-service calls
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

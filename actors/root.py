@@ -29,6 +29,7 @@ from actors.supervisor import Supervisor
 from router.auth.keystore import KeyStore
 from router.config import Config
 from router.ledger.base import Settlement
+from router.ledger.idempotency import IdempotencyStore
 from router.ledger.sqlite import SqliteLedger
 from router.ledger.sqlite_db import SqliteDatabase
 from router.providers.base import Provider
@@ -46,6 +47,7 @@ class Runtime:
     keys: KeyStore
     auth: Authenticator
     providers: dict[str, Provider]
+    idempotency: IdempotencyStore
     clock: Callable[[], float] = time.time
     provider_handles: dict[str, Handle[Any]] = field(default_factory=dict)
     # Request ids between hold and settlement in this process: the sweeper leaves them be.
@@ -74,7 +76,8 @@ def build_runtime(config: Config) -> Runtime:
     providers = {name: make_provider(spec) for name, spec in config.catalog.providers.items()}
     ledger = SqliteLedger(db)
     return Runtime(config=config, db=db, ledger=ledger, keys=keys,
-                   auth=Authenticator(config, keys, ledger, time.time), providers=providers)
+                   auth=Authenticator(config, keys, ledger, time.time), providers=providers,
+                   idempotency=IdempotencyStore(db, stale_after_s=config.hold_ttl_s))
 
 
 def hypercorn_config(config: Config) -> HypercornConfig:

@@ -9,17 +9,19 @@ whatever happened. Cancelling the request scope (client gone) closes the upstrea
 from __future__ import annotations
 
 import time
+
 import orjson
+import trio
 
 from actors.messages import ModelCall
+from actors.pipeline.idempotency import RecordingSink, replay
 from actors.pipeline.reserve import reserve
 from actors.pipeline.settle import settle
 from actors.pipeline.stream import ClientSink, StreamOutcome, run_stream
-from router.errors import BadRequest, Forbidden, NotFound, RouterError
+from router.errors import BadRequest, Conflict, Forbidden, NotFound, RouterError
+from router.ledger.idempotency import MAX_KEY_LENGTH
 from router.protocols.api import Meter
 from router.protocols.formats import FORMATS
-
-
 
 def parse_body(raw: bytes) -> dict:
     try:
@@ -34,9 +36,26 @@ def parse_body(raw: bytes) -> dict:
 async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> None:  # noqa: F821
     fmt = FORMATS[call.api]
     started_at = time.perf_counter()
+    claimed: tuple[str, str] | None = None  # (account, idempotency key) this call holds
     try:
         principal = await rt.auth.authenticate(call.credential, call.account_header)
         request = fmt.parse(parse_body(call.body))
+        if call.idempotency_key is not None:
+            if not 0 < len(call.idempotency_key) <= MAX_KEY_LENGTH:
+                raise BadRequest(f"'Idempotency-Key' must be 1 to {MAX_KEY_LENGTH} characters",
+                                 param="Idempotency-Key")
+            claim = await rt.idempotency.begin(principal.account, call.idempotency_key,
+                                               call.body, call.request_id, rt.clock())
+            if claim.kind == "replay":
+                await replay(sink, claim)
+                return
+            if claim.kind == "in_flight":
+                raise Conflict("a request with this Idempotency-Key is still in progress "
+                               f"({claim.request_id})")
+            if claim.kind == "mismatch":
+                raise Conflict("this Idempotency-Key was used with a different request body")
+            claimed = (principal.account, call.idempotency_key)
+            sink = RecordingSink(sink)
         model = rt.config.catalog.resolve(request.model)
         if model is None:
             raise NotFound(f"model {request.model!r} does not exist or has no price",
@@ -49,6 +68,8 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
         reservation = await reserve(rt.ledger, principal, request, model, call.request_id,
                                     now=rt.clock(), hold_ttl_s=rt.config.hold_ttl_s)
     except RouterError as exc:
+        if claimed is not None:
+            await rt.idempotency.abandon(*claimed)
         await sink.error(exc, fmt.shape)
         rt.log_request(call, None, None, exc.status, None, started_at)
         return
@@ -69,6 +90,20 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
         try:
             settlement = await settle(rt.ledger, reservation, request, model, meter,
                                       outcome.provider, now=rt.clock())
+            if claimed is not None:
+                await _close_claim(rt, claimed, sink, meter)
         finally:
             rt.live_requests.discard(call.request_id)
         rt.log_request(call, model.id, outcome.provider, outcome.status, settlement, started_at)
+
+
+async def _close_claim(rt: "Runtime", claimed: tuple[str, str], sink: ClientSink,  # noqa: F821
+                       meter: Meter) -> None:
+    """Keep a complete successful answer for replays; free the key otherwise."""
+    assert isinstance(sink, RecordingSink)
+    stored = sink.replayable() if meter.completed else None
+    with trio.CancelScope(shield=True):
+        if stored is None:
+            await rt.idempotency.abandon(*claimed)
+        else:
+            await rt.idempotency.finish(*claimed, sink.status, sink.content_type, stored)

@@ -46,6 +46,11 @@ CREATE TABLE IF NOT EXISTS api_keys (
     hash TEXT NOT NULL UNIQUE, label TEXT, models TEXT, rpm INTEGER,
     spend_cap_micros INTEGER, expires_at REAL, revoked_at REAL, created_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS keys_by_account ON api_keys(account);
+CREATE TABLE IF NOT EXISTS idempotency (
+    account TEXT NOT NULL, key TEXT NOT NULL, body_hash TEXT NOT NULL,
+    request_id TEXT NOT NULL, done INTEGER NOT NULL DEFAULT 0, status INTEGER,
+    content_type TEXT, response BLOB, created_at REAL NOT NULL,
+    PRIMARY KEY (account, key));
 """
 
 

@@ -126,6 +126,7 @@ class RouterApp:
         authorization = headers.get(b"authorization")
         api_key = headers.get(b"x-api-key")
         account = headers.get(b"x-aura-account")
+        idempotency_key = headers.get(b"idempotency-key")
         call = ModelCall(
             api=api, body=body, request_id=request_id,
             credential=credential_from(authorization.decode("latin-1") if authorization else None,
@@ -133,7 +134,8 @@ class RouterApp:
             query=scope.get("query_string", b"").decode("latin-1"),
             passthrough_headers=tuple((k.decode(), v.decode("latin-1"))
                                       for k, v in scope["headers"] if k in _PASSTHROUGH),
-            account_header=account.decode("latin-1") if account else None)
+            account_header=account.decode("latin-1") if account else None,
+            idempotency_key=idempotency_key.decode("latin-1") if idempotency_key else None)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)
             await run_model_call(self.rt, call, sink)

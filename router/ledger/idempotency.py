@@ -1,0 +1,85 @@
+"""Idempotency keys (I8): the same `Idempotency-Key` from the same account is billed once.
+
+The first request with a key claims it (with a hash of its body); a replay while it runs
+gets 409, a replay after it finished gets the stored answer without a second bill, and a
+replay with a different body gets 409. Only complete successful answers are kept; a
+failed first attempt frees the key so the client can retry. A claim whose request died
+with the process (never finished) expires after `stale_after_s`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from dataclasses import dataclass
+
+from router.ledger.sqlite_db import SqliteDatabase, Transaction
+
+MAX_KEY_LENGTH = 255
+MAX_STORED_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    kind: str  # "new" | "in_flight" | "mismatch" | "replay"
+    request_id: str
+    status: int = 0
+    content_type: str = ""
+    response: bytes = b""
+
+
+def body_hash(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def _begin(conn: sqlite3.Connection, account: str, key: str, digest: str, request_id: str,
+           now: float, stale_after_s: float) -> Claim:
+    with Transaction(conn):
+        row = conn.execute("SELECT body_hash, request_id, done, status, content_type, response, "
+                           "created_at FROM idempotency WHERE account = ? AND key = ?",
+                           (account, key)).fetchone()
+        if row is not None and not row[2] and now - row[6] > stale_after_s:
+            conn.execute("DELETE FROM idempotency WHERE account = ? AND key = ?", (account, key))
+            row = None
+        if row is None:
+            conn.execute("INSERT INTO idempotency (account, key, body_hash, request_id, "
+                         "created_at) VALUES (?, ?, ?, ?, ?)",
+                         (account, key, digest, request_id, now))
+            return Claim("new", request_id)
+        if row[0] != digest:
+            return Claim("mismatch", row[1])
+        if not row[2]:
+            return Claim("in_flight", row[1])
+        return Claim("replay", row[1], row[3], row[4], bytes(row[5]))
+
+
+def _finish(conn: sqlite3.Connection, account: str, key: str, status: int, content_type: str,
+            response: bytes) -> None:
+    with Transaction(conn):
+        conn.execute("UPDATE idempotency SET done = 1, status = ?, content_type = ?, "
+                     "response = ? WHERE account = ? AND key = ?",
+                     (status, content_type, response, account, key))
+
+
+def _abandon(conn: sqlite3.Connection, account: str, key: str) -> None:
+    with Transaction(conn):
+        conn.execute("DELETE FROM idempotency WHERE account = ? AND key = ? AND done = 0",
+                     (account, key))
+
+
+class IdempotencyStore:
+    def __init__(self, db: SqliteDatabase, stale_after_s: float) -> None:
+        self.db = db
+        self.stale_after_s = stale_after_s
+
+    async def begin(self, account: str, key: str, body: bytes, request_id: str,
+                    now: float) -> Claim:
+        return await self.db.run(_begin, account, key, body_hash(body), request_id, now,
+                                 self.stale_after_s)
+
+    async def finish(self, account: str, key: str, status: int, content_type: str,
+                     response: bytes) -> None:
+        await self.db.run(_finish, account, key, status, content_type, response)
+
+    async def abandon(self, account: str, key: str) -> None:
+        await self.db.run(_abandon, account, key)
