@@ -25,8 +25,10 @@ class RouterError(Exception):
     retryable: bool = True
 
     def __init__(self, message: str, *, param: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, retryable: bool | None = None) -> None:
         super().__init__(message)
+        if retryable is not None:
+            self.retryable = retryable
         self.message = message
         self.param = param
         self.extra_headers = dict(headers or {})

@@ -24,6 +24,14 @@ class InsufficientFunds(LedgerError):
         self.needed, self.available = needed, available
 
 
+class SpendCapReached(LedgerError):
+    """The key's spend cap cannot cover this hold."""
+
+    def __init__(self, needed: int, remaining: int) -> None:
+        super().__init__(f"needs {needed} micro-USD, {remaining} left under the key's cap")
+        self.needed, self.remaining = needed, remaining
+
+
 class DuplicateRequest(LedgerError):
     """A hold for this request id exists already."""
 
@@ -90,7 +98,12 @@ class Ledger(Protocol):
     async def account(self, account: str) -> AccountState: ...
 
     async def hold(self, account: str, request_id: str, amount: int, deadline: float,
-                   at: float) -> AccountState: ...
+                   at: float, *, key_id: str | None = None,
+                   key_cap: int | None = None) -> AccountState: ...
+
+    async def key_spent(self, key_id: str) -> int:
+        """Captured plus still held under this key: what its spend cap counts."""
+        ...
 
     async def settle(self, request_id: str, cost_micros: int, record: UsageRecord,
                      at: float) -> Settlement: ...
@@ -107,6 +120,7 @@ class _Hold:
     account: str
     amount: int
     deadline: float
+    key_id: str | None = None
     settled: Settlement | None = None
 
 
@@ -138,8 +152,13 @@ class LedgerModel:
         self._append(account, "grant" if amount > 0 else "adjust", amount, 0, None, reason, at)
         return self.state(account)
 
+    def key_spent(self, key_id: str) -> int:
+        return sum(h.settled.captured if h.settled else h.amount
+                   for h in self.holds.values() if h.key_id == key_id)
+
     def hold(self, account: str, request_id: str, amount: int, deadline: float,
-             at: float) -> AccountState:
+             at: float, *, key_id: str | None = None, key_cap: int | None = None
+             ) -> AccountState:
         if amount < 0:
             raise LedgerError("a hold cannot be negative")
         if request_id in self.holds:
@@ -147,7 +166,11 @@ class LedgerModel:
         available = self.state(account).available
         if amount > available:
             raise InsufficientFunds(amount, available)
-        self.holds[request_id] = _Hold(account, amount, deadline)
+        if key_id is not None and key_cap is not None:
+            remaining = key_cap - self.key_spent(key_id)
+            if amount > remaining:
+                raise SpendCapReached(amount, max(remaining, 0))
+        self.holds[request_id] = _Hold(account, amount, deadline, key_id)
         self._append(account, "hold", 0, amount, request_id, None, at)
         return self.state(account)
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import sqlite3
 
 from router.ledger.base import (AccountState, DuplicateRequest, Entry, InsufficientFunds,
-                                LedgerError, Settlement, UnknownRequest, UsageRecord)
+                                LedgerError, Settlement, SpendCapReached, UnknownRequest,
+                                UsageRecord)
 from router.ledger.sqlite_db import SqliteDatabase, Transaction
 from router.usage import Usage
 
@@ -61,8 +62,15 @@ def _open_account(conn: sqlite3.Connection, account: str, starting_grant: int,
         return created
 
 
+def _key_spent(conn: sqlite3.Connection, key_id: str) -> int:
+    row = conn.execute("SELECT COALESCE(SUM(CASE WHEN settled THEN captured ELSE amount END), 0) "
+                       "FROM holds WHERE key_id = ?", (key_id,)).fetchone()
+    return int(row[0])
+
+
 def _hold(conn: sqlite3.Connection, account: str, request_id: str, amount: int,
-          deadline: float, at: float) -> AccountState:
+          deadline: float, at: float, key_id: str | None = None,
+          key_cap: int | None = None) -> AccountState:
     if amount < 0:
         raise LedgerError("a hold cannot be negative")
     with Transaction(conn):
@@ -71,9 +79,14 @@ def _hold(conn: sqlite3.Connection, account: str, request_id: str, amount: int,
         state = _state(conn, account)
         if amount > state.available:
             raise InsufficientFunds(amount, state.available)
+        if key_id is not None and key_cap is not None:
+            remaining = key_cap - _key_spent(conn, key_id)
+            if amount > remaining:
+                raise SpendCapReached(amount, max(remaining, 0))
         _ensure(conn, account, at)
-        conn.execute("INSERT INTO holds (request_id, account, amount, deadline, created_at) "
-                     "VALUES (?, ?, ?, ?, ?)", (request_id, account, amount, deadline, at))
+        conn.execute("INSERT INTO holds (request_id, account, amount, deadline, created_at, "
+                     "key_id) VALUES (?, ?, ?, ?, ?, ?)",
+                     (request_id, account, amount, deadline, at, key_id))
         _append(conn, account, "hold", 0, amount, request_id, None, at)
         return _state(conn, account)
 
@@ -160,8 +173,13 @@ class SqliteLedger:
         return await self.db.run(_state, account)
 
     async def hold(self, account: str, request_id: str, amount: int, deadline: float,
-                   at: float) -> AccountState:
-        return await self.db.run(_hold, account, request_id, amount, deadline, at)
+                   at: float, *, key_id: str | None = None,
+                   key_cap: int | None = None) -> AccountState:
+        return await self.db.run(_hold, account, request_id, amount, deadline, at, key_id,
+                                 key_cap)
+
+    async def key_spent(self, key_id: str) -> int:
+        return await self.db.run(_key_spent, key_id)
 
     async def settle(self, request_id: str, cost_micros: int, record: UsageRecord,
                      at: float) -> Settlement:

@@ -32,8 +32,9 @@ CREATE INDEX IF NOT EXISTS entries_by_account ON entries(account, seq);
 CREATE TABLE IF NOT EXISTS holds (
     request_id TEXT PRIMARY KEY, account TEXT NOT NULL, amount INTEGER NOT NULL,
     deadline REAL NOT NULL, settled INTEGER NOT NULL DEFAULT 0, captured INTEGER,
-    released INTEGER, created_at REAL NOT NULL);
+    released INTEGER, created_at REAL NOT NULL, key_id TEXT);
 CREATE INDEX IF NOT EXISTS open_holds ON holds(settled, deadline);
+CREATE INDEX IF NOT EXISTS holds_by_key ON holds(key_id) WHERE key_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS usage (
     request_id TEXT PRIMARY KEY, account TEXT NOT NULL, model TEXT NOT NULL,
     provider TEXT NOT NULL, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,

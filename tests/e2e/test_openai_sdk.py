@@ -214,3 +214,20 @@ def test_request_without_max_tokens_on_a_small_balance_gets_what_it_can_afford(
         client(router, broke).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert raised.value.status_code == 402
     assert clean_fake.state.received == []
+
+
+def test_key_spend_cap_is_a_429_that_sdks_do_not_retry(
+        router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    account, key = router.new_account(5_000_000, spend_cap_micros=60)
+    answer = client(router, key).chat.completions.create(model="gpt-4o-mini",
+                                                         messages=MESSAGES, max_tokens=40)
+    spent = expected_cost(answer.usage.prompt_tokens, answer.usage.completion_tokens)
+    assert 0 < spent < 60
+    clean_fake.state.clear()
+    with pytest.raises(openai.RateLimitError) as raised:
+        client(router, key).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES,
+                                                    max_tokens=100)
+    assert raised.value.response.headers["x-should-retry"] == "false"
+    assert "spend cap" in raised.value.message
+    assert clean_fake.state.received == []
+    assert_settled(router, account, 5_000_000, spent)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from hypothesis.stateful import (Bundle, RuleBasedStateMachine, consumes, invari
 
 from actors.ledger_maintenance import sweep_expired_holds
 from router.ledger.base import (DuplicateRequest, InsufficientFunds, LedgerError, LedgerModel,
-                                UnknownRequest, UsageRecord)
+                                SpendCapReached, UnknownRequest, UsageRecord)
 from router.ledger.sqlite import SqliteLedger
 from router.ledger.sqlite_db import SqliteDatabase
 from router.usage import Usage
@@ -34,7 +35,7 @@ def _outcome(fn: Any, *args: Any) -> Any:
     """What a call returned, or the kind of refusal it raised."""
     try:
         return fn(*args)
-    except (InsufficientFunds, DuplicateRequest, UnknownRequest) as exc:
+    except (InsufficientFunds, DuplicateRequest, UnknownRequest, SpendCapReached) as exc:
         return type(exc).__name__
     except LedgerError:
         return "LedgerError"
@@ -92,6 +93,21 @@ class LedgerMachine(RuleBasedStateMachine):
         request_id = f"req-{self.next_id}"
         result = self._both("hold", account, request_id, amount, self.now + 50, self.now)
         return (request_id, account, amount if not isinstance(result, str) else -1)
+
+    @rule(target=holds, account=ACCOUNTS, key=st.sampled_from(["k1", "k2"]),
+          amount=st.integers(0, 2_000_000), cap=st.sampled_from([1_000, 1_000_000, 3_000_000]))
+    def hold_under_a_key_spend_cap(self, account: str, key: str, amount: int,
+                                   cap: int) -> tuple[str, str, int]:
+        self.next_id += 1
+        request_id = f"req-{self.next_id}"
+        expected = _outcome(lambda: self.model.hold(account, request_id, amount, self.now + 50,
+                                                    self.now, key_id=key, key_cap=cap))
+        actual = _outcome(lambda: trio.run(partial(self.sqlite.hold, key_id=key, key_cap=cap),
+                                           account, request_id, amount, self.now + 50,
+                                           self.now))
+        assert actual == expected
+        assert self.model.key_spent(key) == trio.run(self.sqlite.key_spent, key)
+        return (request_id, account, amount if not isinstance(actual, str) else -1)
 
     @rule(held=holds)
     def hold_again_with_the_same_id(self, held: tuple[str, str, int]) -> None:
