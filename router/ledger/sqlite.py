@@ -152,6 +152,10 @@ def _total_captured(conn: sqlite3.Connection, account: str) -> int:
     return int(row[0])
 
 
+def _exists(conn: sqlite3.Connection, account: str) -> bool:
+    return conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account,)).fetchone() is not None
+
+
 def _ping(conn: sqlite3.Connection) -> bool:
     return conn.execute("SELECT 1").fetchone() == (1,)
 
@@ -196,6 +200,9 @@ class SqliteLedger:
 
     async def total_captured(self, account: str) -> int:
         return await self.db.run(_total_captured, account)
+
+    async def exists(self, account: str) -> bool:
+        return await self.db.run(_exists, account)
 
     async def ping(self) -> bool:
         return await self.db.run(_ping)

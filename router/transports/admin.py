@@ -113,9 +113,14 @@ def admin_routes(rt: "Runtime") -> Blueprint:
             raise BadRequest(str(exc)) from None
         return json_response(account_json(state))
 
+    async def known_account(account: str) -> str:
+        if not await rt.ledger.exists(_account_id(account)):
+            raise NotFound(f"no account {account!r}")
+        return account
+
     @bp.get("/accounts/<account>")
     async def account(account: str):  # type: ignore[no-untyped-def]
-        state = await rt.ledger.account(_account_id(account))
+        state = await rt.ledger.account(await known_account(account))
         keys = await rt.keys.list(account)
         return json_response({**account_json(state),
                               "keys": [k.public() for k in keys]})
@@ -127,7 +132,9 @@ def admin_routes(rt: "Runtime") -> Blueprint:
             limit = min(int(request.args.get("limit", "100")), 1000)
         except ValueError:
             raise BadRequest("'after' and 'limit' must be integers") from None
-        entries = await rt.ledger.entries(_account_id(account), after, limit)
+        if after < 0 or limit < 1:
+            raise BadRequest("'after' must be >= 0 and 'limit' >= 1")
+        entries = await rt.ledger.entries(await known_account(account), after, limit)
         data = [{"seq": e.seq, "kind": e.kind, "amount_micros": e.amount,
                  "held_delta_micros": e.held_delta, "request_id": e.request_id,
                  "balance_after_micros": e.balance_after, "reason": e.reason, "at": e.at}
