@@ -231,3 +231,14 @@ def test_key_spend_cap_is_a_429_that_sdks_do_not_retry(
     assert "spend cap" in raised.value.message
     assert clean_fake.state.received == []
     assert_settled(router, account, 5_000_000, spent)
+
+
+def test_reasoning_tokens_are_billed_as_output(router: RouterProcess,
+                                               clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.reasoning_tokens = 30
+    account, key = router.new_account(1_000_000)
+    answer = client(router, key).chat.completions.create(model="gpt-4o-mini",
+                                                         messages=MESSAGES, max_tokens=100)
+    assert answer.usage.completion_tokens == 12 + 30
+    assert_settled(router, account, 1_000_000,
+                   expected_cost(answer.usage.prompt_tokens, 12 + 30))
