@@ -50,3 +50,24 @@ def test_key_limited_to_some_models_gets_403_for_others(
         client.chat.completions.create(model="gpt-4o", max_tokens=2,
                                        messages=[{"role": "user", "content": "hi"}])
     assert len(clean_fake.state.received) == 1
+
+
+def test_an_expired_key_is_refused_on_the_next_request(
+        router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    import time
+
+    from router.auth.keystore import KeyStore
+    from router.ledger.sqlite_db import SqliteDatabase
+
+    account, _ = router.new_account(1_000_000)
+    db = SqliteDatabase(router.data_dir / "ledger.sqlite3")  # the server's own ledger file
+    key, _record = KeyStore(db).issue_blocking(account, expires_at=time.time() + 1.0,
+                                               at=time.time())
+    db.close()
+    client = openai.OpenAI(base_url=router.base_url + "/v1", api_key=key, max_retries=0)
+    messages = [{"role": "user", "content": "hi"}]
+    client.chat.completions.create(model="gpt-4o-mini", max_tokens=2, messages=messages)
+    time.sleep(1.2)
+    with pytest.raises(openai.AuthenticationError) as raised:
+        client.chat.completions.create(model="gpt-4o-mini", max_tokens=2, messages=messages)
+    assert "expired" in raised.value.message
