@@ -13,6 +13,9 @@ from router.ledger.sqlite import SqliteLedger
 from router.errors import BadRequest, Forbidden, Unauthenticated
 
 
+KNOWN_SUBJECTS_MAX = 100_000
+
+
 def credential_from(authorization: str | None, x_api_key: str | None) -> str | None:
     """What the OpenAI SDK (`Authorization: Bearer`) or Anthropic SDK (`x-api-key`) sent."""
     if x_api_key:
@@ -64,6 +67,8 @@ class Authenticator:
             if subject not in self._known_subjects:
                 await self.ledger.open_account(subject, self.config.starting_grant_micros,
                                                self.clock())  # type: ignore[operator]
+                if len(self._known_subjects) >= KNOWN_SUBJECTS_MAX:
+                    self._known_subjects.clear()  # a cache: forgetting costs one write each
                 self._known_subjects.add(subject)
             return Principal(account=subject, via="jwt")
         raise Unauthenticated("invalid credential")
