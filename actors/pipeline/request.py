@@ -40,6 +40,15 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
     try:
         principal = await rt.auth.authenticate(call.credential, call.account_header)
         request = fmt.parse(parse_body(call.body))
+        model = rt.config.catalog.resolve(request.model)
+        if model is None:
+            raise NotFound(f"model {request.model!r} does not exist or has no price",
+                           param="model")
+        if not principal.may_use(model.id):
+            raise Forbidden(f"this key may not use model {model.id!r}")
+        if any(rt.providers[t.provider].spec.api not in (fmt.name, "any") for t in model.route):
+            raise BadRequest(f"model {model.id!r} is served in another API format; "
+                             "call it through its own endpoint", param="model")
         if call.idempotency_key is not None:
             if not 0 < len(call.idempotency_key) <= MAX_KEY_LENGTH:
                 raise BadRequest(f"'Idempotency-Key' must be 1 to {MAX_KEY_LENGTH} characters",
@@ -56,20 +65,15 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
                 raise Conflict("this Idempotency-Key was used with a different request body")
             claimed = (principal.account, call.idempotency_key)
             sink = RecordingSink(sink)
-        model = rt.config.catalog.resolve(request.model)
-        if model is None:
-            raise NotFound(f"model {request.model!r} does not exist or has no price",
-                           param="model")
-        if not principal.may_use(model.id):
-            raise Forbidden(f"this key may not use model {model.id!r}")
-        if any(rt.providers[t.provider].spec.api not in (fmt.name, "any") for t in model.route):
-            raise BadRequest(f"model {model.id!r} is served in another API format; "
-                             "call it through its own endpoint", param="model")
-        reservation = await reserve(rt.ledger, principal, request, model, call.request_id,
-                                    now=rt.clock(), hold_ttl_s=rt.config.hold_ttl_s)
+        try:
+            reservation = await reserve(rt.ledger, principal, request, model, call.request_id,
+                                        now=rt.clock(), hold_ttl_s=rt.config.hold_ttl_s)
+        except BaseException:  # refused or cancelled: the key is free for a retry
+            if claimed is not None:
+                with trio.CancelScope(shield=True):
+                    await rt.idempotency.abandon(*claimed)
+            raise
     except RouterError as exc:
-        if claimed is not None:
-            await rt.idempotency.abandon(*claimed)
         await sink.error(exc, fmt.shape)
         rt.log_request(call, None, None, exc.status, None, started_at)
         return

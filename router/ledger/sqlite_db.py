@@ -6,7 +6,7 @@ CPU and latency (~125 µs here) than the statements themselves. The inline conne
 never waits for a lock (`busy_timeout=0`) and never checkpoints: when another process
 (the CLI next to the server) holds the write lock, the call moves to a worker thread on a
 second connection that may wait, one call at a time; checkpoints run in that thread too
-(`checkpoint`, called by the ledger maintenance actor), so no fsync ever blocks the loop.
+(`checkpoint`, called by the `WalCheckpointer` actor), so no fsync ever blocks the loop.
 Transactions are `BEGIN IMMEDIATE` ... `COMMIT`: no await happens inside one.
 """
 
@@ -80,18 +80,13 @@ class SqliteDatabase:
         self._waiting.executescript(SCHEMA)
         self._inline = connect(path, busy_timeout_ms=0, autocheckpoint=False)
         self._gate = trio.CapacityLimiter(1)
-        self.inline_calls = 0
-        self.thread_calls = 0
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         try:
-            result = fn(self._inline, *args)
-            self.inline_calls += 1
-            return result
+            return fn(self._inline, *args)
         except sqlite3.OperationalError as exc:
             if not _is_busy(exc):
                 raise
-        self.thread_calls += 1
         return await trio.to_thread.run_sync(fn, self._waiting, *args, limiter=self._gate)
 
     async def checkpoint(self) -> None:
