@@ -9,7 +9,7 @@ has a price, or startup fails naming the file, the line and the field.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any, Mapping
 
@@ -36,10 +36,13 @@ class ProviderSpec:
     timeout_idle_s: float = 300.0
 
     @property
-    def api(self) -> str:
-        """The wire format this provider speaks natively."""
-        return "anthropic.messages" if self.kind == "anthropic" else (
-            "any" if self.kind == "demo" else "openai.chat")
+    def apis(self) -> tuple[str, ...]:
+        """The client API formats this provider speaks natively, preferred first."""
+        if self.kind == "anthropic":
+            return ("anthropic.messages",)
+        if self.kind == "demo":
+            return ("openai.chat", "anthropic.messages")
+        return ("openai.chat", "openai.responses")
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,9 @@ class ModelSpec:
     max_output_tokens: int
     route: tuple[Target, ...] = ()
     per_image_tokens: int = DEFAULT_PER_IMAGE_TOKENS
+    display_name: str = ""
+    reasoning: bool = False  # accepts reasoning effort / extended thinking
+    created: int = 0  # release date, unix seconds (for /v1/models)
 
 
 @dataclass(frozen=True)
@@ -65,21 +71,25 @@ class Catalog:
     aliases: Mapping[str, str]
 
     def resolve(self, name: str) -> ModelSpec | None:
-        """A model by alias, bare id or `provider/model`; None when unknown or unpriced."""
+        """A model by alias, bare id or `provider/model`; None when unknown or unpriced.
+
+        The prefix of `provider/model` is a configured provider's name or a provider
+        kind (`anthropic/claude-sonnet-4-5` reaches the first Anthropic-kind provider);
+        the model part is a catalog id or alias, which is what makes it priced.
+        """
         name = self.aliases.get(name, name)
         if name in self.models:
             return self.models[name]
         prefix, _, rest = name.partition("/")
-        provider = self.providers.get(prefix)
+        provider = self.providers.get(prefix) or next(
+            (p for p in self.providers.values() if p.kind == prefix), None)
         if provider is None or not rest:
             return None
-        priced = self.models.get(rest)
+        priced = self.models.get(self.aliases.get(rest, rest))
         if priced is None:
             return None
-        return ModelSpec(id=name, kind=provider.kind, prices=priced.prices,
-                         max_output_tokens=priced.max_output_tokens,
-                         route=(Target(provider.name, rest),),
-                         per_image_tokens=priced.per_image_tokens)
+        return replace(priced, id=name, kind=provider.kind,
+                       route=(Target(provider.name, rest),))
 
     def routable(self) -> list[ModelSpec]:
         return [m for m in self.models.values() if m.route]
@@ -136,16 +146,23 @@ def _prices(entry: Mapping[str, Any], base: Prices | None,
                   parsed.get("cache_write_per_mtok", base.cache_write))
 
 
-def _shipped_models() -> dict[str, ModelSpec]:
+def _shipped_models() -> tuple[dict[str, ModelSpec], dict[str, str]]:
+    """The shipped models and their aliases (dated snapshots, `-latest` ids)."""
     text = resources.files("router").joinpath("catalog.toml").read_text(encoding="utf-8")
     where = _Where("router/catalog.toml", text)
     out: dict[str, ModelSpec] = {}
+    aliases: dict[str, str] = {}
     for i, entry in enumerate(tomllib.loads(text)["models"]):
         prices = _prices(entry, None, lambda k, m, i=i: where.error("models", i, k, m))
         assert prices is not None, entry["id"]
-        out[entry["id"]] = ModelSpec(entry["id"], entry["kind"], prices,
-                                     int(entry["max_output_tokens"]))
-    return out
+        out[entry["id"]] = ModelSpec(
+            entry["id"], entry["kind"], prices, int(entry["max_output_tokens"]),
+            per_image_tokens=int(entry.get("per_image_tokens", DEFAULT_PER_IMAGE_TOKENS)),
+            display_name=str(entry.get("display_name", entry["id"])),
+            reasoning=bool(entry.get("reasoning", False)), created=int(entry.get("created", 0)))
+        for alias in entry.get("aliases", ()):
+            aliases[alias] = entry["id"]
+    return out, aliases
 
 
 def _parse_provider(i: int, entry: Any, env: Mapping[str, str], where: _Where) -> ProviderSpec:
@@ -223,9 +240,9 @@ def build_catalog(toml: Mapping[str, Any], toml_text: str, path: str | None,
     if not providers:
         providers["demo"] = ProviderSpec("demo", "demo", "")
 
-    models = {mid: ModelSpec(m.id, m.kind, m.prices, m.max_output_tokens,
-                             _default_route(m.kind, m.id, providers))
-              for mid, m in _shipped_models().items()}
+    shipped, shipped_aliases = _shipped_models()
+    models = {mid: replace(m, route=_default_route(m.kind, m.id, providers))
+              for mid, m in shipped.items()}
     for i, entry in enumerate(toml.get("models", [])):
         def fail(key: str | None, message: str, i: int = i) -> ConfigError:
             return where.error("models", i, key, message)
@@ -251,14 +268,20 @@ def build_catalog(toml: Mapping[str, Any], toml_text: str, path: str | None,
         models[entry["id"]] = ModelSpec(
             entry["id"], kind, prices, max_out,
             tuple(route) or (base.route if base else ()),
-            int(entry.get("per_image_tokens", DEFAULT_PER_IMAGE_TOKENS)))
+            int(entry.get("per_image_tokens", base.per_image_tokens if base
+                          else DEFAULT_PER_IMAGE_TOKENS)),
+            display_name=str(entry.get("display_name", base.display_name if base
+                                       else entry["id"])),
+            reasoning=bool(entry.get("reasoning", base.reasoning if base else False)),
+            created=base.created if base else 0)
         if not models[entry["id"]].route:
             raise fail("route", "no provider serves this model; give it a route")
 
     aliases = toml.get("aliases", {})
     if not isinstance(aliases, dict):
         raise ConfigError(f"{where.path}: [aliases] must be a table")
-    catalog = Catalog(providers=providers, models=models, aliases=dict(aliases))
+    merged = {a: m for a, m in shipped_aliases.items() if a not in models}
+    catalog = Catalog(providers=providers, models=models, aliases={**merged, **aliases})
     for alias, target in aliases.items():
         if not isinstance(target, str) or target == alias or catalog.resolve(target) is None:
             line = _line_of(toml_text, "aliases", 0, alias)

@@ -15,6 +15,7 @@ import trio
 
 from actors.messages import ModelCall
 from actors.pipeline.idempotency import RecordingSink, replay
+from actors.pipeline.plan import plan_route
 from actors.pipeline.reserve import reserve
 from actors.pipeline.settle import settle
 from actors.pipeline.stream import ClientSink, StreamOutcome, run_stream
@@ -46,9 +47,7 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
                            param="model")
         if not principal.may_use(model.id):
             raise Forbidden(f"this key may not use model {model.id!r}")
-        if any(rt.providers[t.provider].spec.api not in (fmt.name, "any") for t in model.route):
-            raise BadRequest(f"model {model.id!r} is served in another API format; "
-                             "call it through its own endpoint", param="model")
+        legs = plan_route(rt.providers, fmt, request, model)
         if call.idempotency_key is not None:
             if not 0 < len(call.idempotency_key) <= MAX_KEY_LENGTH:
                 raise BadRequest(f"'Idempotency-Key' must be 1 to {MAX_KEY_LENGTH} characters",
@@ -84,7 +83,7 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
     settlement = None
     rt.live_requests.add(call.request_id)
     try:
-        failed = await run_stream(rt.providers, fmt, request, model, reservation.max_output,
+        failed = await run_stream(legs, fmt, request, reservation.max_output,
                                   base_headers, call.query, call.passthrough_headers, meter,
                                   outcome, sink)
         if failed is not None:

@@ -11,18 +11,21 @@ what was streamed.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import orjson
 
 from typing import Protocol
 
-from router.catalog import ModelSpec, Target
-from router.errors import ProviderFailed, ProviderTimeout, RouterError, from_provider_status
+from actors.pipeline.plan import Leg
+from router.errors import ApiShape, ProviderFailed, ProviderTimeout, RouterError, from_provider_status
 from router.protocols.api import ApiFormat, ClientRequest, Meter
 from router.protocols.sse import SseParser
-from router.providers.base import Provider, UpstreamRequest, UpstreamUnavailable
+from router.protocols.translate import Bridge
+from router.providers.base import UpstreamRequest, UpstreamUnavailable
 
+log = logging.getLogger("aura.stream")
 MAX_ERROR_BODY = 64 * 1024
 MAX_ANSWER_BODY = 64 * 1024 * 1024
 _SSE_HEADERS = ((b"content-type", b"text/event-stream; charset=utf-8"),
@@ -69,24 +72,35 @@ def _provider_message(status: int, body: bytes) -> str:
     return text[:500]
 
 
+def _translated_body(bridge: Bridge, body: bytes, request: ClientRequest) -> bytes:
+    try:
+        parsed = orjson.loads(body)
+        if not isinstance(parsed, dict):
+            raise TypeError("not an object")
+        return orjson.dumps(bridge.response(parsed, request.body, request.wants_usage))
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError):
+        raise ProviderFailed("the provider's answer could not be read") from None
+
+
 # Our statuses for provider failures that another target might not have.
 _FAILOVER_STATUSES = frozenset({429, 502, 503, 504})
 
 
-async def run_stream(providers: dict[str, Provider], fmt: ApiFormat, request: ClientRequest,
-                     model: ModelSpec, max_output: int, base_headers: tuple[tuple[bytes, bytes], ...],
+async def run_stream(legs: list[Leg], fmt: ApiFormat, request: ClientRequest,
+                     max_output: int, base_headers: tuple[tuple[bytes, bytes], ...],
                      query: str, passthrough: tuple[tuple[str, str], ...], meter: Meter,
                      outcome: StreamOutcome, out: ClientSink) -> RouterError | None:
     """None once an answer went to the client; else why no target could answer."""
     error: RouterError = ProviderFailed("no provider could serve this request")
-    for target in model.route:
-        provider = providers[target.provider]
-        upstream = UpstreamRequest(fmt.name, fmt.upstream_body(request, target.upstream_model,
-                                                               max_output),
-                                   request.stream, query, passthrough)
+    for leg in legs:
+        body = leg.native.upstream_body(leg.request, leg.target.upstream_model, max_output)
+        # The client's query string and headers are for its own API, not a translated one.
+        upstream = (UpstreamRequest(fmt.name, body, request.stream, query, passthrough)
+                    if leg.bridge is None else UpstreamRequest(leg.native.name, body,
+                                                               request.stream))
         try:
-            failed = await _try_target(provider, target, fmt, request, upstream,
-                                       base_headers, meter, outcome, out)
+            failed = await _try_target(leg, fmt.shape, request, upstream, base_headers, meter,
+                                       outcome, out)
         except UpstreamUnavailable as exc:
             failed = (ProviderTimeout if exc.timeout else ProviderFailed)(str(exc))
             if outcome.provider is not None:  # mid-stream: the client has bytes already
@@ -100,12 +114,17 @@ async def run_stream(providers: dict[str, Provider], fmt: ApiFormat, request: Cl
     return error
 
 
-async def _try_target(provider: Provider, target: Target, fmt: ApiFormat,
-                      request: ClientRequest, upstream: UpstreamRequest,
+async def _try_target(leg: Leg, shape: ApiShape, request: ClientRequest,
+                      upstream: UpstreamRequest,
                       base_headers: tuple[tuple[bytes, bytes], ...], meter: Meter,
                       outcome: StreamOutcome, out: ClientSink) -> RouterError | None:
-    """None once the answer went to the client; else why this target failed."""
-    async with provider.open(upstream) as response:
+    """None once the answer went to the client; else why this target failed.
+
+    The leg's native format meters what the provider sent (so the bill is the
+    provider's word); a bridge, if any, rewrites it for the client.
+    """
+    target, native, bridge = leg.target, leg.native, leg.bridge
+    async with leg.provider.open(upstream) as response:
         outcome.status = response.status
         if response.status != 200:
             body = await response.read(MAX_ERROR_BODY)
@@ -118,20 +137,38 @@ async def _try_target(provider: Provider, target: Target, fmt: ApiFormat,
         headers = base_headers + ((b"x-aura-provider", target.provider.encode()),)
         if not request.stream:
             body = await response.read(MAX_ANSWER_BODY)
-            fmt.on_body(meter, body)
+            native.on_body(meter, body)
+            if bridge is not None:
+                try:
+                    body = _translated_body(bridge, body, request)
+                except ProviderFailed as exc:
+                    return exc
             await out.start(200, headers + _JSON_HEADERS)
             await out.body(body)
             return None
         await out.start(200, headers + _SSE_HEADERS)
         parser = SseParser()
+        translator = bridge.stream(request.body, request.wants_usage) if bridge else None
+        upstream_request = leg.request
         async for chunk in response.aiter_bytes():
             events = parser.feed(chunk)
             if not events:
                 continue
-            forward = [e.raw for e in events if fmt.on_event(request, meter, e)]
+            if translator is None:
+                forward = [e.raw for e in events if native.on_event(upstream_request, meter, e)]
+            else:
+                forward = []
+                for event in events:
+                    native.on_event(upstream_request, meter, event)
+                    try:
+                        forward.append(translator.feed(event))
+                    except (ValueError, TypeError, AttributeError, KeyError):
+                        log.warning("skipped an upstream event the bridge could not read")
             if forward:
-                await out.body(forward[0] if len(forward) == 1 else b"".join(forward))
+                data = forward[0] if len(forward) == 1 else b"".join(forward)
+                if data:
+                    await out.body(data)
         if not meter.completed:
             await out.body(ProviderFailed("the provider stream ended before the answer was "
-                                          "complete").sse_event(fmt.shape))
+                                          "complete").sse_event(shape))
         return None

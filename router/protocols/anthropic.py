@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from router.errors import BadRequest
 from router.protocols.api import ClientRequest, Meter, new_request
 from router.protocols.sse import SseEvent
 
@@ -28,12 +29,41 @@ def _record_usage(meter: Meter, usage: dict[str, Any]) -> None:
         meter.cache_write_tokens = int(usage["cache_creation_input_tokens"])
 
 
+def hoist_system_messages(body: dict[str, Any]) -> dict[str, Any]:
+    """Move `role: "system"` entries of `messages` (Claude Code sends them; the Messages
+    API refuses them) into `system`, after what is there, in order."""
+    system = body.get("system")
+    blocks: list[Any] = ([{"type": "text", "text": system}] if isinstance(system, str)
+                         and system else list(system) if isinstance(system, list) else [])
+    messages = []
+    for i, message in enumerate(body["messages"]):
+        if message["role"] != "system":
+            messages.append(message)
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            blocks.append({"type": "text", "text": content})
+        elif isinstance(content, list) and all(isinstance(b, dict) and b.get("type") == "text"
+                                               for b in content):
+            blocks.extend(content)
+        else:
+            raise BadRequest(f"'messages[{i}].content' of a system message must be text",
+                             param=f"messages[{i}].content")
+    if not messages:
+        raise BadRequest("'messages' needs at least one user or assistant message",
+                         param="messages")
+    return {**body, "system": blocks, "messages": messages}
+
+
 class AnthropicMessages:
     name = "anthropic.messages"
     shape = "anthropic"
 
     def parse(self, body: dict[str, Any]) -> ClientRequest:
-        return new_request(body, ("max_tokens",))
+        request = new_request(body, ("max_tokens",))
+        if any(m["role"] == "system" for m in body["messages"]):
+            request.body = hoist_system_messages(body)
+        return request
 
     def upstream_body(self, request: ClientRequest, upstream_model: str,
                       max_output: int) -> bytes:

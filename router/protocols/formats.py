@@ -1,10 +1,25 @@
-"""The client API formats by name, as the transports and websocket frames call them."""
+"""The client API formats by name, as the transports and websocket frames call them, and
+the bridges that let a client of one format reach a provider of another."""
 
 from __future__ import annotations
 
 from router.protocols.anthropic import AnthropicMessages
 from router.protocols.api import ApiFormat
+from router.protocols.chat_over_messages import ChatOverMessages
+from router.protocols.messages_over_chat import MessagesOverChat
 from router.protocols.openai_chat import OpenAIChat
+from router.protocols.translate import Bridge
 
 FORMATS: dict[str, ApiFormat] = {"openai.chat": OpenAIChat(),
                                  "anthropic.messages": AnthropicMessages()}
+
+BRIDGES: dict[tuple[str, str], Bridge] = {
+    (b.client_api, b.upstream_api): b for b in (ChatOverMessages(), MessagesOverChat())}
+
+
+def upstream_api(client_api: str, provider_apis: tuple[str, ...]) -> str | None:
+    """The format to speak to a provider: the client's own if the provider speaks it,
+    else the first one a bridge reaches; None if there is none."""
+    if client_api in provider_apis:
+        return client_api
+    return next((api for api in provider_apis if (client_api, api) in BRIDGES), None)

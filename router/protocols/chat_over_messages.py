@@ -1,0 +1,347 @@
+"""An OpenAI Chat Completions client served by an Anthropic Messages provider.
+
+Request: system and developer messages become `system` (wherever they stand), tool
+messages become `tool_result` blocks in a user turn, assistant `tool_calls` become
+`tool_use` blocks, images become image blocks, tools and tool_choice map one to one.
+Answer: content blocks become `content` / `tool_calls` (thinking becomes
+`reasoning_content`), stop reasons and usage map (cached tokens are part of
+`prompt_tokens`, as OpenAI counts them).
+
+Documented drops (no Anthropic equivalent, harmless to omit): `frequency_penalty`,
+`presence_penalty`, `logit_bias`, `seed`, `store`, `metadata`, `service_tier`,
+`prompt_cache_key`, `reasoning_effort`, `verbosity`, `prediction`, a tool's `strict`.
+Refused with a 400: `n` > 1, `logprobs`, audio output, `response_format` other than
+text, `temperature` above 1.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from router.errors import BadRequest
+from router.protocols.sse import SseEvent
+from router.protocols.translate import (TokenCounts, UpstreamTarget, event_json,
+                                        image_from_url, loads_arguments, new_id,
+                                        object_schema, openai_stop, sse,
+                                        temperature_for_anthropic, text_of)
+
+_REFUSED = {"logprobs": "Anthropic models return no log probabilities",
+            "top_logprobs": "Anthropic models return no log probabilities",
+            "audio": "Anthropic models do not produce audio",
+            "functions": "use 'tools' (the deprecated 'functions' is not translated)",
+            "function_call": "use 'tool_choice' (the deprecated 'function_call' is not "
+                             "translated)"}
+
+
+def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    if not isinstance(content, list):
+        raise BadRequest(f"'{where}.content' must be a string or a list of parts",
+                         param=f"{where}.content")
+    blocks: list[dict[str, Any]] = []
+    for j, part in enumerate(content):
+        param = f"{where}.content[{j}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            block: dict[str, Any] = {"type": "text", "text": part["text"]}
+        elif kind == "image_url":
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else image
+            block = {"type": "image", "source": image_from_url(url, f"{param}.image_url")}
+        elif kind == "file":
+            block = _document(part.get("file"), param)
+        else:
+            raise BadRequest(f"'{param}' of type {kind!r} cannot be sent to an Anthropic "
+                             "model (text, image_url and PDF file parts can)", param=param)
+        if isinstance(part.get("cache_control"), dict):  # OpenRouter-style hint, kept
+            block["cache_control"] = part["cache_control"]
+        blocks.append(block)
+    return blocks
+
+
+def _document(file: Any, param: str) -> dict[str, Any]:
+    data = file.get("file_data") if isinstance(file, dict) else None
+    prefix = "data:application/pdf;base64,"
+    if not isinstance(data, str) or not data.startswith(prefix):
+        raise BadRequest(f"'{param}.file' must carry a PDF as file_data "
+                         f"('{prefix}...'); file ids cannot be translated", param=param)
+    return {"type": "document", "source": {"type": "base64", "media_type": "application/pdf",
+                                           "data": data[len(prefix):]}}
+
+
+def _assistant_blocks(message: dict[str, Any], where: str,
+                      known_calls: set[str]) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    content = message.get("content")
+    if isinstance(content, list):
+        content = "".join(p.get("text") or p.get("refusal") or ""
+                          for p in content if isinstance(p, dict))
+    if isinstance(content, str) and content:
+        blocks.append({"type": "text", "text": content})
+    calls = message.get("tool_calls") or []
+    if not isinstance(calls, list):
+        raise BadRequest(f"'{where}.tool_calls' must be a list", param=f"{where}.tool_calls")
+    for k, call in enumerate(calls):
+        param = f"{where}.tool_calls[{k}]"
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str) \
+                or not isinstance(call.get("id"), str) or not call["id"]:
+            raise BadRequest(f"'{param}' needs an 'id' and a 'function' with a 'name'",
+                             param=param)
+        known_calls.add(call["id"])
+        blocks.append({"type": "tool_use", "id": call["id"], "name": function["name"],
+                       "input": loads_arguments(function.get("arguments"),
+                                                f"{param}.function.arguments")})
+    return blocks
+
+
+def _append(messages: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
+    """Consecutive turns of one role merge into one, as Anthropic expects."""
+    if messages and messages[-1]["role"] == role:
+        messages[-1]["content"].extend(blocks)
+    else:
+        messages.append({"role": role, "content": blocks})
+
+
+def _tools(tools: Any) -> list[dict[str, Any]]:
+    if not isinstance(tools, list):
+        raise BadRequest("'tools' must be a list", param="tools")
+    out = []
+    for i, tool in enumerate(tools):
+        param = f"tools[{i}]"
+        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
+            raise BadRequest(f"'{param}' must be a function tool; other tool types cannot "
+                             "be sent to an Anthropic model", param=f"{param}.type")
+        function = tool.get("function")
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise BadRequest(f"'{param}.function.name' is required",
+                             param=f"{param}.function.name")
+        entry: dict[str, Any] = {"name": function["name"],
+                                 "input_schema": object_schema(function.get("parameters"),
+                                                               f"{param}.function.parameters")}
+        if isinstance(function.get("description"), str):
+            entry["description"] = function["description"]
+        out.append(entry)
+    return out
+
+
+def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
+    if choice is None:
+        mapped: dict[str, Any] | None = None
+    elif choice in ("auto", "none"):
+        mapped = {"type": choice}
+    elif choice == "required":
+        mapped = {"type": "any"}
+    elif isinstance(choice, dict) and choice.get("type") == "function" and isinstance(
+            (choice.get("function") or {}).get("name"), str):
+        mapped = {"type": "tool", "name": choice["function"]["name"]}
+    else:
+        raise BadRequest("'tool_choice' must be 'auto', 'none', 'required' or a function",
+                         param="tool_choice")
+    if parallel is False and (mapped or {}).get("type") != "none":
+        mapped = {**(mapped or {"type": "auto"}), "disable_parallel_tool_use": True}
+    return mapped
+
+
+def to_messages_request(body: dict[str, Any], target: UpstreamTarget) -> dict[str, Any]:
+    """An OpenAI Chat Completions body as an Anthropic Messages body (no max_tokens yet:
+    the pipeline sets the output limit it reserved for)."""
+    for name, why in _REFUSED.items():
+        if body.get(name) not in (None, False):
+            raise BadRequest(f"'{name}' cannot be used with model {target.model_id!r}: {why}",
+                             param=name)
+    if body.get("n") not in (None, 1):
+        raise BadRequest("'n' must be 1 for Anthropic models", param="n")
+    if (body.get("modalities") or ["text"]) != ["text"]:
+        raise BadRequest("Anthropic models produce text only", param="modalities")
+    response_format = body.get("response_format")
+    if response_format is not None and (response_format or {}).get("type") != "text":
+        raise BadRequest("'response_format' other than text cannot be used with model "
+                         f"{target.model_id!r}", param="response_format")
+    system: list[dict[str, Any]] = []
+    messages: list[dict[str, Any]] = []
+    known_calls: set[str] = set()
+    for i, message in enumerate(body["messages"]):
+        where = f"messages[{i}]"
+        role = message["role"]
+        if role in ("system", "developer"):
+            content = message.get("content")
+            if isinstance(content, list):
+                system.extend(b for b in _user_blocks(content, where) if b["type"] == "text")
+            elif text_of(content, f"{where}.content"):
+                system.append({"type": "text", "text": content})
+        elif role == "user":
+            _append(messages, "user", _user_blocks(message.get("content"), where))
+        elif role == "assistant":
+            blocks = _assistant_blocks(message, where, known_calls)
+            if blocks:
+                _append(messages, "assistant", blocks)
+        elif role == "tool":
+            call_id = message.get("tool_call_id")
+            if call_id not in known_calls:
+                raise BadRequest(f"'{where}.tool_call_id' {call_id!r} answers no tool call "
+                                 "of an earlier assistant message",
+                                 param=f"{where}.tool_call_id")
+            content = message.get("content")
+            result: dict[str, Any] = {"type": "tool_result", "tool_use_id": call_id,
+                                      "content": content if isinstance(content, str)
+                                      else _user_blocks(content, where)}
+            _append(messages, "user", [result])
+        else:
+            raise BadRequest(f"'{where}.role' {role!r} is not one of system, developer, "
+                             "user, assistant, tool", param=f"{where}.role")
+    if not messages:
+        raise BadRequest("'messages' needs at least one user or assistant message",
+                         param="messages")
+    out: dict[str, Any] = {"model": target.model_id, "messages": messages}
+    if system:
+        out["system"] = system[0]["text"] if len(system) == 1 and \
+            "cache_control" not in system[0] else system
+    if body.get("tools"):
+        out["tools"] = _tools(body["tools"])
+    choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
+    if choice is not None and out.get("tools"):
+        out["tool_choice"] = choice
+    temperature = temperature_for_anthropic(body.get("temperature"))
+    if temperature is not None:
+        out["temperature"] = temperature
+    if body.get("top_p") is not None:
+        out["top_p"] = body["top_p"]
+    stop = body.get("stop")
+    if stop is not None:
+        stops = [stop] if isinstance(stop, str) else stop
+        if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+            raise BadRequest("'stop' must be a string or a list of strings", param="stop")
+        if stops:
+            out["stop_sequences"] = stops
+    if isinstance(body.get("user"), str):
+        out["metadata"] = {"user_id": body["user"]}
+    if body.get("stream"):
+        out["stream"] = True
+    return out
+
+
+# --- the answer ------------------------------------------------------------------------------
+
+def _chat_id(message_id: Any) -> str:
+    return "chatcmpl-" + (str(message_id) if message_id else new_id(""))
+
+
+def to_chat_response(body: dict[str, Any], wants_usage: bool = True) -> dict[str, Any]:
+    """A whole Anthropic message as a `chat.completion`."""
+    texts: list[str] = []
+    thinking: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for block in body.get("content") or ():
+        kind = block.get("type")
+        if kind == "text":
+            texts.append(block.get("text") or "")
+        elif kind == "thinking":
+            thinking.append(block.get("thinking") or "")
+        elif kind == "tool_use":
+            calls.append({"id": block.get("id"), "type": "function",
+                          "function": {"name": block.get("name"),
+                                       "arguments": _dumps(block.get("input") or {})}})
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or
+                               not calls else None, "refusal": None}
+    if calls:
+        message["tool_calls"] = calls
+    if thinking:
+        message["reasoning_content"] = "".join(thinking)
+    counts = TokenCounts()
+    counts.take_anthropic(body.get("usage") or {})
+    return {"id": _chat_id(body.get("id")), "object": "chat.completion",
+            "created": int(time.time()), "model": body.get("model"),
+            "choices": [{"index": 0, "message": message, "logprobs": None,
+                         "finish_reason": openai_stop(body.get("stop_reason")) or "stop"}],
+            "usage": counts.openai()}
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+class ChatFromMessagesStream:
+    """Anthropic stream events in, `chat.completion.chunk` SSE out."""
+
+    def __init__(self, wants_usage: bool) -> None:
+        self.wants_usage = wants_usage
+        self.base: dict[str, Any] = {"id": _chat_id(None), "object": "chat.completion.chunk",
+                                     "created": int(time.time()), "model": None}
+        self.tools: dict[int, int] = {}  # content block index -> tool_calls index
+        self.counts = TokenCounts()
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return sse({**self.base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                             "finish_reason": finish}]})
+
+    def feed(self, event: SseEvent) -> bytes:
+        data = event_json(event)
+        if data is None:
+            return b""
+        kind = data.get("type")
+        if kind == "content_block_delta":
+            delta = data.get("delta") or {}
+            dkind = delta.get("type")
+            if dkind == "text_delta":
+                return self._chunk({"content": delta.get("text", "")})
+            if dkind == "input_json_delta":
+                index = self.tools.get(data.get("index", -1))
+                if index is None or not delta.get("partial_json"):
+                    return b""
+                return self._chunk({"tool_calls": [{"index": index, "function": {
+                    "arguments": delta["partial_json"]}}]})
+            if dkind == "thinking_delta":
+                return self._chunk({"reasoning_content": delta.get("thinking", "")})
+            return b""
+        if kind == "content_block_start":
+            block = data.get("content_block") or {}
+            if block.get("type") == "tool_use":
+                index = self.tools[data.get("index", -1)] = len(self.tools)
+                return self._chunk({"tool_calls": [{
+                    "index": index, "id": block.get("id"), "type": "function",
+                    "function": {"name": block.get("name"), "arguments": ""}}]})
+            if block.get("type") == "text" and block.get("text"):
+                return self._chunk({"content": block["text"]})
+            return b""
+        if kind == "message_start":
+            message = data.get("message") or {}
+            self.base["id"] = _chat_id(message.get("id"))
+            self.base["model"] = message.get("model")
+            self.counts.take_anthropic(message.get("usage") or {})
+            return self._chunk({"role": "assistant", "content": ""})
+        if kind == "message_delta":
+            self.counts.take_anthropic(data.get("usage") or {})
+            reason = openai_stop((data.get("delta") or {}).get("stop_reason"))
+            return self._chunk({}, reason) if reason else b""
+        if kind == "message_stop":
+            usage = sse({**self.base, "choices": [], "usage": self.counts.openai()}) \
+                if self.wants_usage else b""
+            return usage + b"data: [DONE]\n\n"
+        if kind == "error":
+            error = data.get("error") or {}
+            return sse({"error": {"message": error.get("message", "provider error"),
+                                  "type": error.get("type", "api_error"),
+                                  "param": None, "code": None}})
+        return b""
+
+
+class ChatOverMessages:
+    """The bridge (see `router.protocols.translate`)."""
+
+    client_api = "openai.chat"
+    upstream_api = "anthropic.messages"
+
+    def request(self, body: dict[str, Any], target: UpstreamTarget) -> dict[str, Any]:
+        return to_messages_request(body, target)
+
+    def response(self, body: dict[str, Any], client_body: dict[str, Any],
+                 wants_usage: bool) -> dict[str, Any]:
+        return to_chat_response(body, wants_usage)
+
+    def stream(self, client_body: dict[str, Any], wants_usage: bool) -> ChatFromMessagesStream:
+        return ChatFromMessagesStream(wants_usage)
