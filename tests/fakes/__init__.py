@@ -1,11 +1,12 @@
-"""Faithful fake LLM providers (OpenAI Chat Completions + Anthropic Messages) for tests and benchmarks.
+"""Faithful fake LLM providers (OpenAI Chat Completions + Responses, Anthropic Messages).
 
-Real HTTP servers on loopback; see `FakeProviderServer` and `FakeState`.
+For tests and benchmarks: real HTTP servers on loopback; see `FakeProviderServer` and `FakeState`.
 """
 
 from __future__ import annotations
 
 from .server import FakeProviderServer
-from .state import FakeState, ReceivedRequest, count_input_tokens
+from .state import FakeState, ReceivedRequest, count_input_tokens, count_response_input_tokens
 
-__all__ = ["FakeProviderServer", "FakeState", "ReceivedRequest", "count_input_tokens"]
+__all__ = ["FakeProviderServer", "FakeState", "ReceivedRequest", "count_input_tokens",
+           "count_response_input_tokens"]

@@ -35,6 +35,10 @@ def rand_id(prefix: str, length: int) -> str:
     return prefix + "".join(_rng.choices(_ALNUM, k=length))
 
 
+def rand_hex(prefix: str, length: int) -> str:
+    return prefix + "".join(_rng.choices("0123456789abcdef", k=length))
+
+
 async def read_request(scope: Scope, receive: Receive, state: FakeState) -> ReceivedRequest:
     """Read the whole body, parse it as JSON if possible, record and return it."""
     chunks: list[bytes] = []
@@ -120,6 +124,25 @@ async def stream_events(
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
     if finish:
         await send({"type": "http.response.body", "body": b"".join(tail), "more_body": False})
+
+
+def split_stream(events: list[tuple[bool, bytes]],
+                 n_head: int) -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """Group SSE events into `stream_events`' (head, chunks, tail).
+
+    ``events`` are ``(is_content_delta, bytes)`` in wire order; the first ``n_head`` form the
+    head.  Every content delta becomes one chunk, carrying the structural events (block
+    stops / starts) that precede it; whatever follows the last delta is the tail.
+    """
+    head = [data for _, data in events[:n_head]]
+    chunks: list[bytes] = []
+    pending: list[bytes] = []
+    for is_delta, data in events[n_head:]:
+        pending.append(data)
+        if is_delta:
+            chunks.append(b"".join(pending))
+            pending = []
+    return head, chunks, pending
 
 
 async def sleep_if(delay_s: float) -> None:

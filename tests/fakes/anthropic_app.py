@@ -11,19 +11,28 @@ documented type per status (400 invalid_request_error, 401 authentication_error,
 403 permission_error, 404 not_found_error, 413 request_too_large,
 429 rate_limit_error, 500 api_error, 529 overloaded_error).
 
+Tool use (``FakeState.tool_call``) and extended thinking (``FakeState.thinking_text``)
+follow the documented block sequence: a ``thinking`` block (``thinking_delta``s, then one
+``signature_delta``), an optional ``text`` block, a ``tool_use`` block whose
+``content_block_start`` carries ``"input": {}`` and whose ``input_json_delta``s start with
+an empty ``partial_json``; ``stop_reason`` is ``tool_use`` for a tool call.
+
 Usage: P = `count_input_tokens` (see state.py); ``input_tokens`` reports the
 uncached part ``max(P - cache_read - cache_write, 0)``; cache fields as configured.
 """
 
 from __future__ import annotations
 
+import base64
+import os
 from typing import Any
 
 import orjson
 
 from ._asgi import ASGIApp, Headers, Receive, Scope, Send, rand_id, read_request
-from ._asgi import send_json, sleep_if, start_sse, stream_events
-from .state import FakeState, capped_words, count_input_tokens, reply_text, word_json
+from ._asgi import send_json, sleep_if, split_stream, start_sse, stream_events
+from .state import FakeState, capped_words, count_input_tokens, reply_text, text_pieces
+from .state import tool_call_fragments, word, word_json
 
 _STATUS_ERRORS: dict[int, tuple[str, str]] = {
     400: ("invalid_request_error", "Invalid request."),
@@ -64,6 +73,35 @@ def build_usage(state: FakeState, prompt: int, output_tokens: int) -> dict[str, 
         "output_tokens": output_tokens,
         "service_tier": "standard",
     }
+
+
+def _tool_call_applies(body: dict[str, Any]) -> bool:
+    tools = body.get("tools")
+    if not isinstance(tools, list) or not tools:
+        return False
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") == "none":
+        return False
+    messages = body.get("messages")
+    for msg in reversed(messages if isinstance(messages, list) else []):
+        if isinstance(msg, dict) and msg.get("role") == "user":
+            content = msg.get("content")
+            return not (isinstance(content, list) and any(
+                isinstance(block, dict) and block.get("type") == "tool_result" for block in content))
+    return True
+
+
+def _thinking_enabled(body: dict[str, Any]) -> bool:
+    thinking = body.get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
+
+
+def _block_event(kind: str, index: int, extra: dict[str, Any]) -> bytes:
+    return _sse(kind, {"type": kind, "index": index, **extra})
+
+
+def _delta(index: int, delta: dict[str, Any]) -> tuple[bool, bytes]:
+    return True, _block_event("content_block_delta", index, {"delta": delta})
 
 
 def make_anthropic_app(state: FakeState) -> ASGIApp:
@@ -115,6 +153,10 @@ def make_anthropic_app(state: FakeState) -> ASGIApp:
         await _message(body, prompt, send, extra)
 
     async def _message(body: dict[str, Any], prompt: int, send: Send, extra: Headers) -> None:
+        if ((state.tool_call is not None and _tool_call_applies(body))
+                or (state.thinking_text is not None and _thinking_enabled(body))):
+            await _message_blocks(body, prompt, send, extra)
+            return
         model = str(body.get("model"))
         n_words, truncated = capped_words(state, body.get("max_tokens"))
         stop_reason = "max_tokens" if truncated else "end_turn"
@@ -154,6 +196,85 @@ def make_anthropic_app(state: FakeState) -> ASGIApp:
                                    "usage": delta_usage}),
             b'event: message_stop\ndata: {"type":"message_stop"}\n\n',
         ]
+        await start_sse(send, extra)
+        await stream_events(send, head, chunks, tail, state.chunk_delay_s, state.cut_after_chunks)
+
+    async def _message_blocks(body: dict[str, Any], prompt: int, send: Send, extra: Headers) -> None:
+        """An answer with a thinking block and/or a tool call (see state.py for the token model)."""
+        model = str(body.get("model"))
+        tool = state.tool_call if _tool_call_applies(body) else None
+        thinking = state.thinking_text if _thinking_enabled(body) else None
+        think_pieces = text_pieces(thinking) if thinking else []
+        content: list[dict[str, Any]] = []
+        # per block: (content block at start, its delta payloads)
+        blocks: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+        if thinking is not None:
+            signature = base64.b64encode(os.urandom(72)).decode()
+            content.append({"type": "thinking", "thinking": thinking, "signature": signature})
+            blocks.append(({"type": "thinking", "thinking": "", "signature": ""},
+                           [*({"type": "thinking_delta", "thinking": p} for p in think_pieces),
+                            {"type": "signature_delta", "signature": signature}]))
+        output_tokens = len(think_pieces)
+        if tool is not None:
+            name, arguments = tool
+            lead = state.tool_call_text
+            if lead and lead.strip():
+                pieces = text_pieces(lead)
+                output_tokens += len(pieces)
+                content.append({"type": "text", "text": lead})
+                blocks.append(({"type": "text", "text": ""},
+                               [{"type": "text_delta", "text": p} for p in pieces]))
+            _, fragments = tool_call_fragments(arguments)
+            output_tokens += len(fragments)
+            tool_id = rand_id("toolu_01", 22)
+            content.append({"type": "tool_use", "id": tool_id, "name": name, "input": arguments})
+            blocks.append(({"type": "tool_use", "id": tool_id, "name": name, "input": {}},
+                           [{"type": "input_json_delta", "partial_json": f}
+                            for f in ("", *fragments)]))
+            stop_reason = "tool_use"
+        else:
+            cap = body.get("max_tokens")
+            if isinstance(cap, int) and not isinstance(cap, bool):
+                cap = max(cap - output_tokens, 0)
+            n_words, truncated = capped_words(state, cap)
+            output_tokens += n_words
+            content.append({"type": "text", "text": reply_text(n_words)})
+            blocks.append(({"type": "text", "text": ""},
+                           [{"type": "text_delta", "text": word(i)} for i in range(n_words)]))
+            stop_reason = "max_tokens" if truncated else "end_turn"
+        message_id = rand_id("msg_01", 22)
+        usage = build_usage(state, prompt, output_tokens)
+        if body.get("stream") is not True:
+            payload = {
+                "id": message_id,
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": content,
+                "stop_reason": stop_reason,
+                "stop_sequence": None,
+                "usage": usage,
+            }
+            await send_json(send, 200, orjson.dumps(payload), extra)
+            return
+        start_usage = {**usage, "output_tokens": min(1, output_tokens)}
+        events: list[tuple[bool, bytes]] = [(False, _sse("message_start", {
+            "type": "message_start", "message": {
+                "id": message_id, "type": "message", "role": "assistant", "model": model,
+                "content": [], "stop_reason": None, "stop_sequence": None, "usage": start_usage}}))]
+        for index, (block, deltas) in enumerate(blocks):
+            events.append((False, _block_event("content_block_start", index, {"content_block": block})))
+            if index == 0:
+                events.append((False, b'event: ping\ndata: {"type": "ping"}\n\n'))
+            events.extend(_delta(index, delta) for delta in deltas)
+            events.append((False, _block_event("content_block_stop", index, {})))
+        delta_usage = {k: usage[k] for k in ("input_tokens", "cache_creation_input_tokens",
+                                             "cache_read_input_tokens", "output_tokens")}
+        events.append((False, _sse("message_delta", {
+            "type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+            "usage": delta_usage})))
+        events.append((False, b'event: message_stop\ndata: {"type":"message_stop"}\n\n'))
+        head, chunks, tail = split_stream(events, 3)
         await start_sse(send, extra)
         await stream_events(send, head, chunks, tail, state.chunk_delay_s, state.cut_after_chunks)
 

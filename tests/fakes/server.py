@@ -1,6 +1,6 @@
 """`FakeProviderServer`: one real hypercorn (trio) HTTP server on loopback hosting both fakes.
 
-Routes ``/v1/chat/completions`` and ``/v1/models`` to the fake OpenAI app and
+Routes ``/v1/chat/completions``, ``/v1/responses`` and ``/v1/models`` to the fake OpenAI app and
 ``/v1/messages*`` to the fake Anthropic app.  From sync pytest code::
 
     with FakeProviderServer() as fake:
@@ -49,7 +49,7 @@ def make_app(state: FakeState) -> ASGIApp:
         path: str = scope["path"]
         if path.startswith("/v1/messages"):
             await anthropic_app(scope, receive, send)
-        elif path in ("/v1/chat/completions", "/v1/models"):
+        elif path in ("/v1/chat/completions", "/v1/responses", "/v1/models"):
             await openai_app(scope, receive, send)
         else:
             payload = error_body(f"Invalid URL ({scope.get('method')} {path})", "invalid_request_error")

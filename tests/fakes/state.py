@@ -21,10 +21,42 @@ with ``cached_tokens = cache_read_tokens`` and ``completion_tokens = words +
 reasoning_tokens``; Anthropic reports ``input_tokens = max(P - cache_read - cache_write,
 0)`` plus the two cache fields (keep cache_read + cache_write <= P to stay within P).
 ``cut_after_chunks`` and ``chunk_delay_s`` only affect streaming responses.
+
+Tool calls (``tool_call = (name, arguments)``, off by default).  They apply when the
+request carries a non-empty ``tools`` list, ``tool_choice`` is not "none" and the
+conversation does not end with a tool result (OpenAI chat: last message role
+``tool``; Anthropic: last user message holds a ``tool_result`` block; Responses: last
+``input`` item is a ``function_call_output``).  The fake then answers with exactly
+one call (optionally preceded by ``tool_call_text``) instead of the ``w0 w1 ...``
+reply.  The arguments are the compact JSON ``orjson.dumps(arguments)`` split into
+``F = min(3, len(json))`` near-equal fragments (``tool_call_fragments``), each
+streamed as one delta (Anthropic sends an extra empty ``partial_json`` first, as
+the real API does).  Output tokens of a tool-call answer = ``F + T`` where T is the
+number of whitespace-separated words of ``tool_call_text`` (0 without it); OpenAI
+adds ``reasoning_tokens`` as for text.  The request's max-token cap does not
+truncate a tool call.  Text pieces (``tool_call_text``, ``thinking_text``) are
+streamed one word per delta (``text_pieces``).  For ``cut_after_chunks`` every delta
+event counts as one content chunk (text / thinking / signature / argument deltas,
+including Anthropic's empty first ``partial_json``).
+
+Thinking (Anthropic only, ``thinking_text``, off by default): when the request has
+``thinking.type`` "enabled" (or "adaptive"), the answer starts with a thinking block
+(text + random base64 signature); its tokens = words of ``thinking_text``, counted
+in ``output_tokens`` and taken from ``max_tokens`` before the reply words are capped.
+
+OpenAI Responses (``POST /v1/responses``): input tokens use the same formula with
+``instructions`` as the system text and, as "messages", a string ``input`` (one
+message) or the list items that are messages (their ``content`` text) or
+``function_call_output`` (their ``output`` text) -- see `count_response_input_tokens`.
+``input_tokens = max(P, cache_read_tokens)``, ``cached_tokens = cache_read_tokens``,
+``output_tokens = words + reasoning_tokens`` (``reasoning_tokens`` in
+``output_tokens_details``); ``max_output_tokens`` caps the words like
+``max_tokens`` (status "incomplete", reason "max_output_tokens").
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +95,10 @@ class FakeState:
     cache_read_tokens: int = 0  # OpenAI cached_tokens / Anthropic cache_read_input_tokens
     cache_write_tokens: int = 0  # Anthropic cache_creation_input_tokens (OpenAI: none)
     reasoning_tokens: int = 0  # OpenAI completion_tokens_details.reasoning_tokens
+    # tool calls / thinking (see the module docstring); all off by default
+    tool_call: tuple[str, dict[str, Any]] | None = None  # (tool name, arguments)
+    tool_call_text: str | None = None  # short text sent before the tool call
+    thinking_text: str | None = None  # Anthropic: thinking block when `thinking` is enabled
     keep_requests: bool = True  # False: don't grow `received` (long benchmark runs)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -149,3 +185,49 @@ def capped_words(state: FakeState, cap: Any) -> tuple[int, bool]:
     if isinstance(cap, int) and not isinstance(cap, bool) and cap < n:
         return max(cap, 0), True
     return n, False
+
+
+_PIECE = re.compile(r"\s*\S+")
+
+
+def text_pieces(text: str) -> list[str]:
+    """Split `text` into per-word deltas that concatenate back to it ("a b" -> ["a", " b"])."""
+    pieces = _PIECE.findall(text)
+    rest = len(text) - sum(map(len, pieces))
+    if rest and pieces:
+        pieces[-1] += text[-rest:]  # trailing whitespace rides on the last piece
+    elif rest:
+        pieces = [text]
+    return pieces
+
+
+def text_tokens(text: str | None) -> int:
+    """Tokens of a tool-call / thinking text: its number of whitespace-separated words."""
+    return len(text.split()) if text else 0
+
+
+def tool_call_fragments(arguments: Any, n: int = 3) -> tuple[str, list[str]]:
+    """(compact JSON of `arguments`, that JSON split into min(n, len) near-equal fragments)."""
+    js = orjson.dumps(arguments).decode()
+    k = min(n, len(js))
+    if k == 0:
+        return js, []
+    bounds = [len(js) * i // k for i in range(k + 1)]
+    return js, [js[bounds[i]:bounds[i + 1]] for i in range(k)]
+
+
+def count_response_input_tokens(input_: Any, instructions: Any = None) -> int:
+    """`count_input_tokens` for a Responses API ``input`` (+ ``instructions`` as system)."""
+    if isinstance(input_, str):
+        return count_input_tokens([{"content": input_}], instructions)
+    messages: list[Any] = []
+    if isinstance(input_, list):
+        for item in input_:
+            if not isinstance(item, dict):
+                continue
+            kind = item.get("type")
+            if kind == "function_call_output":
+                messages.append({"content": item.get("output")})
+            elif kind in (None, "message") and "role" in item:
+                messages.append({"content": item.get("content")})
+    return count_input_tokens(messages, instructions)

@@ -6,6 +6,7 @@ If the SDKs parse what the fakes send, the fakes speak the real wire formats.
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from tests.fakes import FakeProviderServer, FakeState, count_input_tokens
+from tests.fakes import FakeProviderServer, FakeState, count_input_tokens, count_response_input_tokens
 
 KEY = "sk-test-0123456789"
 MSGS: list[Any] = [{"role": "system", "content": "Be brief."},
@@ -208,3 +209,284 @@ def test_delays_and_state_isolation(fake: FakeProviderServer) -> None:
     assert time.monotonic() - t0 >= 0.25 and len(chunks) == 1 + 5 + 1
     assert len(fake.state.snapshot()) == 1
     assert FakeState().reply_words == 12
+
+
+# --- tool calls, thinking, Responses API ----------------------------------------------
+
+ARGS: dict[str, Any] = {"city": "Paris", "days": 3, "units": "c"}
+OAI_TOOLS: list[Any] = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Weather for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+A_TOOLS: list[Any] = [{"name": "get_weather", "description": "Weather for a city",
+                       "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+R_TOOLS: list[Any] = [{"type": "function", "name": "get_weather", "description": "Weather",
+                       "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+TWELVE = " ".join(f"w{i}" for i in range(12))
+
+
+def test_openai_tool_call_non_streaming(fake: FakeProviderServer) -> None:
+    fake.state.tool_call = ("get_weather", ARGS)
+    fake.state.reasoning_tokens = 1
+    r = oai(fake).chat.completions.create(model="gpt-4o", messages=MSGS, tools=OAI_TOOLS)
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    calls = choice.message.tool_calls
+    assert calls is not None and len(calls) == 1
+    call = calls[0]
+    assert call.type == "function" and call.id.startswith("call_") and len(call.id) == 5 + 24
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == ARGS
+    assert r.usage is not None and (r.usage.prompt_tokens, r.usage.completion_tokens) == (13, 3 + 1)
+    # with a short lead text; then the tool result comes back -> a plain text answer
+    fake.state.tool_call_text = "Let me check."
+    r = oai(fake).chat.completions.create(model="gpt-4o", messages=MSGS, tools=OAI_TOOLS)
+    assert r.choices[0].message.content == "Let me check." and r.choices[0].message.tool_calls
+    assert r.usage is not None and r.usage.completion_tokens == 3 + 3 + 1
+    follow = [*MSGS, r.choices[0].message.model_dump(exclude_none=True),
+              {"role": "tool", "tool_call_id": call.id, "content": "sunny"}]
+    r = oai(fake).chat.completions.create(model="gpt-4o", messages=follow, tools=OAI_TOOLS)
+    assert r.choices[0].finish_reason == "stop" and r.choices[0].message.content == TWELVE
+    # no tools in the request, or tool_choice "none": text
+    r = oai(fake).chat.completions.create(model="gpt-4o", messages=MSGS)
+    assert r.choices[0].message.tool_calls is None and r.choices[0].message.content == TWELVE
+    r = oai(fake).chat.completions.create(model="gpt-4o", messages=MSGS, tools=OAI_TOOLS,
+                                          tool_choice="none")
+    assert r.choices[0].message.content == TWELVE
+
+
+def test_openai_tool_call_streaming(fake: FakeProviderServer) -> None:
+    fake.state.tool_call = ("get_weather", ARGS)
+    chunks = list(oai(fake).chat.completions.create(
+        model="gpt-4o", messages=MSGS, tools=OAI_TOOLS, stream=True,
+        stream_options={"include_usage": True}))
+    first = chunks[0].choices[0].delta
+    assert first.role == "assistant" and first.content is None and first.tool_calls
+    start = first.tool_calls[0]
+    assert (start.index, start.type, start.function and start.function.name,
+            start.function and start.function.arguments) == (0, "function", "get_weather", "")
+    assert start.id is not None and start.id.startswith("call_")
+    fragments = [tc.function.arguments for c in chunks[1:] if c.choices
+                 for tc in c.choices[0].delta.tool_calls or [] if tc.function]
+    assert len(fragments) == 3 and all(f for f in fragments)
+    assert json.loads("".join(f or "" for f in fragments)) == ARGS
+    assert all(tc.id is None for c in chunks[1:] if c.choices for tc in c.choices[0].delta.tool_calls or [])
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 3
+    # the SDK's stream helper accumulates text + tool call into one message
+    fake.state.tool_call_text = "Let me check."
+    with oai(fake).chat.completions.stream(model="gpt-4o", messages=MSGS, tools=OAI_TOOLS) as s:
+        final = s.get_final_completion()
+    msg = final.choices[0].message
+    assert msg.content == "Let me check." and final.choices[0].finish_reason == "tool_calls"
+    assert msg.tool_calls and json.loads(msg.tool_calls[0].function.arguments) == ARGS
+    # cut mid-call: only the first N content chunks arrive
+    fake.state.tool_call_text = None
+    fake.state.cut_after_chunks = 2
+    got: list[str] = []
+    with pytest.raises(CUT_ERRORS):
+        for c in oai(fake).chat.completions.create(model="m", messages=MSGS, tools=OAI_TOOLS, stream=True):
+            got.extend(tc.function.arguments or "" for ch in c.choices
+                       for tc in ch.delta.tool_calls or [] if tc.function)
+    assert len("".join(got)) < len(json.dumps(ARGS, separators=(",", ":")))
+
+
+def test_responses_non_streaming(fake: FakeProviderServer) -> None:
+    fake.state.cache_read_tokens = 2
+    fake.state.reasoning_tokens = 3
+    r = oai(fake).responses.create(model="gpt-4o-mini", input="Say hi ünïcode", instructions="Be brief.")
+    assert r.id.startswith("resp_") and r.object == "response" and r.status == "completed"
+    assert r.output_text == TWELVE and r.incomplete_details is None
+    item = r.output[0]
+    assert item.type == "message" and item.id.startswith("msg_") and item.role == "assistant"
+    assert item.status == "completed" and item.content[0].type == "output_text"
+    prompt = count_response_input_tokens("Say hi ünïcode", "Be brief.")
+    assert prompt == count_input_tokens(MSGS) - 3  # instructions are not a message
+    assert r.usage is not None
+    assert (r.usage.input_tokens, r.usage.output_tokens, r.usage.total_tokens) == (prompt, 15, prompt + 15)
+    assert r.usage.input_tokens_details.cached_tokens == 2
+    assert r.usage.output_tokens_details.reasoning_tokens == 3
+    assert r.instructions == "Be brief." and r.tools == [] and r.tool_choice == "auto"
+    req = fake.state.last
+    assert req is not None and req.path == "/v1/responses" and req.body["input"] == "Say hi ünïcode"
+    r = oai(fake).responses.create(model="gpt-4o-mini", input="hi", max_output_tokens=5)
+    assert r.status == "incomplete" and r.output_text == "w0 w1 w2 w3 w4"
+    assert r.incomplete_details is not None and r.incomplete_details.reason == "max_output_tokens"
+    assert r.max_output_tokens == 5 and r.output[0].status == "incomplete"
+
+
+def test_responses_function_call(fake: FakeProviderServer) -> None:
+    fake.state.tool_call = ("get_weather", ARGS)
+    items: list[Any] = [{"role": "user", "content": [{"type": "input_text", "text": "Weather?"}]}]
+    r = oai(fake).responses.create(model="gpt-4o", input=items, tools=R_TOOLS)
+    assert r.status == "completed" and r.output_text == "" and len(r.output) == 1
+    call = r.output[0]
+    assert call.type == "function_call" and call.id.startswith("fc_") and call.call_id.startswith("call_")
+    assert call.name == "get_weather" and json.loads(call.arguments) == ARGS and call.status == "completed"
+    assert r.usage is not None and r.usage.output_tokens == 3
+    assert r.usage.input_tokens == count_response_input_tokens(items)
+    # the function output goes back -> text
+    items += [{"type": "function_call", "call_id": call.call_id, "name": call.name,
+               "arguments": call.arguments},
+              {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}]
+    r = oai(fake).responses.create(model="gpt-4o", input=items, tools=R_TOOLS)
+    assert r.output_text == TWELVE and r.output[0].type == "message"
+    # with a lead text: a message item, then the call
+    fake.state.tool_call_text = "Let me check."
+    r = oai(fake).responses.create(model="gpt-4o", input="Weather?", tools=R_TOOLS)
+    assert [o.type for o in r.output] == ["message", "function_call"]
+    assert r.output_text == "Let me check." and r.usage is not None and r.usage.output_tokens == 6
+
+
+def test_responses_streaming(fake: FakeProviderServer) -> None:
+    events = list(oai(fake).responses.create(model="gpt-4o-mini", input="hi", stream=True))
+    types = [e.type for e in events]
+    assert types == ["response.created", "response.in_progress", "response.output_item.added",
+                     "response.content_part.added", *["response.output_text.delta"] * 12,
+                     "response.output_text.done", "response.content_part.done",
+                     "response.output_item.done", "response.completed"]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    deltas = [e for e in events if e.type == "response.output_text.delta"]
+    assert "".join(e.delta for e in deltas) == TWELVE
+    assert {(e.item_id, e.output_index, e.content_index) for e in deltas} == {
+        (events[2].item.id, 0, 0)}  # type: ignore[union-attr]
+    done = events[-1]
+    assert done.type == "response.completed" and done.response.output_text == TWELVE
+    assert done.response.usage is not None and done.response.usage.output_tokens == 12
+    assert events[0].response.status == "in_progress"  # type: ignore[union-attr]
+    # the SDK's stream helper
+    with oai(fake).responses.stream(model="gpt-4o-mini", input="hi") as s:
+        final = s.get_final_response()
+    assert final.output_text == TWELVE
+    # truncated: ends with response.incomplete, like the real API
+    events = list(oai(fake).responses.create(model="m", input="hi", stream=True, max_output_tokens=2))
+    assert events[-1].type == "response.incomplete" and events[-1].response.status == "incomplete"
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == "w0 w1"
+
+
+def test_responses_streaming_function_call(fake: FakeProviderServer) -> None:
+    fake.state.tool_call = ("get_weather", ARGS)
+    events = list(oai(fake).responses.create(model="gpt-4o", input="Weather?", tools=R_TOOLS, stream=True))
+    types = [e.type for e in events]
+    assert types == ["response.created", "response.in_progress", "response.output_item.added",
+                     *["response.function_call_arguments.delta"] * 3,
+                     "response.function_call_arguments.done", "response.output_item.done",
+                     "response.completed"]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    added = events[2]
+    assert added.type == "response.output_item.added" and added.item.type == "function_call"
+    assert added.item.arguments == "" and added.item.status == "in_progress"
+    args = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
+    assert json.loads(args) == ARGS
+    assert events[-1].type == "response.completed" and events[-1].response.usage is not None
+    assert events[-1].response.usage.output_tokens == 3
+    fake.state.tool_call_text = "Let me check."
+    with oai(fake).responses.stream(model="gpt-4o", input="Weather?", tools=R_TOOLS) as s:
+        final = s.get_final_response()
+    assert [o.type for o in final.output] == ["message", "function_call"]
+    fc = final.output[1]
+    assert fc.type == "function_call" and json.loads(fc.arguments) == ARGS
+    assert final.output_text == "Let me check."
+
+
+def test_responses_faults(fake: FakeProviderServer) -> None:
+    fake.state.cut_after_chunks = 3
+    seen: list[str] = []
+    with pytest.raises(CUT_ERRORS):
+        for e in oai(fake).responses.create(model="m", input="hi", stream=True):
+            seen.append(e.type)
+    assert seen.count("response.output_text.delta") == 3 and "response.completed" not in seen
+    fake.state.cut_after_chunks = None
+    fake.state.fail_status = 429
+    with pytest.raises(openai.RateLimitError):
+        oai(fake).responses.create(model="m", input="hi")
+    fake.state.fail_status = None
+    fake.state.expected_api_key = KEY
+    with pytest.raises(openai.AuthenticationError):
+        oai(fake, key="sk-wrong-key-123456").responses.create(model="m", input="hi")
+    r = httpx.post(fake.openai_base_url + "/responses", content=b"{nope",
+                   headers={"authorization": f"Bearer {KEY}"})
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+    r = httpx.post(fake.openai_base_url + "/responses", json={"input": "hi"},
+                   headers={"authorization": f"Bearer {KEY}"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "model"
+
+
+def test_anthropic_tool_use(fake: FakeProviderServer) -> None:
+    fake.state.tool_call = ("get_weather", ARGS)
+    m = ant(fake).messages.create(model="claude-x", max_tokens=100, messages=A_MSGS, tools=A_TOOLS)
+    assert m.stop_reason == "tool_use" and len(m.content) == 1
+    block = m.content[0]
+    assert block.type == "tool_use" and block.name == "get_weather" and block.input == ARGS
+    assert block.id.startswith("toolu_") and len(block.id) == 6 + 24
+    assert m.usage.output_tokens == 3
+    # the tool result goes back -> text
+    follow = [*A_MSGS, {"role": "assistant", "content": [block.model_dump(exclude_none=True)]},
+              {"role": "user", "content": [{"type": "tool_result", "tool_use_id": block.id,
+                                            "content": "sunny"}]}]
+    m = ant(fake).messages.create(model="claude-x", max_tokens=100, messages=follow, tools=A_TOOLS)
+    assert m.stop_reason == "end_turn" and m.content[0].type == "text"
+    # streaming, with a lead text block at index 0 and the tool block at index 1
+    fake.state.tool_call_text = "I'll check the weather."
+    events = list(ant(fake).messages.create(model="claude-x", max_tokens=100, messages=A_MSGS,
+                                            tools=A_TOOLS, stream=True))
+    starts = [e for e in events if e.type == "content_block_start"]
+    assert [(e.index, e.content_block.type) for e in starts] == [(0, "text"), (1, "tool_use")]
+    assert starts[1].content_block.input == {}  # type: ignore[union-attr]
+    json_deltas = [e.delta.partial_json for e in events
+                   if e.type == "content_block_delta" and e.delta.type == "input_json_delta"]
+    assert json_deltas[0] == "" and len(json_deltas) == 4 and json.loads("".join(json_deltas)) == ARGS
+    delta = [e for e in events if e.type == "message_delta"][0]
+    assert delta.delta.stop_reason == "tool_use" and delta.usage.output_tokens == 4 + 3
+    with ant(fake).messages.stream(model="claude-x", max_tokens=100, messages=A_MSGS, tools=A_TOOLS) as s:
+        final = s.get_final_message()
+    assert [b.type for b in final.content] == ["text", "tool_use"]
+    assert final.content[0].type == "text" and final.content[0].text == "I'll check the weather."
+    tool_block = final.content[1]
+    assert tool_block.type == "tool_use" and tool_block.input == ARGS
+    assert final.stop_reason == "tool_use" and final.usage.output_tokens == 7
+
+
+def test_anthropic_thinking(fake: FakeProviderServer) -> None:
+    fake.state.thinking_text = "The user wants a greeting. Keep it short."
+    thinking: Any = {"type": "enabled", "budget_tokens": 1024}
+    m = ant(fake).messages.create(model="claude-x", max_tokens=2000, messages=A_MSGS, thinking=thinking)
+    assert [b.type for b in m.content] == ["thinking", "text"]
+    think = m.content[0]
+    assert think.type == "thinking" and think.thinking == fake.state.thinking_text and think.signature
+    assert m.content[1].type == "text" and m.content[1].text == TWELVE
+    assert m.usage.output_tokens == 8 + 12 and m.stop_reason == "end_turn"
+    # without `thinking` in the request: the plain answer
+    m = ant(fake).messages.create(model="claude-x", max_tokens=2000, messages=A_MSGS)
+    assert [b.type for b in m.content] == ["text"]
+    events = list(ant(fake).messages.create(model="claude-x", max_tokens=2000, messages=A_MSGS,
+                                            thinking=thinking, stream=True))
+    start = [e for e in events if e.type == "content_block_start"]
+    assert [(e.index, e.content_block.type) for e in start] == [(0, "thinking"), (1, "text")]
+    assert start[0].content_block.model_dump() == {"type": "thinking", "thinking": "", "signature": ""}
+    kinds = [e.delta.type for e in events if e.type == "content_block_delta"]
+    assert kinds == ["thinking_delta"] * 8 + ["signature_delta"] + ["text_delta"] * 12
+    with ant(fake).messages.stream(model="claude-x", max_tokens=2000, messages=A_MSGS,
+                                   thinking=thinking) as s:
+        final = s.get_final_message()
+    assert final.content[0].type == "thinking"
+    assert final.content[0].thinking == fake.state.thinking_text and final.content[0].signature
+    assert final.content[1].type == "text" and final.content[1].text == TWELVE
+    assert final.usage.output_tokens == 20
+    # thinking then a tool call
+    fake.state.tool_call = ("get_weather", ARGS)
+    with ant(fake).messages.stream(model="claude-x", max_tokens=2000, messages=A_MSGS,
+                                   thinking=thinking, tools=A_TOOLS) as s:
+        final = s.get_final_message()
+    assert [b.type for b in final.content] == ["thinking", "tool_use"]
+    assert final.content[1].type == "tool_use" and final.content[1].input == ARGS
+    assert final.stop_reason == "tool_use" and final.usage.output_tokens == 8 + 3
+    # max_tokens covers thinking + text
+    fake.state.tool_call = None
+    m = ant(fake).messages.create(model="claude-x", max_tokens=10, messages=A_MSGS, thinking=thinking)
+    assert m.stop_reason == "max_tokens" and m.content[1].type == "text"
+    assert m.content[1].text == "w0 w1" and m.usage.output_tokens == 10
+
+
+def test_new_switches_default_off() -> None:
+    st = FakeState()
+    assert (st.tool_call, st.tool_call_text, st.thinking_text) == (None, None, None)
