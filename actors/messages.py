@@ -11,7 +11,7 @@ from actors.mailbox import Reply
 class ModelCall:
     """A client's model request as the transport received it."""
 
-    api: str  # "openai.chat" | "anthropic.messages"
+    api: str  # "openai.chat" | "openai.responses" | "anthropic.messages"
     body: bytes
     credential: str | None
     request_id: str

@@ -55,7 +55,7 @@ def measure(body: dict[str, Any]) -> TextSize:
     for name in _TEXT_FIELDS:
         if name in body:
             _walk(body[name], counts)
-    messages = body.get("messages")
+    messages = body.get("messages", body.get("input"))  # Responses API: input items
     n_messages = len(messages) if isinstance(messages, list) else 1
     return TextSize(counts[0], n_messages, counts[1])
 

@@ -8,13 +8,17 @@ from router.protocols.api import ApiFormat
 from router.protocols.chat_over_messages import ChatOverMessages
 from router.protocols.messages_over_chat import MessagesOverChat
 from router.protocols.openai_chat import OpenAIChat
+from router.protocols.openai_responses import OpenAIResponses
+from router.protocols.responses_over_messages import ResponsesOverMessages
 from router.protocols.translate import Bridge
 
 FORMATS: dict[str, ApiFormat] = {"openai.chat": OpenAIChat(),
+                                 "openai.responses": OpenAIResponses(),
                                  "anthropic.messages": AnthropicMessages()}
 
 BRIDGES: dict[tuple[str, str], Bridge] = {
-    (b.client_api, b.upstream_api): b for b in (ChatOverMessages(), MessagesOverChat())}
+    (b.client_api, b.upstream_api): b for b in (ChatOverMessages(), MessagesOverChat(),
+                                               ResponsesOverMessages())}
 
 
 def upstream_api(client_api: str, provider_apis: tuple[str, ...]) -> str | None:

@@ -23,7 +23,7 @@ class UpstreamUnavailable(Exception):
 
 @dataclass(frozen=True, slots=True)
 class UpstreamRequest:
-    api: str  # "openai.chat" | "anthropic.messages"
+    api: str  # a key of router.providers.http.PATHS
     body: bytes
     stream: bool
     query: str = ""  # the client's query string, e.g. "beta=true"

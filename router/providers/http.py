@@ -17,6 +17,10 @@ from router.providers.base import UpstreamRequest, UpstreamUnavailable
 from router.providers.h11_pool import H11Pool, H11Response
 
 ANTHROPIC_VERSION = "2023-06-01"
+# Where each API lives under a provider's base URL (OpenAI-kind base URLs end in /v1).
+PATHS = {"openai.chat": "/chat/completions", "openai.responses": "/responses",
+         "anthropic.messages": "/v1/messages",
+         "anthropic.count_tokens": "/v1/messages/count_tokens"}
 
 
 def new_pool(spec: ProviderSpec) -> H11Pool:
@@ -31,7 +35,6 @@ class HttpProvider:
         self.spec = spec
         self.pool: H11Pool | None = None  # set by the provider actor
         self._keys = itertools.cycle(spec.api_keys) if spec.api_keys else None
-        self._path = "/v1/messages" if spec.kind == "anthropic" else "/chat/completions"
 
     def _next_key(self) -> str | None:
         return next(self._keys) if self._keys else None
@@ -55,6 +58,6 @@ class HttpProvider:
     async def open(self, request: UpstreamRequest) -> AsyncIterator[H11Response]:
         if self.pool is None:
             raise UpstreamUnavailable("provider is not running")
-        path = self._path + ("?" + request.query if request.query else "")
+        path = PATHS[request.api] + ("?" + request.query if request.query else "")
         async with self.pool.post(path, self._headers(request), request.body) as response:
             yield response

@@ -19,6 +19,7 @@ from actors.pipeline.auth import credential_from
 from actors.pipeline.request import run_model_call
 from actors.root import Runtime
 from router.errors import BodyTooLarge, RouterError
+from router.protocols.formats import FORMATS
 from router.transports.app import build_quart_app
 
 Scope = dict[str, Any]
@@ -27,6 +28,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 LEGACY_PREFIX = "/api/latest/anthropic"
 ROUTES: dict[str, str] = {"/v1/chat/completions": "openai.chat",
+                          "/v1/responses": "openai.responses",
                           "/v1/messages": "anthropic.messages"}
 _PASSTHROUGH = (b"anthropic-beta", b"anthropic-version")
 
@@ -112,7 +114,7 @@ class RouterApp:
         headers: dict[bytes, bytes] = dict(scope["headers"])
         request_id = new_request_id()
         sink = AsgiSink(send, request_id)
-        shape = "anthropic" if api == "anthropic.messages" else "openai"
+        shape = FORMATS[api].shape
         declared = headers.get(b"content-length")
         try:
             body = await read_body(receive, self.rt.config.max_body_bytes,
