@@ -19,6 +19,7 @@ from actors.pipeline.plan import plan_route
 from actors.pipeline.reserve import reserve
 from actors.pipeline.settle import settle
 from actors.pipeline.stream import ClientSink, StreamOutcome, run_stream
+from router.catalog import ModelSpec
 from router.errors import BadRequest, Conflict, Forbidden, NotFound, RouterError
 from router.ledger.idempotency import MAX_KEY_LENGTH
 from router.protocols.api import Meter
@@ -38,6 +39,7 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
     fmt = FORMATS[call.api]
     started_at = time.perf_counter()
     claimed: tuple[str, str] | None = None  # (account, idempotency key) this call holds
+    model: ModelSpec | None = None
     try:
         principal = await rt.auth.authenticate(call.credential, call.account_header)
         request = fmt.parse(parse_body(call.body))
@@ -73,6 +75,8 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
                     await rt.idempotency.abandon(*claimed)
             raise
     except RouterError as exc:
+        if model is not None:
+            exc.extra_headers.setdefault("x-aura-model", model.id)
         await sink.error(exc, fmt.shape)
         rt.log_request(call, None, None, exc.status, None, started_at)
         return
@@ -88,6 +92,7 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
                                   outcome, sink)
         if failed is not None:
             outcome.status = failed.status
+            failed.extra_headers.setdefault("x-aura-model", model.id)
             await sink.error(failed, fmt.shape)
     finally:
         try:

@@ -53,7 +53,7 @@ class StreamOutcome:
     status: int = 0
 
 
-def _provider_message(status: int, body: bytes) -> str:
+def provider_message(status: int, body: bytes) -> str:
     """A provider's error, safe to show: only its message for client errors, never
     anything for auth errors (those are about the platform's key, not the user)."""
     if status in (401, 403):
@@ -129,7 +129,7 @@ async def _try_target(leg: Leg, shape: ApiShape, request: ClientRequest,
         if response.status != 200:
             body = await response.read(MAX_ERROR_BODY)
             error = from_provider_status(response.status,
-                                         _provider_message(response.status, body))
+                                         provider_message(response.status, body))
             if response.status == 429 and response.retry_after:
                 error.extra_headers["retry-after"] = response.retry_after
             return error

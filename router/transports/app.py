@@ -6,14 +6,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import orjson
 from quart import request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from actors.pipeline.auth import credential_from
+from actors.pipeline.count_tokens import count_tokens
+from router.catalog import ModelSpec
 from router.errors import NotFound, RouterError
 from router.transports.admin import admin_routes
-from router.transports.common import caller_shape, error_response, json_response
+from router.transports.common import caller_shape, error_response, json_body, json_response
 
 if TYPE_CHECKING:
     from actors.root import Runtime
@@ -67,10 +70,37 @@ def build_quart_app(rt: "Runtime") -> QuartTrio:
     @app.get("/v1/models")
     async def models():  # type: ignore[no-untyped-def]
         who = await principal()
-        data = [{"id": m.id, "object": "model", "created": 0, "owned_by": m.kind,
-                 "max_output_tokens": m.max_output_tokens, "pricing": m.prices.as_strings()}
-                for m in rt.config.catalog.routable() if who.may_use(m.id)]
-        return json_response({"object": "list", "data": data})
+        listed = [m for m in rt.config.catalog.routable() if who.may_use(m.id)]
+        if "anthropic-version" in request.headers:
+            data = [anthropic_model(m) for m in listed]
+            return json_response({"data": data, "has_more": False,
+                                  "first_id": data[0]["id"] if data else None,
+                                  "last_id": data[-1]["id"] if data else None})
+        return json_response({"object": "list", "data": [openai_model(m) for m in listed]})
+
+    @app.get("/v1/models/<path:model_id>")
+    async def model(model_id: str):  # type: ignore[no-untyped-def]
+        who = await principal()
+        found = rt.config.catalog.resolve(model_id)
+        if found is None or not found.route or not who.may_use(found.id):
+            raise NotFound(f"model {model_id!r} does not exist", param="model")
+        return json_response(anthropic_model(found) if "anthropic-version" in request.headers
+                             else openai_model(found))
+
+    @app.post("/v1/messages/count_tokens")
+    async def messages_count_tokens():  # type: ignore[no-untyped-def]
+        who = await principal()
+        passthrough = tuple((k, v) for k, v in request.headers.items()
+                            if k.lower() in ("anthropic-beta", "anthropic-version"))
+        counted = await count_tokens(rt.config.catalog, rt.providers, who, await json_body(),
+                                     request.query_string.decode("latin-1"), passthrough)
+        response = json_response(orjson.loads(counted.body))
+        response.headers["x-aura-model"] = counted.model
+        if counted.provider is None:
+            response.headers["x-aura-estimate"] = "true"
+        else:
+            response.headers["x-aura-provider"] = counted.provider
+        return response
 
     @app.get("/v1/usage")
     async def usage():  # type: ignore[no-untyped-def]
@@ -97,6 +127,18 @@ def build_quart_app(rt: "Runtime") -> QuartTrio:
 
     app.register_blueprint(admin_routes(rt))
     return app
+
+
+def openai_model(m: ModelSpec) -> dict[str, object]:
+    return {"id": m.id, "object": "model", "created": m.created, "owned_by": m.kind,
+            "display_name": m.display_name, "max_output_tokens": m.max_output_tokens,
+            "pricing": m.prices.as_strings()}
+
+
+def anthropic_model(m: ModelSpec) -> dict[str, object]:
+    return {"type": "model", "id": m.id, "display_name": m.display_name,
+            "created_at": _iso(m.created), "max_output_tokens": m.max_output_tokens,
+            "pricing": m.prices.as_strings()}
 
 
 def _iso(at: float) -> str:
