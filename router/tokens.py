@@ -37,7 +37,8 @@ def _walk(value: Any, counts: list[int]) -> None:
     if isinstance(value, str):
         counts[0] += len(value.encode("utf-8")) if not value.isascii() else len(value)
     elif isinstance(value, dict):
-        if value.get("type") in _IMAGE_TYPES:
+        kind = value.get("type")
+        if isinstance(kind, str) and kind in _IMAGE_TYPES:  # a schema may name a field "type"
             counts[1] += 1
             return
         for key, item in value.items():

@@ -8,6 +8,7 @@ whatever happened. Cancelling the request scope (client gone) closes the upstrea
 
 from __future__ import annotations
 
+import logging
 import time
 
 import orjson
@@ -24,6 +25,9 @@ from router.errors import BadRequest, Conflict, Forbidden, NotFound, RouterError
 from router.ledger.idempotency import MAX_KEY_LENGTH
 from router.protocols.api import Meter
 from router.protocols.formats import FORMATS
+
+log = logging.getLogger("aura.request")
+
 
 def parse_body(raw: bytes) -> dict:
     try:
@@ -74,7 +78,12 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
                 with trio.CancelScope(shield=True):
                     await rt.idempotency.abandon(*claimed)
             raise
-    except RouterError as exc:
+    except Exception as caught:  # noqa: BLE001 - every failure gets an answer in its shape
+        if isinstance(caught, RouterError):
+            exc = caught
+        else:
+            log.exception("request %s failed before reaching a provider", call.request_id)
+            exc = RouterError("the router failed to handle this request")
         if model is not None:
             exc.extra_headers.setdefault("x-aura-model", model.id)
         await sink.error(exc, fmt.shape)

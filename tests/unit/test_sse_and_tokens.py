@@ -221,3 +221,19 @@ def test_non_ascii_keys_in_tool_schemas_count_their_bytes() -> None:
             "tools": [{"type": "function", "function": {
                 "name": "f", "parameters": {"type": "object", "properties": props}}}]}
     assert measure(body).input_bound(0) >= utf8_bytes_of_everything(body["tools"])
+
+
+def test_a_tool_schema_property_named_type_is_text_not_an_image() -> None:
+    # Claude Code's tools have properties called "type" whose value is a schema object
+    body = {"messages": [{"role": "user", "content": "x"}], "tools": [{
+        "name": "Grep", "input_schema": {"type": "object", "properties": {
+            "type": {"type": "string", "description": "File type"}}}}]}
+    size = measure(body)
+    assert size.images == 0
+    assert size.text_bytes > len("File type")
+
+
+def test_responses_input_items_count_as_messages() -> None:
+    body = {"input": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+                      {"role": "user", "content": "c"}]}
+    assert measure(body).messages == 3
