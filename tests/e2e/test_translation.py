@@ -261,6 +261,21 @@ def test_anthropic_sdk_tool_use_round_trip_with_a_gpt_model(
     assert history[3] == {"role": "user", "content": [{"type": "text", "text": "Thanks!"}]}
 
 
+def test_anthropic_sdk_sends_images_to_a_gpt_model(router: RouterProcess,
+                                                  clean_fake: FakeProviderServer) -> None:
+    _, key = router.new_account(5_000_000)
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                         "data": PNG_1X1}}
+    ant(router, key).messages.create(model="gpt-4o-mini", max_tokens=5, messages=[
+        {"role": "user", "content": [
+            {"type": "text", "text": "Describe these."}, image,
+            {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}]}])
+    parts = clean_fake.state.last.body["messages"][0]["content"]
+    assert parts[1] == {"type": "image_url",
+                        "image_url": {"url": f"data:image/png;base64,{PNG_1X1}"}}
+    assert parts[2] == {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+
+
 def test_claude_code_style_request_reaches_a_gpt_model(
         router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     _, key = router.new_account(5_000_000)
