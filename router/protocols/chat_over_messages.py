@@ -23,10 +23,11 @@ import orjson
 
 from router.errors import BadRequest
 from router.protocols.sse import SseEvent
-from router.protocols.translate import (TokenCounts, UpstreamTarget, event_json,
-                                        image_from_url, loads_arguments, new_id,
-                                        object_schema, openai_stop, sse,
-                                        temperature_for_anthropic, text_of)
+from router.protocols.translate import (TokenCounts, UpstreamTarget, anthropic_tool_choice,
+                                        append_turn, event_json, image_from_url,
+                                        loads_arguments, new_id, object_schema, openai_stop,
+                                        openai_stream_error, sse, temperature_for_anthropic,
+                                        text_of)
 
 _REFUSED = {"logprobs": "Anthropic models return no log probabilities",
             "top_logprobs": "Anthropic models return no log probabilities",
@@ -99,12 +100,6 @@ def _assistant_blocks(message: dict[str, Any], where: str,
     return blocks
 
 
-def _append(messages: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
-    """Consecutive turns of one role merge into one, as Anthropic expects."""
-    if messages and messages[-1]["role"] == role:
-        messages[-1]["content"].extend(blocks)
-    else:
-        messages.append({"role": role, "content": blocks})
 
 
 def _tools(tools: Any) -> list[dict[str, Any]]:
@@ -127,24 +122,6 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
             entry["description"] = function["description"]
         out.append(entry)
     return out
-
-
-def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
-    if choice is None:
-        mapped: dict[str, Any] | None = None
-    elif choice in ("auto", "none"):
-        mapped = {"type": choice}
-    elif choice == "required":
-        mapped = {"type": "any"}
-    elif isinstance(choice, dict) and choice.get("type") == "function" and isinstance(
-            (choice.get("function") or {}).get("name"), str):
-        mapped = {"type": "tool", "name": choice["function"]["name"]}
-    else:
-        raise BadRequest("'tool_choice' must be 'auto', 'none', 'required' or a function",
-                         param="tool_choice")
-    if parallel is False and (mapped or {}).get("type") != "none":
-        mapped = {**(mapped or {"type": "auto"}), "disable_parallel_tool_use": True}
-    return mapped
 
 
 def to_messages_request(body: dict[str, Any], target: UpstreamTarget) -> dict[str, Any]:
@@ -175,11 +152,11 @@ def to_messages_request(body: dict[str, Any], target: UpstreamTarget) -> dict[st
             elif text_of(content, f"{where}.content"):
                 system.append({"type": "text", "text": content})
         elif role == "user":
-            _append(messages, "user", _user_blocks(message.get("content"), where))
+            append_turn(messages, "user", _user_blocks(message.get("content"), where))
         elif role == "assistant":
             blocks = _assistant_blocks(message, where, known_calls)
             if blocks:
-                _append(messages, "assistant", blocks)
+                append_turn(messages, "assistant", blocks)
         elif role == "tool":
             call_id = message.get("tool_call_id")
             if call_id not in known_calls:
@@ -190,7 +167,7 @@ def to_messages_request(body: dict[str, Any], target: UpstreamTarget) -> dict[st
             result: dict[str, Any] = {"type": "tool_result", "tool_use_id": call_id,
                                       "content": content if isinstance(content, str)
                                       else _user_blocks(content, where)}
-            _append(messages, "user", [result])
+            append_turn(messages, "user", [result])
         else:
             raise BadRequest(f"'{where}.role' {role!r} is not one of system, developer, "
                              "user, assistant, tool", param=f"{where}.role")
@@ -203,7 +180,7 @@ def to_messages_request(body: dict[str, Any], target: UpstreamTarget) -> dict[st
             "cache_control" not in system[0] else system
     if body.get("tools"):
         out["tools"] = _tools(body["tools"])
-    choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
+    choice = anthropic_tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
     if choice is not None and out.get("tools"):
         out["tool_choice"] = choice
     temperature = temperature_for_anthropic(body.get("temperature"))
@@ -323,10 +300,7 @@ class ChatFromMessagesStream:
                 if self.wants_usage else b""
             return usage + b"data: [DONE]\n\n"
         if kind == "error":
-            error = data.get("error") or {}
-            return sse({"error": {"message": error.get("message", "provider error"),
-                                  "type": error.get("type", "api_error"),
-                                  "param": None, "code": None}})
+            return openai_stream_error(data)
         return b""
 
 

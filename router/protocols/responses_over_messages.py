@@ -25,19 +25,13 @@ import orjson
 from router.errors import BadRequest
 from router.protocols.chat_over_messages import _document as pdf_document
 from router.protocols.sse import SseEvent
-from router.protocols.translate import (TokenCounts, UpstreamTarget, event_json,
-                                        image_from_url, loads_arguments, new_id,
-                                        object_schema, sse, temperature_for_anthropic,
+from router.protocols.translate import (TokenCounts, UpstreamTarget, anthropic_tool_choice,
+                                        append_turn, event_json, image_from_url,
+                                        loads_arguments, new_id, object_schema,
+                                        openai_stream_error, sse, temperature_for_anthropic,
                                         text_of)
 
 
-def _append(messages: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
-    if not blocks:
-        return
-    if messages and messages[-1]["role"] == role:
-        messages[-1]["content"].extend(blocks)
-    else:
-        messages.append({"role": role, "content": list(blocks)})
 
 
 def _content_blocks(content: Any, where: str) -> list[dict[str, Any]]:
@@ -89,7 +83,7 @@ def _input(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, A
                 if text:
                     system.append({"type": "text", "text": text})
             elif role in ("user", "assistant"):
-                _append(messages, role, _content_blocks(item.get("content"), where))
+                append_turn(messages, role, _content_blocks(item.get("content"), where))
             else:
                 raise BadRequest(f"'{where}.role' must be user, assistant, system or "
                                  "developer", param=f"{where}.role")
@@ -98,7 +92,7 @@ def _input(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, A
             if not isinstance(call_id, str) or not isinstance(item.get("name"), str):
                 raise BadRequest(f"'{where}' needs a 'call_id' and a 'name'", param=where)
             known_calls.add(call_id)
-            _append(messages, "assistant", [{
+            append_turn(messages, "assistant", [{
                 "type": "tool_use", "id": call_id, "name": item["name"],
                 "input": loads_arguments(item.get("arguments"), f"{where}.arguments")}])
         elif kind == "function_call_output":
@@ -107,7 +101,7 @@ def _input(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, A
                 raise BadRequest(f"'{where}.call_id' {call_id!r} answers no function_call "
                                  "item before it", param=f"{where}.call_id")
             output = item.get("output")
-            _append(messages, "user", [{
+            append_turn(messages, "user", [{
                 "type": "tool_result", "tool_use_id": call_id,
                 "content": output if isinstance(output, str)
                 else _content_blocks(output, where)}])
@@ -134,24 +128,6 @@ def _tools(tools: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
-    if choice is None:
-        mapped: dict[str, Any] | None = None
-    elif choice in ("auto", "none"):
-        mapped = {"type": choice}
-    elif choice == "required":
-        mapped = {"type": "any"}
-    elif isinstance(choice, dict) and choice.get("type") == "function" and isinstance(
-            choice.get("name"), str):
-        mapped = {"type": "tool", "name": choice["name"]}
-    else:
-        raise BadRequest("'tool_choice' must be 'auto', 'none', 'required' or "
-                         "{\"type\": \"function\", \"name\": ...}", param="tool_choice")
-    if parallel is False and (mapped or {}).get("type") != "none":
-        mapped = {**(mapped or {"type": "auto"}), "disable_parallel_tool_use": True}
-    return mapped
-
-
 def to_messages_request(body: dict[str, Any], target: UpstreamTarget) -> dict[str, Any]:
     text_format = ((body.get("text") or {}).get("format") or {}).get("type", "text") \
         if isinstance(body.get("text"), dict) else "text"
@@ -166,7 +142,7 @@ def to_messages_request(body: dict[str, Any], target: UpstreamTarget) -> dict[st
         out["system"] = system
     if body.get("tools"):
         out["tools"] = _tools(body["tools"])
-        choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
+        choice = anthropic_tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
         if choice is not None:
             out["tool_choice"] = choice
     temperature = temperature_for_anthropic(body.get("temperature"))
@@ -374,10 +350,7 @@ class ResponsesFromMessagesStream:
             final = "response.incomplete" if status == "incomplete" else "response.completed"
             return out + self._event(final, {"response": self._response(status, self.output)})
         if kind == "error":
-            error = data.get("error") or {}
-            return sse({"error": {"message": error.get("message", "provider error"),
-                                  "type": error.get("type", "api_error"),
-                                  "param": None, "code": None}})
+            return openai_stream_error(data)
         return b""
 
 

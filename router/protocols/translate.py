@@ -270,3 +270,43 @@ def reject_unknown(body: dict[str, Any], refused: dict[str, str], model: str) ->
         if body.get(name) not in (None, False):
             raise BadRequest(f"'{name}' cannot be used with model {model!r}: {why}",
                              param=name)
+
+
+def append_turn(messages: list[dict[str, Any]], role: str,
+                blocks: list[dict[str, Any]]) -> None:
+    """Add blocks as a turn; consecutive turns of one role merge, as Anthropic expects,
+    and an empty turn is left out (Anthropic refuses empty content)."""
+    if not blocks:
+        return
+    if messages and messages[-1]["role"] == role:
+        messages[-1]["content"].extend(blocks)
+    else:
+        messages.append({"role": role, "content": list(blocks)})
+
+
+def anthropic_tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
+    """OpenAI's `tool_choice` (Chat's `{"function": {"name"}}` or Responses' `{"name"}`)
+    and `parallel_tool_calls` as Anthropic's `tool_choice`."""
+    named = (choice.get("name") or (choice.get("function") or {}).get("name")
+             if isinstance(choice, dict) and choice.get("type") == "function" else None)
+    if choice is None:
+        mapped: dict[str, Any] | None = None
+    elif choice in ("auto", "none"):
+        mapped = {"type": choice}
+    elif choice == "required":
+        mapped = {"type": "any"}
+    elif isinstance(named, str):
+        mapped = {"type": "tool", "name": named}
+    else:
+        raise BadRequest("'tool_choice' must be 'auto', 'none', 'required' or a function",
+                         param="tool_choice")
+    if parallel is False and (mapped or {}).get("type") != "none":
+        mapped = {**(mapped or {"type": "auto"}), "disable_parallel_tool_use": True}
+    return mapped
+
+
+def openai_stream_error(data: dict[str, Any]) -> bytes:
+    """An Anthropic `error` event as the `data: {"error": ...}` OpenAI SDKs raise on."""
+    error = data.get("error") or {}
+    return sse({"error": {"message": error.get("message", "provider error"),
+                          "type": error.get("type", "api_error"), "param": None, "code": None}})
