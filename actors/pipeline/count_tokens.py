@@ -20,6 +20,7 @@ from actors.pipeline.stream import provider_message
 from router.auth.principal import Principal
 from router.catalog import Catalog
 from router.errors import Forbidden, NotFound, ProviderFailed, RouterError, from_provider_status
+from router.protocols.anthropic import keeps_system_entries
 from router.protocols.formats import FORMATS
 from router.providers.base import Provider, UpstreamRequest, UpstreamUnavailable
 from router.providers.http import HttpProvider
@@ -48,8 +49,10 @@ async def count_tokens(catalog: Catalog, providers: dict[str, Provider], who: Pr
         provider = providers[target.provider]
         if provider.spec.kind != "anthropic" or not isinstance(provider, HttpProvider):
             continue
+        sent = request.as_sent if request.as_sent is not None and keeps_system_entries(
+            passthrough) else request.body
         upstream = UpstreamRequest("anthropic.count_tokens", orjson.dumps(
-            {**request.body, "model": target.upstream_model}), False, query, passthrough)
+            {**sent, "model": target.upstream_model}), False, query, passthrough)
         try:
             async with provider.open(upstream) as response:
                 answer = await response.read(MAX_COUNT_BODY)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 from router.catalog import ModelSpec, Target
 from router.errors import BadRequest
+from router.protocols.anthropic import keeps_system_entries
 from router.protocols.api import ApiFormat, ClientRequest
 from router.protocols.formats import BRIDGES, FORMATS, upstream_api
 from router.protocols.translate import Bridge, UpstreamTarget
@@ -29,8 +30,10 @@ class Leg:
 
 
 def plan_route(providers: dict[str, Provider], fmt: ApiFormat, request: ClientRequest,
-               model: ModelSpec) -> list[Leg]:
+               model: ModelSpec, passthrough: tuple[tuple[str, str], ...] = ()) -> list[Leg]:
     legs: list[Leg] = []
+    native = (replace(request, body=request.as_sent)
+              if request.as_sent is not None and keeps_system_entries(passthrough) else request)
     translated: dict[str, ClientRequest] = {}
     for target in model.route:
         provider = providers[target.provider]
@@ -39,7 +42,7 @@ def plan_route(providers: dict[str, Provider], fmt: ApiFormat, request: ClientRe
             raise BadRequest(f"model {model.id!r} cannot be reached through the {fmt.name} "
                              "API", param="model")
         if api == fmt.name:
-            legs.append(Leg(target, provider, fmt, request, None))
+            legs.append(Leg(target, provider, fmt, native, None))
             continue
         bridge = BRIDGES[(fmt.name, api)]
         if api not in translated:

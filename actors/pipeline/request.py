@@ -53,7 +53,7 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
                            param="model")
         if not principal.may_use(model.id):
             raise Forbidden(f"this key may not use model {model.id!r}")
-        legs = plan_route(rt.providers, fmt, request, model)
+        legs = plan_route(rt.providers, fmt, request, model, call.passthrough_headers)
         if call.idempotency_key is not None:
             if not 0 < len(call.idempotency_key) <= MAX_KEY_LENGTH:
                 raise BadRequest(f"'Idempotency-Key' must be 1 to {MAX_KEY_LENGTH} characters",

@@ -29,9 +29,20 @@ def _record_usage(meter: Meter, usage: dict[str, Any]) -> None:
         meter.cache_write_tokens = int(usage["cache_creation_input_tokens"])
 
 
+MID_CONVERSATION_SYSTEM_BETA = "mid-conversation-system"
+
+
+def keeps_system_entries(passthrough: tuple[tuple[str, str], ...]) -> bool:
+    """Did the client opt in (anthropic-beta) to system entries inside `messages`?"""
+    return any(name == "anthropic-beta" and MID_CONVERSATION_SYSTEM_BETA in value
+               for name, value in passthrough)
+
+
 def hoist_system_messages(body: dict[str, Any]) -> dict[str, Any]:
-    """Move `role: "system"` entries of `messages` (Claude Code sends them; the Messages
-    API refuses them) into `system`, after what is there, in order."""
+    """Move `role: "system"` entries of `messages` (Claude Code sends them) into `system`,
+    after what is there, in order: the Messages API refuses them unless the client sent
+    the mid-conversation-system beta (then an Anthropic upstream gets them as sent), and
+    every translation starts from the hoisted body."""
     system = body.get("system")
     blocks: list[Any] = ([{"type": "text", "text": system}] if isinstance(system, str)
                          and system else list(system) if isinstance(system, list) else [])
@@ -62,7 +73,7 @@ class AnthropicMessages:
     def parse(self, body: dict[str, Any]) -> ClientRequest:
         request = new_request(body, ("max_tokens",))
         if any(m["role"] == "system" for m in body["messages"]):
-            request.body = hoist_system_messages(body)
+            request.body, request.as_sent = hoist_system_messages(body), body
         return request
 
     def upstream_body(self, request: ClientRequest, upstream_model: str,

@@ -26,6 +26,8 @@ class ClientRequest:
     max_output: int | None  # what the client asked for, if anything
     size: TextSize
     wants_usage: bool = True  # OpenAI streams: did the client ask for the usage chunk?
+    # The body as sent, where parse() normalised `body` (Anthropic system entries hoisted)
+    as_sent: dict[str, Any] | None = None
 
 
 @dataclass

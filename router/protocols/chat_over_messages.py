@@ -180,8 +180,16 @@ def to_messages_request(body: dict[str, Any], target: UpstreamTarget) -> dict[st
             "cache_control" not in system[0] else system
     if body.get("tools"):
         out["tools"] = _tools(body["tools"])
+    elif known_calls:
+        # OpenAI takes a tool-call history without `tools`; Anthropic refuses tool blocks
+        # unless their tools are defined. Defining them with tool_choice none keeps the
+        # meaning: the model reads the history and calls nothing.
+        used = dict.fromkeys(b["name"] for m in messages if m["role"] == "assistant"
+                             for b in m["content"] if b["type"] == "tool_use")
+        out["tools"] = [{"name": name, "input_schema": {"type": "object"}} for name in used]
+        out["tool_choice"] = {"type": "none"}
     choice = anthropic_tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
-    if choice is not None and out.get("tools"):
+    if choice is not None and body.get("tools"):
         out["tool_choice"] = choice
     temperature = temperature_for_anthropic(body.get("temperature"))
     if temperature is not None:

@@ -11,7 +11,9 @@ tool_choice map one to one. Answer: `content` and `tool_calls` become text and
 Documented drops: `top_k`, `cache_control` (OpenAI caches by itself), thinking and
 redacted-thinking blocks in history (OpenAI takes no reasoning as input), a tool's
 extra fields (`defer_loading`, `input_examples`, `strict` ...), `thinking` for models
-that do not reason (for those that do it becomes `reasoning_effort` by budget),
+that do not reason (for those that do it becomes `reasoning_effort`: the explicit
+`output_config.effort`, else by budget), `output_config.format` (a JSON schema) becomes
+`response_format` json_schema,
 `service_tier`, `context_management`, and `is_error` on a tool result becomes an
 "Error: " prefix on its text. Refused with a 400: Anthropic server tools (web search,
 bash, text editor, computer use ...), `mcp_servers`, `container`, more than 4 stop
@@ -204,6 +206,21 @@ def _tool_choice(choice: Any) -> tuple[Any, bool | None]:
 
 
 _EFFORT_BY_BUDGET = ((4096, "low"), (16384, "medium"))
+_EFFORTS = {"low": "low", "medium": "medium", "high": "high", "max": "high"}
+
+
+def _reasoning_effort(thinking: Any, effort: Any) -> str | None:
+    """Anthropic's thinking settings as OpenAI's `reasoning_effort`: an explicit
+    `output_config.effort` wins; else an enabled budget maps by size; adaptive thinking
+    without an effort is the model's default (medium)."""
+    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "adaptive"):
+        return _EFFORTS.get(effort) if isinstance(effort, str) else None
+    if isinstance(effort, str) and effort in _EFFORTS:
+        return _EFFORTS[effort]
+    if thinking.get("type") == "adaptive":
+        return "medium"
+    budget = int(thinking.get("budget_tokens") or 0)
+    return next((e for limit, e in _EFFORT_BY_BUDGET if budget < limit), "high")
 
 
 def to_chat_request(body: dict[str, Any], target: UpstreamTarget) -> dict[str, Any]:
@@ -234,11 +251,19 @@ def to_chat_request(body: dict[str, Any], target: UpstreamTarget) -> dict[str, A
         body.get("metadata"), dict) else None
     if isinstance(user, str):
         out["user"] = user
-    thinking = body.get("thinking")
-    if target.reasoning and isinstance(thinking, dict) and thinking.get("type") == "enabled":
-        budget = int(thinking.get("budget_tokens") or 0)
-        out["reasoning_effort"] = next((e for limit, e in _EFFORT_BY_BUDGET if budget < limit),
-                                       "high")
+    output_config = body.get("output_config")
+    output_config = output_config if isinstance(output_config, dict) else {}
+    effort = _reasoning_effort(body.get("thinking"), output_config.get("effort"))
+    if target.reasoning and effort is not None:
+        out["reasoning_effort"] = effort
+    output_format = output_config.get("format")
+    if isinstance(output_format, dict):
+        if output_format.get("type") != "json_schema" or not isinstance(
+                output_format.get("schema"), dict):
+            raise BadRequest("'output_config.format' must be a json_schema with a 'schema' "
+                             "object", param="output_config.format")
+        out["response_format"] = {"type": "json_schema", "json_schema": {
+            "name": "output", "schema": output_format["schema"]}}
     if body.get("stream"):
         out["stream"] = True
     return out

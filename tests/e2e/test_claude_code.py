@@ -86,3 +86,17 @@ def test_claude_code_request_reaches_an_openai_model(
     assert sent["max_completion_tokens"] == 16000
     state = router.account(account)
     assert state["held_micros"] == 0 and state["balance_micros"] < 5_000_000
+
+
+def test_system_entries_reach_anthropic_as_sent_when_the_client_opted_in(
+        router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    _, key = router.new_account(5_000_000)
+    beta = "claude-code-20250219,mid-conversation-system-2026-04-07"
+    with httpx.stream("POST", router.base_url + "/v1/messages?beta=true", json=BODY, timeout=20,
+                      headers={"x-api-key": key, "anthropic-version": "2023-06-01",
+                               "anthropic-beta": beta}) as response:
+        response.read()
+    assert response.status_code == 200
+    sent = clean_fake.state.last.body
+    assert [m["role"] for m in sent["messages"]] == ["user", "system"]
+    assert sent["system"] == BODY["system"]
