@@ -25,6 +25,7 @@ from actors.mailbox import Handle
 from actors.messages import ModelCall, PoolStats
 from actors.pipeline.auth import Authenticator
 from actors.providers import ProviderActor, make_provider
+from actors.stream_hub import StreamHub
 from actors.supervisor import Supervisor
 from router.auth.keystore import KeyStore
 from router.config import Config
@@ -52,6 +53,7 @@ class Runtime:
     provider_handles: dict[str, Handle[Any]] = field(default_factory=dict)
     # Request ids between hold and settlement in this process: the sweeper leaves them be.
     live_requests: set[str] = field(default_factory=set)
+    hub: "StreamHub | None" = None  # resumable streams; started with the actors
 
     def log_request(self, call: ModelCall, model: str | None, provider: str | None,
                     status: int, settlement: Settlement | None, started_at: float) -> None:
@@ -88,6 +90,10 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     hc.keep_alive_timeout = 75
     hc.graceful_timeout = config.shutdown_grace_s
     hc.h11_max_incomplete_size = 64 * 1024
+    # Oversize websocket frames get an error frame from the router, not a closed socket:
+    # hypercorn's own limit is only the backstop.
+    hc.websocket_max_message_size = 2 * config.ws_max_frame_bytes + 64 * 1024
+    hc.websocket_ping_interval = config.ws_ping_interval_s
     return hc
 
 
@@ -98,6 +104,9 @@ async def start_actors(rt: Runtime, nursery: trio.Nursery) -> None:
     for name, provider in rt.providers.items():
         supervisor = Supervisor(f"provider:{name}", lambda p=provider: ProviderActor(p))
         rt.provider_handles[name] = await nursery.start(supervisor.run)
+    # The hub's streams call providers, so it starts after them (and stops before them).
+    rt.hub = await nursery.start(StreamHub(rt, window_s=rt.config.resume_window_s,
+                                           buffer_bytes=rt.config.stream_buffer_bytes).run)
 
 
 async def until_signalled() -> None:

@@ -72,6 +72,13 @@ _SETTINGS: tuple[Setting, ...] = (
     Setting("hold_ttl_s", ("HOLD_TTL_S",), 900, _int),
     Setting("log_requests", ("LOG_REQUESTS",), True, _bool),
     Setting("shutdown_grace_s", ("SHUTDOWN_GRACE_S",), 10, _int),
+    Setting("resume_window_s", ("RESUME_WINDOW_S",), 120, _int),
+    Setting("stream_buffer_bytes", ("STREAM_BUFFER_BYTES",), 1024 * 1024, _int),
+    Setting("sse_heartbeat_s", ("SSE_HEARTBEAT_S",), 15, _int),
+    Setting("ws_max_streams", ("WS_MAX_STREAMS",), 8, _int),
+    Setting("ws_max_frame_bytes", ("WS_MAX_FRAME_BYTES",), 1024 * 1024, _int),
+    Setting("ws_auth_timeout_s", ("WS_AUTH_TIMEOUT_S",), 10, _int),
+    Setting("ws_ping_interval_s", ("WS_PING_INTERVAL_S",), 20, _int),
 )
 
 # Secrets: `doctor` and logs show only whether they are set.
@@ -105,6 +112,13 @@ class Config:
     hold_ttl_s: int
     log_requests: bool
     shutdown_grace_s: int
+    resume_window_s: int
+    stream_buffer_bytes: int
+    sse_heartbeat_s: int
+    ws_max_streams: int
+    ws_max_frame_bytes: int
+    ws_auth_timeout_s: int
+    ws_ping_interval_s: int
     config_path: str | None
     catalog: Catalog = field(repr=False)
 
@@ -181,8 +195,11 @@ def load_config(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] |
     if values["billing_backend"] not in ("sqlite",):
         raise ConfigError(f"BILLING_BACKEND={values['billing_backend']!r} is not available "
                           "in this build; use 'sqlite'")
-    if values["max_body_bytes"] <= 0:
-        raise ConfigError("MAX_BODY_BYTES must be positive")
+    for name in ("max_body_bytes", "resume_window_s", "stream_buffer_bytes", "sse_heartbeat_s",
+                 "ws_max_streams", "ws_max_frame_bytes", "ws_auth_timeout_s",
+                 "ws_ping_interval_s"):
+        if values[name] <= 0:
+            raise ConfigError(f"{name.upper()} must be positive")
 
     catalog = build_catalog(toml, toml_text, str(config_path) if config_path else None,
                             values, merged_env)

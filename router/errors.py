@@ -100,6 +100,13 @@ class Conflict(RouterError):
     code = "conflict"
 
 
+class Gone(RouterError):
+    status = 410
+    openai_type = "invalid_request_error"
+    anthropic_type = "not_found_error"
+    code = "gone"
+
+
 class BodyTooLarge(RouterError):
     status = 413
     openai_type = "invalid_request_error"

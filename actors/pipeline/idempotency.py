@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from router.errors import RouterError
 from router.ledger.idempotency import MAX_STORED_BYTES, Claim
+from actors.pipeline.settle import Settled
 from actors.pipeline.stream import ClientSink
 
 
@@ -40,6 +41,9 @@ class RecordingSink:
     async def error(self, error: RouterError, shape: str) -> None:
         self.status = error.status
         await self.inner.error(error, shape)
+
+    def settled(self, settled: Settled) -> None:
+        self.inner.settled(settled)
 
     def replayable(self) -> bytes | None:
         if self.status != 200 or self.size > MAX_STORED_BYTES:

@@ -105,8 +105,10 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
             await sink.error(failed, fmt.shape)
     finally:
         try:
-            settlement = await settle(rt.ledger, reservation, request, model, meter,
-                                      outcome.provider, now=rt.clock())
+            settled = await settle(rt.ledger, reservation, request, model, meter,
+                                   outcome.provider, now=rt.clock())
+            settlement = settled.settlement
+            sink.settled(settled)
             if claimed is not None:
                 await _close_claim(rt, claimed, sink, meter)
         finally:

@@ -9,6 +9,7 @@ the request (SPEC §4.4).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import trio
 
@@ -16,14 +17,24 @@ from actors.pipeline.reserve import Reservation
 from router.catalog import ModelSpec
 from router.ledger.base import Ledger, Settlement, UsageRecord
 from router.protocols.api import ClientRequest, Meter
+from router.usage import Usage
 
 SETTLE_DEADLINE_S = 30.0
 log = logging.getLogger("aura.settle")
 
 
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What a request was billed, for transports that report it (websocket `done`)."""
+
+    usage: Usage
+    cost_micros: int
+    settlement: Settlement | None  # None: the ledger missed the deadline (swept later)
+
+
 async def settle(ledger: Ledger, reservation: Reservation, request: ClientRequest,
                  model: ModelSpec, meter: Meter, provider: str | None, *,
-                 now: float) -> Settlement | None:
+                 now: float) -> Settled:
     usage = meter.usage(request.size.input_estimate(model.per_image_tokens))
     cost = model.prices.cost_micros(usage)
     if cost > reservation.hold_micros:
@@ -33,7 +44,8 @@ async def settle(ledger: Ledger, reservation: Reservation, request: ClientReques
                          provider or "", usage, cost, now)
     with trio.CancelScope(shield=True) as scope:
         scope.deadline = trio.current_time() + SETTLE_DEADLINE_S
-        return await ledger.settle(reservation.request_id, cost, record, now)
+        settlement = await ledger.settle(reservation.request_id, cost, record, now)
+        return Settled(usage, settlement.captured, settlement)
     log.error("settlement of %s missed its deadline; the sweeper will settle it",
               reservation.request_id)
-    return None
+    return Settled(usage, min(cost, reservation.hold_micros), None)

@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import orjson
-
 from typing import Protocol
 
+import orjson
+
 from actors.pipeline.plan import Leg
+from actors.pipeline.settle import Settled
 from router.errors import ApiShape, ProviderFailed, ProviderTimeout, RouterError, from_provider_status
 from router.protocols.api import ApiFormat, ClientRequest, Meter
 from router.protocols.sse import SseParser
@@ -43,6 +44,10 @@ class ClientSink(Protocol):
     async def body(self, data: bytes) -> None: ...
 
     async def error(self, error: RouterError, shape: str) -> None: ...
+
+    def settled(self, settled: Settled) -> None:
+        """What the request was billed (after settlement, whatever happened)."""
+        ...
 
 
 @dataclass

@@ -186,4 +186,12 @@ def admin_routes(rt: "Runtime") -> Blueprint:
             return await _csv_response(rows, has_more)
         return json_response({"data": rows, "count": len(rows), "has_more": has_more})
 
+    @bp.get("/streams")
+    async def streams():  # type: ignore[no-untyped-def]
+        """The resumable streams the hub holds: who reads them and what they keep."""
+        hub = rt.hub
+        data = [] if hub is None else [stream.describe() for stream in hub.streams()]
+        return json_response({"data": data, "count": len(data),
+                              "buffer_bytes": rt.config.stream_buffer_bytes})
+
     return bp

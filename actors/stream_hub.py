@@ -1,0 +1,197 @@
+"""The stream hub: model calls whose stream outlives the client that started it.
+
+Websocket streams, and SSE requests sent with `x-aura-resumable: true`, run here instead
+of in the client's request task (SPEC §5): the hub's nursery owns them, each in its own
+cancel scope, and their events go to a `StreamLog` that readers (an SSE response, a
+websocket stream) attach to and detach from. A stream whose readers all left keeps
+running and is billed in full; if nobody attaches again within the resume window it is
+cancelled then (billing what was produced, like any cancel). A finished stream stays
+replayable for the window after its last reader left, then is forgotten.
+
+The plain SSE path does not come here: a plain disconnect cancels at once (users press
+stop), and that path stays the lean one the benchmark measures.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from actors.messages import ModelCall
+from actors.pipeline.request import run_model_call
+from actors.pipeline.settle import Settled
+from router.errors import RouterError
+from router.protocols.sse import SseParser
+from router.stream_log import StreamLog
+
+log = logging.getLogger("aura.hub")
+SWEEP_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    """How a stream ended: its bill, or the refusal it got before any output."""
+
+    settled: Settled | None = None
+    error: RouterError | None = None
+    shape: str = "openai"
+
+
+class LogSink:
+    """The pipeline's `ClientSink` for a hub stream: events go to the log."""
+
+    __slots__ = ("log", "started", "status", "headers", "is_sse", "_parser", "_ready",
+                 "settlement", "error_sent")
+
+    def __init__(self, stream_log: StreamLog) -> None:
+        self.log = stream_log
+        self.started = False
+        self.status = 0
+        self.headers: tuple[tuple[bytes, bytes], ...] = ()
+        self.is_sse = False
+        self._parser = SseParser()
+        self._ready = trio.Event()
+        self.settlement: Settled | None = None
+        self.error_sent: tuple[RouterError, str] | None = None
+
+    async def start(self, status: int, headers: tuple[tuple[bytes, bytes], ...]) -> None:
+        self.started, self.status, self.headers = True, status, headers
+        self.is_sse = dict(headers).get(b"content-type", b"").startswith(b"text/event-stream")
+        self._ready.set()
+
+    async def body(self, data: bytes) -> None:
+        if not self.is_sse:  # a whole JSON answer is one event
+            await self.log.append(None, data)
+            return
+        for event in self._parser.feed(data):
+            await self.log.append(event.name, event.data)
+
+    async def error(self, error: RouterError, shape: str) -> None:
+        if self.started:  # only reachable for answers already under way
+            await self.body(error.sse_event(shape))  # type: ignore[arg-type]
+            return
+        self.error_sent = (error, shape)
+        self.status = error.status
+        self._ready.set()
+
+    def settled(self, settled: Settled) -> None:
+        self.settlement = settled
+
+    async def wait_ready(self) -> None:
+        """Until the answer started, or was refused before it could."""
+        await self._ready.wait()
+
+
+@dataclass(eq=False)
+class HubStream:
+    request_id: str
+    account: str
+    client_id: str | None  # the websocket frame id, for resumes from another socket
+    sink: LogSink
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    readers: int = 0
+    idle_since: float | None = None  # trio time the last reader left
+    cancelled: bool = False
+
+    @property
+    def log(self) -> StreamLog:
+        return self.sink.log
+
+    def describe(self) -> dict[str, Any]:
+        return {"request_id": self.request_id, "account": self.account,
+                "id": self.client_id, "readers": self.readers, "done": self.log.done,
+                "cancelled": self.cancelled, "last_seq": self.log.last_seq,
+                "first_kept": self.log.first_kept, "kept_bytes": self.log.kept_bytes}
+
+
+class StreamHub:
+    """Owns the detached streams; `run` it in the root nursery before serving."""
+
+    def __init__(self, rt: Any, *, window_s: float, buffer_bytes: int) -> None:
+        self.rt = rt
+        self.window_s = window_s
+        self.buffer_bytes = buffer_bytes
+        self._nursery: trio.Nursery | None = None
+        self._by_request: dict[str, HubStream] = {}
+        self._by_client: dict[tuple[str, str], HubStream] = {}
+
+    async def run(self, *, task_status: trio.TaskStatus[StreamHub] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._expire_forever)
+            task_status.started(self)
+
+    def streams(self) -> list[HubStream]:
+        return list(self._by_request.values())
+
+    def start(self, call: ModelCall, account: str, client_id: str | None = None) -> HubStream:
+        assert self._nursery is not None, "the hub is not running"
+        stream = HubStream(call.request_id, account, client_id,
+                           LogSink(StreamLog(self.buffer_bytes)))
+        self._by_request[call.request_id] = stream
+        if client_id is not None:
+            self._by_client[(account, client_id)] = stream
+        self._nursery.start_soon(self._run_stream, stream, call)
+        return stream
+
+    def find(self, account: str, *, request_id: str | None = None,
+             client_id: str | None = None) -> HubStream | None:
+        """A stream of this account; another account's streams do not exist for it."""
+        stream = (self._by_request.get(request_id) if request_id is not None
+                  else self._by_client.get((account, client_id or "")))
+        return stream if stream is not None and stream.account == account else None
+
+    def attach(self, stream: HubStream) -> None:
+        stream.readers += 1
+        stream.idle_since = None
+
+    def detach(self, stream: HubStream) -> None:
+        stream.readers -= 1
+        if stream.readers == 0:
+            stream.idle_since = trio.current_time()
+
+    def cancel(self, stream: HubStream) -> None:
+        """Stop the stream now; settlement bills what was produced."""
+        stream.cancelled = True
+        stream.scope.cancel()
+
+    async def _run_stream(self, stream: HubStream, call: ModelCall) -> None:
+        try:
+            with stream.scope:
+                await run_model_call(self.rt, call, stream.sink)
+        except Exception:  # noqa: BLE001 - one stream's bug must not stop the others
+            log.exception("stream %s failed", stream.request_id)
+        finally:
+            sink = stream.sink
+            error = sink.error_sent
+            stream.log.finish(StreamEnd(sink.settlement, error[0] if error else None,
+                                        error[1] if error else "openai"))
+            sink._ready.set()  # a refused or crashed stream has readers to release
+            if stream.readers == 0:
+                stream.idle_since = trio.current_time()
+
+    async def _expire_forever(self) -> None:
+        while True:
+            await trio.sleep(SWEEP_INTERVAL_S)
+            self.expire(trio.current_time())
+
+    def expire(self, now: float) -> None:
+        """Cancel streams nobody resumed within the window; forget finished ones."""
+        for stream in list(self._by_request.values()):
+            if stream.readers or stream.idle_since is None \
+                    or now - stream.idle_since < self.window_s:
+                continue
+            if not stream.log.done:
+                log.info("stream %s: nobody resumed within %.0f s; cancelling",
+                         stream.request_id, self.window_s)
+                self.cancel(stream)
+                continue
+            del self._by_request[stream.request_id]
+            if stream.client_id is not None and \
+                    self._by_client.get((stream.account, stream.client_id)) is stream:
+                del self._by_client[(stream.account, stream.client_id)]
+

@@ -1,0 +1,299 @@
+"""The websocket transport (`/v1/ws`, SPEC §6): several streams on one connection, built
+for mobile networks that drop.
+
+One connection = one nursery, owned by this handler: the frame reader runs in it, and one
+forwarder task per attached stream copies that stream's events from the hub's log to the
+socket. The streams themselves run in the stream hub, not here: when the socket drops
+without a `cancel` frame they keep running, and a `resume` frame on a new socket (same
+account, same stream id) replays the events after the last one the client saw, then
+continues live. Billing is the pipeline's, as on HTTP; the `done` frame reports it.
+
+Backpressure: a forwarder waits on the socket; while it waits its stream's log fills to
+`STREAM_BUFFER_BYTES`, then the stream stops reading from the provider. Forwarders take
+turns on the socket, so one busy stream cannot starve the others, and nothing grows
+without bound. Bad frames get an `error` frame naming the problem; the connection and
+its other streams live on.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+import orjson
+import trio
+
+from actors.messages import ModelCall
+from actors.pipeline.auth import credential_from
+from actors.stream_hub import HubStream, StreamEnd
+from router.errors import RouterError
+from router.protocols.formats import FORMATS
+from router.stream_log import EventsGone, LoggedEvent
+
+if TYPE_CHECKING:
+    from actors.root import Runtime
+
+log = logging.getLogger("aura.ws")
+Message = dict[str, Any]
+MAX_ID_LENGTH = 128
+CLOSE_POLICY_VIOLATION = 1008
+
+
+def error_frame(message: str, *, stream_id: str | None = None, status: int = 400,
+                kind: str = "invalid_request_error") -> bytes:
+    frame: dict[str, Any] = {"type": "error"}
+    if stream_id is not None:
+        frame["id"] = stream_id
+    frame["error"] = {"type": kind, "message": message}
+    frame["status"] = status
+    return orjson.dumps(frame)
+
+
+def _router_error_frame(stream_id: str, error: RouterError, shape: str) -> bytes:
+    kind = error.anthropic_type if shape == "anthropic" else error.openai_type
+    return error_frame(error.message, stream_id=stream_id, status=error.status, kind=kind)
+
+
+def done_frame(stream_id: str, end: StreamEnd | None) -> bytes:
+    settled = end.settled if end is not None else None
+    usage = settled.usage if settled is not None else None
+    frame: dict[str, Any] = {
+        "type": "done", "id": stream_id,
+        "usage": None if usage is None else {
+            "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+            "cache_read_tokens": usage.cache_read_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+            "reasoning_tokens": usage.reasoning_tokens},
+        "cost_micros": settled.cost_micros if settled is not None else 0,
+        "available_micros": settled.settlement.available
+        if settled is not None and settled.settlement is not None else None}
+    return orjson.dumps(frame)
+
+
+def event_frame(id_json: bytes, event: LoggedEvent) -> bytes:
+    """`data` is exactly what the SSE `data:` line carried (spliced, not re-encoded)."""
+    data = event.data
+    if data[:1] not in (b"{", b"["):
+        data = orjson.dumps(data.decode("utf-8", "replace"))
+    name = b',"event":' + orjson.dumps(event.name.decode("latin-1")) if event.name else b""
+    return (b'{"type":"event","id":' + id_json + b',"seq":%d' % event.seq + name
+            + b',"data":' + data + b"}")
+
+
+class Connection:
+    """One websocket: its credential, its account and the streams attached to it."""
+
+    def __init__(self, rt: Runtime, send: Callable[[Message], Awaitable[None]],
+                 nursery: trio.Nursery) -> None:
+        self.rt = rt
+        self._send = send
+        self.nursery = nursery
+        self.credential: str | None = None
+        self.account_header: str | None = None
+        self.account: str | None = None
+        self.forwarders: dict[str, trio.CancelScope] = {}
+
+    async def send(self, frame: bytes) -> None:
+        await self._send({"type": "websocket.send", "text": frame.decode()})
+
+    async def authenticate(self, credential: str | None) -> bool:
+        try:
+            principal = await self.rt.auth.authenticate(credential, self.account_header)
+        except RouterError as exc:
+            await self.send(error_frame(exc.message, status=exc.status,
+                                        kind=exc.openai_type))
+            return False
+        self.credential, self.account = credential, principal.account
+        return True
+
+    # --- frames ------------------------------------------------------------------------
+
+    async def on_frame(self, text: str) -> None:
+        if len(text) > self.rt.config.ws_max_frame_bytes:
+            await self.send(error_frame(f"frame of {len(text)} bytes is over the limit of "
+                                        f"{self.rt.config.ws_max_frame_bytes}", status=413))
+            return
+        try:
+            frame = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            await self.send(error_frame("frame is not JSON"))
+            return
+        if not isinstance(frame, dict):
+            await self.send(error_frame("frame must be a JSON object"))
+            return
+        kind = frame.get("type")
+        if kind == "ping":
+            await self.send(b'{"type":"pong"}')
+            return
+        if kind == "auth":
+            await self.send(error_frame("this connection is authenticated already"))
+            return
+        handler = {"request": self.on_request, "cancel": self.on_cancel,
+                   "resume": self.on_resume}.get(kind)  # type: ignore[arg-type]
+        if handler is None:
+            await self.send(error_frame(f"unknown frame type {kind!r}; expected request, "
+                                        "cancel, resume or ping"))
+            return
+        stream_id = frame.get("id")
+        if not isinstance(stream_id, str) or not 0 < len(stream_id) <= MAX_ID_LENGTH:
+            await self.send(error_frame(f"a {kind} frame needs an 'id' string of 1 to "
+                                        f"{MAX_ID_LENGTH} characters"))
+            return
+        await handler(stream_id, frame)
+
+    def _live(self, stream_id: str) -> HubStream | None:
+        assert self.rt.hub is not None and self.account is not None
+        return self.rt.hub.find(self.account, client_id=stream_id)
+
+    async def on_request(self, stream_id: str, frame: dict[str, Any]) -> None:
+        assert self.rt.hub is not None and self.account is not None
+        api, body = frame.get("api"), frame.get("body")
+        if api not in FORMATS:
+            await self.send(error_frame(f"'api' must be one of {', '.join(FORMATS)}",
+                                        stream_id=stream_id))
+            return
+        if not isinstance(body, dict):
+            await self.send(error_frame("'body' must be an object", stream_id=stream_id))
+            return
+        existing = self._live(stream_id)
+        if stream_id in self.forwarders or (existing is not None and not existing.log.done):
+            await self.send(error_frame(f"stream id {stream_id!r} is in use; ids must be "
+                                        "unique among live streams", stream_id=stream_id))
+            return
+        if len(self.forwarders) >= self.rt.config.ws_max_streams:
+            await self.send(error_frame(
+                f"at most {self.rt.config.ws_max_streams} streams at once on a connection",
+                stream_id=stream_id, status=429, kind="rate_limit_error"))
+            return
+        call = ModelCall(api=str(api), body=orjson.dumps(body), credential=self.credential,
+                         request_id="req_" + secrets.token_hex(12),
+                         account_header=self.account_header)
+        stream = self.rt.hub.start(call, self.account, stream_id)
+        self._forward(stream_id, stream, 0, FORMATS[str(api)].shape)
+
+    async def on_cancel(self, stream_id: str, frame: dict[str, Any]) -> None:
+        stream = self._live(stream_id)
+        if stream is None:
+            await self.send(error_frame(f"no stream {stream_id!r} to cancel",
+                                        stream_id=stream_id, status=404))
+            return
+        assert self.rt.hub is not None
+        self.rt.hub.cancel(stream)  # its forwarder, if any, still sends the `done` bill
+
+    async def on_resume(self, stream_id: str, frame: dict[str, Any]) -> None:
+        after = frame.get("after", 0)
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            await self.send(error_frame("'after' must be a non-negative integer",
+                                        stream_id=stream_id))
+            return
+        stream = self._live(stream_id)
+        if stream is None:
+            await self.send(error_frame(f"no stream {stream_id!r} to resume (streams are kept "
+                                        f"{self.rt.config.resume_window_s} s after their "
+                                        "client left)", stream_id=stream_id, status=404))
+            return
+        if stream_id in self.forwarders:
+            await self.send(error_frame(f"stream {stream_id!r} is already attached to this "
+                                        "connection", stream_id=stream_id))
+            return
+        try:
+            stream.log.available_after(after)
+        except EventsGone as exc:
+            await self.send(error_frame(str(exc), stream_id=stream_id, status=410))
+            return
+        self._forward(stream_id, stream, after, "openai")
+
+    # --- forwarding --------------------------------------------------------------------
+
+    def _forward(self, stream_id: str, stream: HubStream, after: int, shape: str) -> None:
+        scope = trio.CancelScope()
+        self.forwarders[stream_id] = scope
+        assert self.rt.hub is not None
+        self.rt.hub.attach(stream)
+        self.nursery.start_soon(self._forwarder, stream_id, stream, after, shape, scope)
+
+    async def _forwarder(self, stream_id: str, stream: HubStream, after: int, shape: str,
+                         scope: trio.CancelScope) -> None:
+        assert self.rt.hub is not None
+        try:
+            with scope:
+                await stream.sink.wait_ready()
+                if not stream.sink.started:
+                    refused = stream.sink.error_sent
+                    await self.send(_router_error_frame(stream_id, refused[0], refused[1])
+                                    if refused else error_frame(
+                                        "the router failed to handle this request",
+                                        stream_id=stream_id, status=500, kind="api_error"))
+                    return
+                id_json = orjson.dumps(stream_id)
+                log_ = stream.log
+                while events := await log_.read_after(after):
+                    for event in events:
+                        if event.data != b"[DONE]":
+                            await self.send(event_frame(id_json, event))
+                    after = events[-1].seq
+                await self.send(done_frame(stream_id, log_.final))
+        finally:
+            self.rt.hub.detach(stream)
+            if self.forwarders.get(stream_id) is scope:
+                del self.forwarders[stream_id]
+
+
+async def serve_websocket(rt: Runtime, scope: dict[str, Any],
+                          receive: Callable[[], Awaitable[Message]],
+                          send: Callable[[Message], Awaitable[None]]) -> None:
+    if (await receive())["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    headers = dict(scope.get("headers") or ())
+    async with trio.open_nursery() as nursery:
+        conn = Connection(rt, send, nursery)
+        account = headers.get(b"x-aura-account")
+        conn.account_header = account.decode("latin-1") if account else None
+        authorization, api_key = headers.get(b"authorization"), headers.get(b"x-api-key")
+        credential = credential_from(authorization.decode("latin-1") if authorization else None,
+                                     api_key.decode("latin-1") if api_key else None)
+        if credential is not None:
+            authenticated = await conn.authenticate(credential)
+        else:
+            authenticated = await _first_frame_auth(conn, receive)
+        if not authenticated:
+            await send({"type": "websocket.close", "code": CLOSE_POLICY_VIOLATION})
+            nursery.cancel_scope.cancel()
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                break  # streams without a cancel keep running in the hub
+            if message["type"] != "websocket.receive":
+                continue
+            text = message.get("text")
+            if text is None:
+                await conn.send(error_frame("frames must be text (JSON), not binary"))
+                continue
+            await conn.on_frame(text)
+        nursery.cancel_scope.cancel()
+
+
+async def _first_frame_auth(conn: Connection,
+                            receive: Callable[[], Awaitable[Message]]) -> bool:
+    """No credential on the upgrade: the first frame must be {"type": "auth", "token"}."""
+    with trio.move_on_after(conn.rt.config.ws_auth_timeout_s):
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return False
+        try:
+            frame = orjson.loads(message.get("text") or b"")
+        except orjson.JSONDecodeError:
+            frame = None
+        if not isinstance(frame, dict) or frame.get("type") != "auth" or not isinstance(
+                frame.get("token"), str):
+            await conn.send(error_frame("authenticate first: send {\"type\": \"auth\", "
+                                        "\"token\": \"...\"} or an Authorization header",
+                                        status=401, kind="authentication_error"))
+            return False
+        return await conn.authenticate(frame["token"])
+    await conn.send(error_frame(f"no auth frame within {conn.rt.config.ws_auth_timeout_s} s",
+                                status=401, kind="authentication_error"))
+    return False
