@@ -67,7 +67,8 @@ class LogSink:
             await self.log.append(None, data)
             return
         for event in self._parser.feed(data):
-            await self.log.append(event.name, event.data)
+            if event.data or event.name:  # comments (upstream keep-alives) are not events
+                await self.log.append(event.name, event.data)
 
     async def error(self, error: RouterError, shape: str) -> None:
         if self.started:  # only reachable for answers already under way

@@ -54,6 +54,10 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
                    help="load generator HTTP client (raw sockets, or httpx for comparison)")
     p.add_argument("--output", type=Path, help=f"markdown report (default {DOC} for full runs)")
     p.add_argument("--no-write", action="store_true", help="print only")
+    p.add_argument("--resumable-streams", type=int, metavar="N",
+                   help="only measure the router's memory for N resumable streams (x-aura-"
+                        "resumable: true) held open by their clients, then after the clients "
+                        "left (the hub keeps them running); medians of --runs")
     args = p.parse_args(argv)
     if args.quick:
         defaults = {"runs": 1, "duration": 1.0, "warmup": 0.3, "ttft_requests": 50,
@@ -145,6 +149,35 @@ def measure_memory(args: argparse.Namespace, target: load.Target, server: Child
     return {"rss_idle_mib": rss_idle / 1024, "rss_open_mib": rss_open / 1024,
             "streams_opened": held.opened, "streams_failed": held.failed,
             "streams_open_s": held.open_s, "per_stream_kib": per_stream}
+
+
+def measure_resumable(args: argparse.Namespace, children: Children) -> dict[str, float]:
+    """Router memory per resumable stream, attached and detached (idle: 1 chunk/s)."""
+    slow = children.start_fake(reply_words=256, chunk_delay_s=1.0)
+    router, key = children.start_router(slow)
+    target = load.Target(router.host, router.port, key, "bench-model", resumable=True)
+
+    def sample() -> int:
+        return rss_kib(router.pid)
+
+    _run("raw", 16, target, load.hold_streams, 16, sample)  # warm the paths
+    time.sleep(1.0)
+    idle = statistics.median(sample() for _ in range(5))
+    n = args.resumable_streams
+    held: load.HoldResult = _run("raw", n, target, load.hold_streams, n, sample)
+    time.sleep(1.0)  # the clients are gone; the hub keeps every stream running
+    detached = statistics.median(sample() for _ in range(5))
+    router.check_alive()
+    attached = statistics.median(held.samples_kib)
+    out = {"opened": held.opened, "rss_idle_mib": idle / 1024,
+           "attached_kib": (attached - idle) / max(held.opened, 1),
+           "detached_kib": (detached - idle) / max(held.opened, 1)}
+    _log(f"  {held.opened}/{n} resumable streams: RSS {idle / 1024:.1f} MiB idle, "
+         f"{attached / 1024:.1f} attached, {detached / 1024:.1f} detached: "
+         f"{out['attached_kib']:.1f} KiB/stream attached, {out['detached_kib']:.1f} detached")
+    children.stop(router)
+    children.stop(slow)
+    return out
 
 
 def one_run(args: argparse.Namespace, children: Children) -> report.Run:
@@ -279,6 +312,15 @@ def main(argv: list[str] | None = None) -> int:
     children = Children()
     runs: list[report.Run] = []
     try:
+        if args.resumable_streams:
+            results = []
+            for i in range(args.runs):
+                _log(f"run {i + 1}/{args.runs}")
+                results.append(measure_resumable(args, children))
+            for name in ("attached_kib", "detached_kib"):
+                print(f"{name}: median {statistics.median(r[name] for r in results):.1f} "
+                      f"KiB per resumable stream ({args.resumable_streams} streams)")
+            return 0
         for i in range(args.runs):
             _log(f"run {i + 1}/{args.runs}")
             runs.append(one_run(args, children))

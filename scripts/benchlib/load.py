@@ -36,6 +36,7 @@ class Target:
     key: str
     model: str
     path: str = "/v1/chat/completions"
+    resumable: bool = False  # x-aura-resumable: true (the stream hub's path)
 
     def body(self, stream: bool) -> bytes:
         body: dict[str, object] = {
@@ -56,6 +57,7 @@ class Target:
         head = (f"POST {self.path} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\n"
                 f"authorization: Bearer {self.key}\r\ncontent-type: application/json\r\n"
                 f"accept: {'text/event-stream' if stream else 'application/json'}\r\n"
+                + ("x-aura-resumable: true\r\n" if self.resumable else "") +
                 f"content-length: {len(body)}\r\n\r\n")
         return head.encode() + body
 

@@ -206,7 +206,7 @@ name = "fake"
 kind = "openai"
 base_url = "{fake.base_url}/v1"
 api_keys = ["{UPSTREAM_KEY}"]
-max_concurrent = 512
+max_concurrent = 2048
 
 [[models]]
 id = "bench-model"

@@ -27,7 +27,8 @@ ANTHROPIC_BODY = {"model": "claude-haiku-4-5", "max_tokens": 2000, "stream": Tru
 def wsrouter(fake: FakeProviderServer, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[RouterProcess]:
     env = {"WS_MAX_STREAMS": "3", "RESUME_WINDOW_S": "3", "WS_AUTH_TIMEOUT_S": "1",
-           "STREAM_BUFFER_BYTES": str(BUFFER_BYTES), "WS_MAX_FRAME_BYTES": "65536"}
+           "STREAM_BUFFER_BYTES": str(BUFFER_BYTES), "WS_MAX_FRAME_BYTES": "65536",
+           "SSE_HEARTBEAT_S": "1"}
     with RouterProcess(tmp_path_factory.mktemp("ws"),
                        router_config(fake.openai_base_url, fake.anthropic_base_url),
                        env=env) as proc:
@@ -349,3 +350,18 @@ def test_plain_sse_events_carry_ids(wsrouter: RouterProcess,
     ids = [int(line[4:]) for line in lines if line.startswith("id: ")]
     events = [line for line in lines if line.startswith("event: ")]
     assert ids == list(range(1, len(events) + 1))
+
+
+def test_an_idle_sse_stream_gets_heartbeat_comments(wsrouter: RouterProcess,
+                                                    clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.reply_words = 2
+    clean_fake.state.chunk_delay_s = 2.5  # silence between the role chunk and the words
+    _, key = wsrouter.new_account(5_000_000)
+    for resumable in ("false", "true"):
+        with httpx.stream("POST", wsrouter.base_url + "/v1/chat/completions",
+                          json=OPENAI_BODY, timeout=15,
+                          headers={"authorization": f"Bearer {key}",
+                                   "x-aura-resumable": resumable}) as response:
+            lines = list(response.iter_lines())
+        assert ": keep-alive" in lines, resumable
+        assert "data: [DONE]" in lines

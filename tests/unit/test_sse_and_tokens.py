@@ -237,3 +237,25 @@ def test_responses_input_items_count_as_messages() -> None:
     body = {"input": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
                       {"role": "user", "content": "c"}]}
     assert measure(body).messages == 3
+
+
+def test_event_ids_number_each_complete_event_and_skip_comments() -> None:
+    from router.transports.sse import HEARTBEAT, number_events
+
+    data = b"data: a\n\nevent: x\ndata: b\n\n" + HEARTBEAT + b"data: c\n\n"
+    numbered, next_seq = number_events(data, 5)
+    assert numbered == (b"id: 5\ndata: a\n\nid: 6\nevent: x\ndata: b\n\n" + HEARTBEAT
+                        + b"id: 7\ndata: c\n\n")
+    assert next_seq == 8
+    events = SseParser().feed(numbered)
+    assert [e.data for e in events if e.data] == [b"a", b"b", b"c"]
+
+
+def test_resume_position_prefers_after_and_refuses_garbage() -> None:
+    from router.transports.sse import parse_after
+
+    assert parse_after(None, None) == 0
+    assert parse_after("7", None) == 7
+    assert parse_after("7", "3") == 3
+    assert parse_after("seven", None) is None
+    assert parse_after(None, "-1") is None
