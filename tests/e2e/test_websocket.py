@@ -339,6 +339,15 @@ def test_sse_resumable_stream_survives_its_client_and_resumes_from_last_event_id
     debited = assert_settled(wsrouter, account, 5_000_000)
     assert wsrouter.usage(key)["recent"][0]["output_tokens"] == 40, "billed in full"
     assert debited > 0
+    # a finished stream stays replayable for the window: ?after=N from anywhere
+    replay = httpx.get(wsrouter.base_url + f"/v1/streams/{request_id}?after=30",
+                       headers={"authorization": f"Bearer {key}"}, timeout=10)
+    replay_ids = [int(line[4:]) for line in replay.text.splitlines() if line.startswith("id: ")]
+    assert replay_ids == list(range(31, ids[-1] + 2)), "31 .. the last event ([DONE])"
+    assert wsrouter.account(account)["balance_micros"] == 5_000_000 - debited, "billed once"
+    bad = httpx.get(wsrouter.base_url + f"/v1/streams/{request_id}?after=soon",
+                    headers={"authorization": f"Bearer {key}"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "after"
 
 
 def test_plain_sse_events_carry_ids(wsrouter: RouterProcess,
