@@ -42,7 +42,9 @@ class ProviderSpec:
             return ("anthropic.messages",)
         if self.kind == "demo":
             return ("openai.chat", "anthropic.messages")
-        return ("openai.chat", "openai.responses")
+        if self.kind == "openai":
+            return ("openai.chat", "openai.responses")
+        return ("openai.chat",)  # OpenRouter, Ollama, compatible servers: Chat Completions
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,10 @@ class Catalog:
         priced = self.models.get(self.aliases.get(rest, rest))
         if priced is None:
             return None
+        # An alias names the model it stands for, upstream too: the price is that model's.
+        upstream = priced.id if rest in self.aliases else rest
         return replace(priced, id=name, kind=provider.kind,
-                       route=(Target(provider.name, rest),))
+                       route=(Target(provider.name, upstream),))
 
     def routable(self) -> list[ModelSpec]:
         return [m for m in self.models.values() if m.route]

@@ -19,7 +19,7 @@ import orjson
 from actors.pipeline.stream import provider_message
 from router.auth.principal import Principal
 from router.catalog import Catalog
-from router.errors import Forbidden, NotFound, ProviderFailed, RouterError, from_provider_status
+from router.errors import BadRequest, Forbidden, NotFound, ProviderFailed, RouterError, from_provider_status
 from router.protocols.anthropic import keeps_system_entries
 from router.protocols.formats import FORMATS
 from router.providers.base import Provider, UpstreamRequest, UpstreamUnavailable
@@ -51,8 +51,11 @@ async def count_tokens(catalog: Catalog, providers: dict[str, Provider], who: Pr
             continue
         sent = request.as_sent if request.as_sent is not None and keeps_system_entries(
             passthrough) else request.body
-        upstream = UpstreamRequest("anthropic.count_tokens", orjson.dumps(
-            {**sent, "model": target.upstream_model}), False, query, passthrough)
+        try:
+            encoded = orjson.dumps({**sent, "model": target.upstream_model})
+        except TypeError as exc:
+            raise BadRequest(f"the request body cannot be encoded: {exc}") from None
+        upstream = UpstreamRequest("anthropic.count_tokens", encoded, False, query, passthrough)
         try:
             async with provider.open(upstream) as response:
                 answer = await response.read(MAX_COUNT_BODY)

@@ -16,6 +16,7 @@ from router.protocols.api import ApiFormat, ClientRequest
 from router.protocols.formats import BRIDGES, FORMATS, upstream_api
 from router.protocols.translate import Bridge, UpstreamTarget
 from router.providers.base import Provider
+from router.tokens import TextSize, measure
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,26 +31,55 @@ class Leg:
 
 
 def plan_route(providers: dict[str, Provider], fmt: ApiFormat, request: ClientRequest,
-               model: ModelSpec, passthrough: tuple[tuple[str, str], ...] = ()) -> list[Leg]:
+               model: ModelSpec, passthrough: tuple[tuple[str, str], ...] = ()
+               ) -> tuple[list[Leg], TextSize]:
+    """The legs to try, in order, and the size the hold must cover: the largest of the
+    client's body and every translation of it (a translation may add text, such as the
+    tool definitions Anthropic needs for a tool history).
+
+    A target the request cannot be translated for is skipped if another target can
+    serve it; if none can, the first target's reason is the 400."""
     legs: list[Leg] = []
+    size = request.size
+    refused: BadRequest | None = None
     native = (replace(request, body=request.as_sent)
               if request.as_sent is not None and keeps_system_entries(passthrough) else request)
-    translated: dict[str, ClientRequest] = {}
+    translated: dict[tuple[str, str], ClientRequest | BadRequest] = {}
     for target in model.route:
         provider = providers[target.provider]
         api = upstream_api(fmt.name, provider.spec.apis)
         if api is None:
-            raise BadRequest(f"model {model.id!r} cannot be reached through the {fmt.name} "
-                             "API", param="model")
+            refused = refused or BadRequest(
+                f"model {model.id!r} cannot be reached through the {fmt.name} API",
+                param="model")
+            continue
         if api == fmt.name:
             legs.append(Leg(target, provider, fmt, native, None))
             continue
         bridge = BRIDGES[(fmt.name, api)]
-        if api not in translated:
-            body = bridge.request(request.body, UpstreamTarget(
-                model.id, provider.spec.kind, model.reasoning))
-            if provider.spec.kind != "openai" and api == "openai.chat":
-                body["max_tokens"] = 0  # compatible servers know max_tokens; the limit is set later
-            translated[api] = replace(request, body=body, wants_usage=True)
-        legs.append(Leg(target, provider, FORMATS[api], translated[api], bridge))
-    return legs
+        key = (api, provider.spec.kind)
+        if key not in translated:
+            translated[key] = _translate(bridge, request, model, provider.spec.kind, api)
+        leg_request = translated[key]
+        if isinstance(leg_request, BadRequest):
+            refused = refused or leg_request
+            continue
+        size = size.at_least(leg_request.size)
+        legs.append(Leg(target, provider, FORMATS[api], leg_request, bridge))
+    if not legs:
+        raise refused or BadRequest(f"model {model.id!r} has no route", param="model")
+    return legs, size
+
+
+def _translate(bridge: Bridge, request: ClientRequest, model: ModelSpec, kind: str,
+               api: str) -> ClientRequest | BadRequest:
+    try:
+        body = bridge.request(request.body, UpstreamTarget(model.id, kind, model.reasoning))
+    except BadRequest as exc:
+        return exc
+    except (TypeError, AttributeError, ValueError, KeyError) as exc:
+        return BadRequest(f"the request cannot be translated for model {model.id!r}: a field "
+                          f"has an unexpected type ({type(exc).__name__}: {exc})"[:300])
+    if kind != "openai" and api == "openai.chat":
+        body["max_tokens"] = 0  # compatible servers know max_tokens; the limit is set later
+    return replace(request, body=body, wants_usage=True, size=measure(body))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 import orjson
 import trio
@@ -53,7 +54,9 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
                            param="model")
         if not principal.may_use(model.id):
             raise Forbidden(f"this key may not use model {model.id!r}")
-        legs = plan_route(rt.providers, fmt, request, model, call.passthrough_headers)
+        legs, size = plan_route(rt.providers, fmt, request, model, call.passthrough_headers)
+        if size is not request.size:
+            request = replace(request, size=size)
         if call.idempotency_key is not None:
             if not 0 < len(call.idempotency_key) <= MAX_KEY_LENGTH:
                 raise BadRequest(f"'Idempotency-Key' must be 1 to {MAX_KEY_LENGTH} characters",

@@ -20,7 +20,8 @@ import orjson
 
 from actors.pipeline.plan import Leg
 from actors.pipeline.settle import Settled
-from router.errors import ApiShape, ProviderFailed, ProviderTimeout, RouterError, from_provider_status
+from router.errors import (ApiShape, BadRequest, ProviderFailed, ProviderTimeout, RouterError,
+                           from_provider_status)
 from router.protocols.api import ApiFormat, ClientRequest, Meter
 from router.protocols.sse import SseParser
 from router.protocols.translate import Bridge
@@ -98,7 +99,10 @@ async def run_stream(legs: list[Leg], fmt: ApiFormat, request: ClientRequest,
     """None once an answer went to the client; else why no target could answer."""
     error: RouterError = ProviderFailed("no provider could serve this request")
     for leg in legs:
-        body = leg.native.upstream_body(leg.request, leg.target.upstream_model, max_output)
+        try:
+            body = leg.native.upstream_body(leg.request, leg.target.upstream_model, max_output)
+        except (TypeError, ValueError) as exc:  # e.g. nesting orjson will not encode
+            return BadRequest(f"the request body cannot be encoded for the provider: {exc}")
         # The client's query string and headers are for its own API, not a translated one.
         upstream = (UpstreamRequest(fmt.name, body, request.stream, query, passthrough)
                     if leg.bridge is None else UpstreamRequest(leg.native.name, body,
@@ -108,7 +112,7 @@ async def run_stream(legs: list[Leg], fmt: ApiFormat, request: ClientRequest,
                                        outcome, out)
         except UpstreamUnavailable as exc:
             failed = (ProviderTimeout if exc.timeout else ProviderFailed)(str(exc))
-            if outcome.provider is not None:  # mid-stream: the client has bytes already
+            if out.started:  # mid-stream: the client has bytes already
                 await out.body(failed.sse_event(fmt.shape))
                 return None
         if failed is None:
@@ -146,7 +150,9 @@ async def _try_target(leg: Leg, shape: ApiShape, request: ClientRequest,
             if bridge is not None:
                 try:
                     body = _translated_body(bridge, body, request)
-                except ProviderFailed as exc:
+                except ProviderFailed as exc:  # the client gets nothing: it pays nothing
+                    meter.reset()
+                    outcome.provider = None
                     return exc
             await out.start(200, headers + _JSON_HEADERS)
             await out.body(body)
@@ -155,25 +161,29 @@ async def _try_target(leg: Leg, shape: ApiShape, request: ClientRequest,
         parser = SseParser()
         translator = bridge.stream(request.body, request.wants_usage) if bridge else None
         upstream_request = leg.request
+        unreadable = False  # an upstream event we could not meter or translate
         async for chunk in response.aiter_bytes():
             events = parser.feed(chunk)
             if not events:
                 continue
-            if translator is None:
-                forward = [e.raw for e in events if native.on_event(upstream_request, meter, e)]
-            else:
-                forward = []
-                for event in events:
-                    native.on_event(upstream_request, meter, event)
-                    try:
+            forward: list[bytes] = []
+            for event in events:
+                try:
+                    shown = native.on_event(upstream_request, meter, event)
+                    if translator is not None:
                         forward.append(translator.feed(event))
-                    except (ValueError, TypeError, AttributeError, KeyError):
-                        log.warning("skipped an upstream event the bridge could not read")
+                    elif shown:
+                        forward.append(event.raw)
+                except Exception:  # noqa: BLE001 - a provider's garbage must not end the request
+                    unreadable = True
+                    log.warning("skipped an upstream event that could not be read")
             if forward:
                 data = forward[0] if len(forward) == 1 else b"".join(forward)
                 if data:
                     await out.body(data)
-        if not meter.completed:
+        if meter.upstream_error is None and (not meter.completed or unreadable):
+            # The client must see that its answer is not whole (it got no end event, or
+            # lost one); a provider's own error event already said so.
             await out.body(ProviderFailed("the provider stream ended before the answer was "
                                           "complete").sse_event(shape))
         return None

@@ -50,6 +50,10 @@ class Meter:
 
     completed: bool = False  # the provider's answer arrived whole
 
+    def reset(self) -> None:
+        """Forget everything (an answer that never reached the client)."""
+        self.__init__()  # type: ignore[misc]
+
     def usage(self, estimated_input: int) -> Usage:
         """The provider's word where it gave one; our count where it did not.
 
@@ -117,3 +121,14 @@ def new_request(body: dict[str, Any], max_names: tuple[str, ...]) -> ClientReque
     model, stream, _ = require_common(body)
     return ClientRequest(body=body, model=model, stream=stream,
                          max_output=optional_limit(body, *max_names), size=measure(body))
+
+
+BILLED_SERVICE_TIERS = (None, "auto", "default")
+
+
+def check_service_tier(body: dict[str, Any]) -> None:
+    """Priority, scale and flex tiers are priced apart from the catalog: refused."""
+    if body.get("service_tier") not in BILLED_SERVICE_TIERS:
+        raise BadRequest(f"'service_tier' {body.get('service_tier')!r} is priced apart from "
+                         "this router's catalog; use 'auto' or 'default'",
+                         param="service_tier")

@@ -136,7 +136,8 @@ def to_messages_request(body: dict[str, Any], target: UpstreamTarget) -> dict[st
     if (body.get("modalities") or ["text"]) != ["text"]:
         raise BadRequest("Anthropic models produce text only", param="modalities")
     response_format = body.get("response_format")
-    if response_format is not None and (response_format or {}).get("type") != "text":
+    if response_format is not None and not (isinstance(response_format, dict)
+                                            and response_format.get("type") == "text"):
         raise BadRequest("'response_format' other than text cannot be used with model "
                          f"{target.model_id!r}", param="response_format")
     system: list[dict[str, Any]] = []

@@ -320,6 +320,7 @@ class MessagesFromChatStream:
         self.open: tuple[str, int] | None = None  # (kind, block index) of the open block
         self.blocks = 0
         self.tools: dict[int, int] = {}  # tool_calls index -> block index
+        self.ids: dict[str, int] = {}  # tool call id -> index, for servers that omit it
         self.finish: str | None = None
         self.counts = TokenCounts()
 
@@ -362,7 +363,13 @@ class MessagesFromChatStream:
         return out + self._delta(delta)
 
     def _tool_call(self, call: dict[str, Any]) -> bytes:
-        index = call.get("index", 0)
+        index = call.get("index")
+        if not isinstance(index, int):  # some compatible servers omit it: go by the id
+            call_id = call.get("id")
+            if call_id and call_id not in self.ids:
+                self.ids[call_id] = len(self.tools)
+            index = self.ids.get(call_id, max(self.tools, default=0)) if call_id \
+                else max(self.tools, default=0)
         function = call.get("function") or {}
         out = b""
         if index not in self.tools:

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from router.errors import BadRequest
-from router.protocols.api import ClientRequest, Meter, new_request
+from router.protocols.api import ClientRequest, Meter, check_service_tier, new_request
 from router.protocols.sse import SseEvent
 
 
@@ -44,6 +44,7 @@ class OpenAIChat:
 
     def parse(self, body: dict[str, Any]) -> ClientRequest:
         request = new_request(body, ("max_completion_tokens", "max_tokens"))
+        check_service_tier(body)
         options = body.get("stream_options")
         if options is not None and not isinstance(options, dict):
             raise BadRequest("'stream_options' must be an object", param="stream_options")

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from router.errors import BadRequest
-from router.protocols.api import ClientRequest, Meter, optional_limit
+from router.protocols.api import ClientRequest, Meter, check_service_tier, optional_limit
 from router.protocols.sse import SseEvent
 from router.tokens import measure
 
@@ -72,11 +72,15 @@ def validate_responses_body(body: dict[str, Any]) -> tuple[str, bool]:
         for i, item in enumerate(items):
             if not isinstance(item, dict):
                 raise BadRequest(f"'input[{i}]' must be an object", param=f"input[{i}]")
+            if item.get("type") == "item_reference":
+                raise BadRequest(f"'input[{i}]' is an item_reference: stored items cannot be "
+                                 "reserved for; send the item itself", param=f"input[{i}]")
     elif not isinstance(items, str) or not items:
         raise BadRequest("'input' must be a non-empty string or list", param="input")
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
         raise BadRequest("'instructions' must be a string", param="instructions")
+    check_service_tier(body)
     for name, why in _STATEFUL.items():
         if body.get(name):
             raise BadRequest(f"'{name}' is not supported by this router: {why}", param=name)

@@ -129,8 +129,10 @@ def _tools(tools: list[Any]) -> list[dict[str, Any]]:
 
 
 def to_messages_request(body: dict[str, Any], target: UpstreamTarget) -> dict[str, Any]:
-    text_format = ((body.get("text") or {}).get("format") or {}).get("type", "text") \
-        if isinstance(body.get("text"), dict) else "text"
+    text = body.get("text")
+    fmt = text.get("format") if isinstance(text, dict) else None
+    text_format = (fmt.get("type", "text") if isinstance(fmt, dict) else
+                   "text" if fmt is None else repr(fmt))
     if text_format != "text":
         raise BadRequest(f"'text.format' {text_format!r} cannot be used with model "
                          f"{target.model_id!r}", param="text.format")
@@ -156,6 +158,9 @@ def to_messages_request(body: dict[str, Any], target: UpstreamTarget) -> dict[st
     if body.get("stream"):
         out["stream"] = True
     return out
+
+
+_CUT_SHORT = ("max_tokens", "model_context_window_exceeded")  # -> status "incomplete"
 
 
 # --- the answer ---------------------------------------------------------------------------
@@ -200,7 +205,7 @@ def to_response(body: dict[str, Any], client_body: dict[str, Any]) -> dict[str, 
     """A whole Anthropic message as a `response`."""
     output: list[dict[str, Any]] = []
     texts: list[str] = []
-    status = "incomplete" if body.get("stop_reason") in ("max_tokens",) else "completed"
+    status = "incomplete" if body.get("stop_reason") in _CUT_SHORT else "completed"
     for block in body.get("content") or ():
         if block.get("type") == "text":
             texts.append(block.get("text") or "")
@@ -345,7 +350,7 @@ class ResponsesFromMessagesStream:
             self.stop = (data.get("delta") or {}).get("stop_reason") or self.stop
             return b""
         if kind == "message_stop":
-            status = "incomplete" if self.stop == "max_tokens" else "completed"
+            status = "incomplete" if self.stop in _CUT_SHORT else "completed"
             out = self._close_message(status) + self._close_call()
             final = "response.incomplete" if status == "incomplete" else "response.completed"
             return out + self._event(final, {"response": self._response(status, self.output)})

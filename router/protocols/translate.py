@@ -287,7 +287,8 @@ def append_turn(messages: list[dict[str, Any]], role: str,
 def anthropic_tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
     """OpenAI's `tool_choice` (Chat's `{"function": {"name"}}` or Responses' `{"name"}`)
     and `parallel_tool_calls` as Anthropic's `tool_choice`."""
-    named = (choice.get("name") or (choice.get("function") or {}).get("name")
+    function = choice.get("function") if isinstance(choice, dict) else None
+    named = (choice.get("name") or (function.get("name") if isinstance(function, dict) else None)
              if isinstance(choice, dict) and choice.get("type") == "function" else None)
     if choice is None:
         mapped: dict[str, Any] | None = None

@@ -153,6 +153,10 @@ def test_responses_function_call_round_trip(router: RouterProcess,
       "model": "claude-haiku-4-5"}, "input[0].call_id"),
     ({"input": "x", "text": {"format": {"type": "json_object"}},
       "model": "claude-haiku-4-5"}, "text.format"),
+    ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0]"),
+    ({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "file-1"}]}]},
+     "file_id"),
+    ({"input": "x", "service_tier": "priority"}, "service_tier"),
 ])
 def test_bad_responses_input_is_a_400_naming_the_field(
         router: RouterProcess, clean_fake: FakeProviderServer, body: dict[str, Any],

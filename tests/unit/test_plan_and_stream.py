@@ -1,0 +1,210 @@
+"""The route plan and the stream stage with in-memory providers: what the hold must cover,
+which body each target gets, and what the client and the bill see when an upstream
+answer cannot be translated."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import Any, AsyncIterator
+
+import orjson
+import pytest
+
+from actors.pipeline.plan import plan_route
+from actors.pipeline.stream import StreamOutcome, run_stream
+from router.catalog import Catalog, ModelSpec, ProviderSpec, Target
+from router.errors import BadRequest, RouterError
+from router.pricing import Prices
+from router.protocols.api import Meter
+from router.protocols.formats import FORMATS
+from router.tokens import TOOL_USE_OVERHEAD_TOKENS, measure
+
+PRICES = Prices(Decimal("1"), Decimal("2"), Decimal("0.1"), Decimal("1.25"))
+
+
+class CannedResponse:
+    content_type = "application/json"
+    retry_after = None
+
+    def __init__(self, parts: list[bytes], status: int = 200) -> None:
+        self.parts, self.status = parts, status
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        for part in self.parts:
+            yield part
+
+    async def read(self, limit: int) -> bytes:
+        return b"".join(self.parts)[:limit]
+
+
+class CannedProvider:
+    """A provider that answers every call with the same bytes, and records the bodies."""
+
+    def __init__(self, name: str, kind: str, parts: list[bytes] | None = None) -> None:
+        self.spec = ProviderSpec(name, kind, "http://upstream.invalid")
+        self.parts = parts or []
+        self.sent: list[dict[str, Any]] = []
+
+    @asynccontextmanager
+    async def open(self, request: Any) -> AsyncIterator[CannedResponse]:
+        self.sent.append(orjson.loads(request.body))
+        yield CannedResponse(self.parts)
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.started, self.status, self.data = False, 0, b""
+
+    async def start(self, status: int, headers: Any) -> None:
+        self.started, self.status = True, status
+
+    async def body(self, data: bytes) -> None:
+        self.data += data
+
+    async def error(self, error: RouterError, shape: str) -> None:
+        await self.start(error.status, ())
+        await self.body(error.body(shape))  # type: ignore[arg-type]
+
+    def settled(self, settled: Any) -> None:
+        pass
+
+
+def model(*targets: tuple[str, str]) -> ModelSpec:
+    return ModelSpec("m", "openai", PRICES, 4096,
+                     tuple(Target(p, upstream) for p, upstream in targets))
+
+
+def anthropic_request(**extra: Any) -> Any:
+    return FORMATS["anthropic.messages"].parse({
+        "model": "m", "max_tokens": 100,
+        "messages": [{"role": "user", "content": "hi"}], **extra})
+
+
+def test_each_provider_kind_gets_its_own_translation() -> None:
+    providers = {"oai": CannedProvider("oai", "openai"),
+                 "local": CannedProvider("local", "ollama")}
+    legs, _ = plan_route(providers, FORMATS["anthropic.messages"], anthropic_request(),
+                         model(("oai", "gpt-x"), ("local", "llama")))
+    bodies = [orjson.loads(leg.native.upstream_body(leg.request, leg.target.upstream_model, 50))
+              for leg in legs]
+    assert bodies[0]["max_completion_tokens"] == 50 and "max_tokens" not in bodies[0]
+    assert bodies[1]["max_tokens"] == 50 and "max_completion_tokens" not in bodies[1]
+
+
+def test_the_hold_covers_what_a_translation_adds() -> None:
+    providers = {"ant": CannedProvider("ant", "anthropic")}
+    messages = [{"role": "user", "content": "weather?"}]
+    for i in range(20):
+        messages += [{"role": "assistant", "content": None, "tool_calls": [
+            {"id": f"call_{i}", "type": "function",
+             "function": {"name": f"tool_number_{i}", "arguments": "{}"}}]},
+                     {"role": "tool", "tool_call_id": f"call_{i}", "content": "sunny"}]
+    request = FORMATS["openai.chat"].parse({"model": "m", "messages": messages})
+    legs, size = plan_route(providers, FORMATS["openai.chat"], request, model(("ant", "c")))
+    sent = legs[0].request.body
+    assert "tools" in sent and "tools" not in request.body  # defined for Anthropic
+    assert size.input_bound(0) >= measure(sent).input_bound(0)
+    assert size.input_bound(0) >= request.size.input_bound(0) + TOOL_USE_OVERHEAD_TOKENS
+
+
+def test_output_schemas_and_nesting_are_measured() -> None:
+    schema = {"type": "object", "properties": {f"f{i}": {"type": "string",
+                                                         "description": "d" * 200}
+                                               for i in range(50)}}
+    body = {"messages": [{"role": "user", "content": "hi"}],
+            "output_config": {"format": {"type": "json_schema", "schema": schema}}}
+    assert measure(body).text_bytes > 50 * 200
+    responses = {"input": "hi", "text": {"format": {"type": "json_schema", "schema": schema}}}
+    assert measure(responses).text_bytes > 50 * 200
+    deep: Any = "x"
+    for _ in range(300):
+        deep = [deep]
+    with pytest.raises(BadRequest):
+        measure({"messages": [{"role": "user", "content": deep}]})
+
+
+def test_a_target_that_cannot_take_the_request_is_skipped_for_one_that_can() -> None:
+    providers = {"ant": CannedProvider("ant", "anthropic"),
+                 "oai": CannedProvider("oai", "openai")}
+    request = FORMATS["openai.chat"].parse({"model": "m", "temperature": 1.5,
+                                            "messages": [{"role": "user", "content": "x"}]})
+    legs, _ = plan_route(providers, FORMATS["openai.chat"], request,
+                         model(("ant", "claude"), ("oai", "gpt")))
+    assert [leg.target.provider for leg in legs] == ["oai"]
+    with pytest.raises(BadRequest) as refused:
+        plan_route(providers, FORMATS["openai.chat"], request, model(("ant", "claude")))
+    assert refused.value.param == "temperature"
+
+
+@pytest.mark.parametrize("field,value", [
+    ("tool_choice", {"type": "function", "function": "f"}),
+    ("response_format", "json_object"),
+    ("thinking", {"type": "enabled", "budget_tokens": "lots"}),
+])
+def test_odd_types_are_a_400_not_a_crash(field: str, value: Any) -> None:
+    providers = {"ant": CannedProvider("ant", "anthropic"),
+                 "oai": CannedProvider("oai", "openai")}
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    if field == "thinking":
+        fmt, route = FORMATS["anthropic.messages"], model(("oai", "gpt"))
+        request = anthropic_request(thinking=value)
+        reasoning = ModelSpec("m", "openai", PRICES, 4096, route.route, reasoning=True)
+        with pytest.raises(BadRequest):
+            plan_route(providers, fmt, request, reasoning)
+        return
+    request = FORMATS["openai.chat"].parse({"model": "m", "tools": tools, field: value,
+                                            "messages": [{"role": "user", "content": "x"}]})
+    with pytest.raises(BadRequest):
+        plan_route(providers, FORMATS["openai.chat"], request, model(("ant", "claude")))
+
+
+async def test_an_answer_that_cannot_be_translated_is_a_502_and_costs_nothing() -> None:
+    weird = orjson.dumps({"id": "msg_1", "type": "message", "role": "assistant",
+                          "content": [{"type": "text", "text": "hi"}],
+                          "stop_reason": ["weird"],
+                          "usage": {"input_tokens": 1000, "output_tokens": 500}})
+    providers = {"ant": CannedProvider("ant", "anthropic", [weird])}
+    request = FORMATS["openai.chat"].parse({"model": "m", "messages": [
+        {"role": "user", "content": "x"}]})
+    legs, _ = plan_route(providers, FORMATS["openai.chat"], request, model(("ant", "c")))
+    meter, outcome, sink = Meter(), StreamOutcome(), Sink()
+    failed = await run_stream(legs, FORMATS["openai.chat"], request, 100, (), "", (), meter,
+                              outcome, sink)
+    assert failed is not None and failed.status == 502
+    assert not sink.started
+    assert meter.usage(10).is_empty, "the client got nothing: nothing is billed"
+
+
+async def test_a_stream_whose_end_cannot_be_translated_ends_with_an_error_event() -> None:
+    chunks = [
+        b'data: {"id":"c1","model":"g","choices":[{"index":0,"delta":{"role":"assistant",'
+        b'"content":"hi"},"finish_reason":null}]}\n\n',
+        b'data: {"id":"c1","model":"g","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,'
+        b'"id":"call_1","function":{"name":"f","arguments":"{}"}}]},"finish_reason":null}]}\n\n',
+        b'data: {"id":"c1","model":"g","choices":[],"usage":{"prompt_tokens":3,'
+        b'"completion_tokens":2}}\n\n',
+        b"data: [DONE]\n\n",
+        b'data: {"id":"c1","model":"g","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,'
+        b'"function":{"arguments":"x"}}]},"finish_reason":null}]}\n\n',
+    ]
+    providers = {"oai": CannedProvider("oai", "openai", chunks)}
+    request = anthropic_request(stream=True)
+    legs, _ = plan_route(providers, FORMATS["anthropic.messages"], request, model(("oai", "g")))
+    meter, outcome, sink = Meter(), StreamOutcome(), Sink()
+    await run_stream(legs, FORMATS["anthropic.messages"], request, 100, (), "", (), meter,
+                     outcome, sink)
+    assert sink.data.count(b"event: message_stop") == 1
+    assert sink.data.endswith(b"\n\n") and b"event: error" in sink.data
+    assert meter.completed and meter.output_tokens == 2
+
+
+def test_a_provider_prefixed_alias_calls_and_bills_the_model_it_stands_for() -> None:
+    cheap = ModelSpec("cheap", "openai", PRICES, 4096)
+    dear = ModelSpec("dear", "openai", Prices(Decimal(10), Decimal(30), Decimal(1),
+                                               Decimal(10)), 4096)
+    catalog = Catalog(providers={"oai": ProviderSpec("oai", "openai", "http://x")},
+                      models={"cheap": cheap, "dear": dear}, aliases={"dear": "cheap"})
+    resolved = catalog.resolve("oai/dear")
+    assert resolved is not None
+    assert resolved.route == (Target("oai", "cheap"),) and resolved.prices == cheap.prices
