@@ -28,7 +28,7 @@ def wsrouter(fake: FakeProviderServer, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[RouterProcess]:
     env = {"WS_MAX_STREAMS": "3", "RESUME_WINDOW_S": "3", "WS_AUTH_TIMEOUT_S": "1",
            "STREAM_BUFFER_BYTES": str(BUFFER_BYTES), "WS_MAX_FRAME_BYTES": "65536",
-           "SSE_HEARTBEAT_S": "1"}
+           "SSE_HEARTBEAT_S": "1", "WS_PING_INTERVAL_S": "1"}
     with RouterProcess(tmp_path_factory.mktemp("ws"),
                        router_config(fake.openai_base_url, fake.anthropic_base_url),
                        env=env) as proc:
@@ -374,3 +374,24 @@ def test_an_idle_sse_stream_gets_heartbeat_comments(wsrouter: RouterProcess,
             lines = list(response.iter_lines())
         assert ": keep-alive" in lines, resumable
         assert "data: [DONE]" in lines
+
+
+async def test_the_router_pings_an_idle_websocket(wsrouter: RouterProcess) -> None:
+    """Websocket-level keepalive (WS_PING_INTERVAL_S, 1 s in this router), seen on the wire
+    with a sans-IO client so that nothing answers for us."""
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, Ping, Request
+
+    _, key = wsrouter.new_account(0)
+    host, port = wsrouter.base_url.removeprefix("http://").rsplit(":", 1)
+    stream = await trio.open_tcp_stream(host, int(port))
+    client = WSConnection(ConnectionType.CLIENT)
+    await stream.send_all(client.send(Request(host=host, target="/v1/ws", extra_headers=[
+        (b"authorization", f"Bearer {key}".encode())])))
+    seen: list[Any] = []
+    with trio.fail_after(5):
+        while not any(isinstance(e, Ping) for e in seen):
+            client.receive_data(await stream.receive_some(4096))
+            seen += list(client.events())
+    assert isinstance(seen[0], AcceptConnection)
+    await stream.aclose()
