@@ -100,8 +100,6 @@ def _assistant_blocks(message: dict[str, Any], where: str,
     return blocks
 
 
-
-
 def _tools(tools: Any) -> list[dict[str, Any]]:
     if not isinstance(tools, list):
         raise BadRequest("'tools' must be a list", param="tools")

@@ -32,8 +32,6 @@ from router.protocols.translate import (TokenCounts, UpstreamTarget, anthropic_t
                                         text_of)
 
 
-
-
 def _content_blocks(content: Any, where: str) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content else []
