@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import trio
+
 from actors.mailbox import Actor
 from actors.messages import PoolStats
 from router.catalog import ProviderSpec
@@ -39,8 +41,14 @@ class ProviderActor(Actor[Any]):
         if isinstance(message, PoolStats):
             spec = self.provider.spec
             pool = getattr(self.provider, "pool", None)
-            message.reply.set({"name": spec.name, "kind": spec.kind,
-                               "credentials": len(spec.api_keys),
+            now = trio.current_time()
+            credentials = self.provider.credentials.describe(now)
+            breaker = self.provider.breaker.describe(now)
+            running = pool is not None or spec.kind == "demo"
+            usable = running and breaker["state"] != "open" and (
+                not credentials or any(c["state"] != "bad" for c in credentials))
+            message.reply.set({"name": spec.name, "kind": spec.kind, "strategy": spec.strategy,
                                "max_concurrent": spec.max_concurrent,
-                               "running": pool is not None or spec.kind == "demo",
+                               "running": running, "usable": usable, "breaker": breaker,
+                               "credentials": credentials,
                                "pool": pool.stats() if pool is not None else None})

@@ -82,8 +82,11 @@ class RouterProcess:
 
         def pump() -> None:
             assert self.proc is not None and self.proc.stdout is not None
+            log = open(self.data_dir / "router.log", "a", encoding="utf-8")  # for post-mortems
             for line in self.proc.stdout:
                 self.output.append(line)
+                log.write(line)
+                log.flush()
                 match = _LISTENING.search(line)
                 if match and not found.is_set():
                     self.base_url = match.group(1)

@@ -12,20 +12,23 @@ what was streamed.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 from typing import Protocol
 
 import orjson
+import trio
 
 from actors.pipeline.plan import Leg
 from actors.pipeline.settle import Settled
-from router.errors import (ApiShape, BadRequest, ProviderFailed, ProviderTimeout, RouterError,
-                           from_provider_status)
+from router.errors import (ApiShape, BadRequest, NoProvider, ProviderFailed, ProviderTimeout,
+                           RateLimited, RouterError, from_provider_status)
 from router.protocols.api import ApiFormat, ClientRequest, Meter
 from router.protocols.sse import SseParser
 from router.protocols.translate import Bridge
 from router.providers.base import UpstreamRequest, UpstreamUnavailable
+from router.providers.breaker import CircuitBreaker
 
 log = logging.getLogger("aura.stream")
 MAX_ERROR_BODY = 64 * 1024
@@ -88,6 +91,18 @@ def _translated_body(bridge: Bridge, body: bytes, request: ClientRequest) -> byt
         raise ProviderFailed("the provider's answer could not be read") from None
 
 
+def _judge(breaker: CircuitBreaker, status: int) -> bool:
+    """Tell the breaker what the provider's answer says of its health; False if nothing
+    (a rate limit is about a key, not the provider)."""
+    if status >= 500:
+        breaker.record_failure(trio.current_time())
+        return True
+    if status == 429 or status == 0:
+        return False
+    breaker.record_success()
+    return True
+
+
 # Our statuses for provider failures that another target might not have.
 _FAILOVER_STATUSES = frozenset({429, 502, 503, 504})
 
@@ -107,14 +122,31 @@ async def run_stream(legs: list[Leg], fmt: ApiFormat, request: ClientRequest,
         upstream = (UpstreamRequest(fmt.name, body, request.stream, query, passthrough)
                     if leg.bridge is None else UpstreamRequest(leg.native.name, body,
                                                                request.stream))
+        breaker = leg.provider.breaker
+        if not breaker.allow(trio.current_time()):
+            error = NoProvider(f"provider {leg.target.provider!r} is failing (its circuit is "
+                               "open)")
+            continue
+        verdict = False
         try:
+            outcome.status = 0
             failed = await _try_target(leg, fmt.shape, request, upstream, base_headers, meter,
                                        outcome, out)
+            verdict = _judge(breaker, outcome.status)
         except UpstreamUnavailable as exc:
-            failed = (ProviderTimeout if exc.timeout else ProviderFailed)(str(exc))
+            if exc.retry_after is not None:  # the provider is fine; its keys are resting
+                failed = RateLimited(str(exc), headers={
+                    "retry-after": str(math.ceil(exc.retry_after))})
+            else:
+                breaker.record_failure(trio.current_time())
+                verdict = True
+                failed = (ProviderTimeout if exc.timeout else ProviderFailed)(str(exc))
             if out.started:  # mid-stream: the client has bytes already
                 await out.body(failed.sse_event(fmt.shape))
                 return None
+        finally:
+            if not verdict:
+                breaker.release()
         if failed is None:
             return None
         error = failed

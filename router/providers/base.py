@@ -11,14 +11,18 @@ from dataclasses import dataclass
 from typing import AsyncContextManager, AsyncIterator, Protocol
 
 from router.catalog import ProviderSpec
+from router.providers.breaker import CircuitBreaker
+from router.providers.credentials import CredentialPool
 
 
 class UpstreamUnavailable(Exception):
     """The provider could not be reached or timed out before answering (retryable)."""
 
-    def __init__(self, message: str, *, timeout: bool = False) -> None:
+    def __init__(self, message: str, *, timeout: bool = False,
+                 retry_after: float | None = None) -> None:
         super().__init__(message)
         self.timeout = timeout
+        self.retry_after = retry_after  # set when only rate limits stand in the way
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,8 @@ class UpstreamResponse(Protocol):
 
 class Provider(Protocol):
     spec: ProviderSpec
+    credentials: "CredentialPool"
+    breaker: "CircuitBreaker"
 
     def open(self, request: UpstreamRequest) -> AsyncContextManager[UpstreamResponse]:
         """Send the request; the context closes the upstream stream on exit."""

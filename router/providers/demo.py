@@ -15,6 +15,8 @@ import trio
 
 from router.catalog import ProviderSpec
 from router.providers.base import UpstreamRequest
+from router.providers.breaker import CircuitBreaker
+from router.providers.credentials import CredentialPool
 from router.tokens import measure
 
 REPLY = ("Hello from Aura Router's demo model. Every word you read was reserved, "
@@ -121,6 +123,8 @@ class DemoResponse:
 class DemoProvider:
     def __init__(self, spec: ProviderSpec) -> None:
         self.spec = spec
+        self.credentials = CredentialPool(())
+        self.breaker = CircuitBreaker()
 
     @asynccontextmanager
     async def open(self, request: UpstreamRequest) -> AsyncIterator[DemoResponse]:

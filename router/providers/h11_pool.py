@@ -19,6 +19,8 @@ byte; that request is retried once on a fresh connection (nothing reached the mo
 
 from __future__ import annotations
 
+import logging
+
 import ssl
 import time
 from contextlib import asynccontextmanager
@@ -33,7 +35,10 @@ from router.providers.base import UpstreamUnavailable
 
 READ_SIZE = 64 * 1024
 _BROKEN = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError)
-KEEPALIVE_EXPIRY_S = 60.0
+KEEPALIVE_EXPIRY_S = 20.0
+
+
+log = logging.getLogger("aura.upstream")
 
 
 class _StaleConnection(Exception):
@@ -171,7 +176,13 @@ class H11Pool:
         while True:
             try:
                 event = protocol.next_event()
-            except h11.RemoteProtocolError:
+            except h11.RemoteProtocolError as exc:
+                if reused:
+                    # EOF before any byte of the answer: the server had closed this idle
+                    # connection (its keep-alive ran out as we reused it). Not the
+                    # provider's fault: try again on a fresh connection.
+                    raise _StaleConnection() from None
+                log.warning("%s:%d sent a malformed answer (%s)", self.host, self.port, exc)
                 raise UpstreamUnavailable("provider sent a malformed answer") from None
             if event is h11.NEED_DATA:
                 try:

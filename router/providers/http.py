@@ -8,12 +8,15 @@ config: connections in flight, connect timeout, longest silence between two read
 
 from __future__ import annotations
 
-import itertools
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
 from router.catalog import ProviderSpec
+import trio
+
 from router.providers.base import UpstreamRequest, UpstreamUnavailable
+from router.providers.breaker import CircuitBreaker
+from router.providers.credentials import CredentialPool
 from router.providers.h11_pool import H11Pool, H11Response
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -29,18 +32,20 @@ def new_pool(spec: ProviderSpec) -> H11Pool:
 
 
 class HttpProvider:
-    """Addressing and auth for one provider; the pool is `self.pool`."""
+    """Addressing and auth for one provider; the pool is `self.pool`.
+
+    Each call takes a credential from the pool; a 401 marks it bad and a 429 rests it for
+    its retry-after, and either way the same call is tried once more with the next usable
+    credential before the answer counts (the user never sees one key's trouble).
+    """
 
     def __init__(self, spec: ProviderSpec) -> None:
         self.spec = spec
         self.pool: H11Pool | None = None  # set by the provider actor
-        self._keys = itertools.cycle(spec.api_keys) if spec.api_keys else None
+        self.credentials = CredentialPool(spec.api_keys, spec.strategy)
+        self.breaker = CircuitBreaker(spec.breaker_failures, spec.breaker_cooldown_s)
 
-    def _next_key(self) -> str | None:
-        return next(self._keys) if self._keys else None
-
-    def _headers(self, request: UpstreamRequest) -> list[tuple[bytes, bytes]]:
-        key = self._next_key()
+    def _headers(self, request: UpstreamRequest, key: str | None) -> list[tuple[bytes, bytes]]:
         headers = [(b"content-type", b"application/json"), (b"user-agent", b"aura-router")]
         if request.stream:
             headers.append((b"accept", b"text/event-stream"))
@@ -59,5 +64,29 @@ class HttpProvider:
         if self.pool is None:
             raise UpstreamUnavailable("provider is not running")
         path = PATHS[request.api] + ("?" + request.query if request.query else "")
-        async with self.pool.post(path, self._headers(request), request.body) as response:
-            yield response
+        pool = self.credentials
+        for attempt in range(max(len(pool), 1)):
+            now = trio.current_time()
+            credential = pool.pick(now) if len(pool) else None
+            if len(pool) and credential is None:
+                raise UpstreamUnavailable("every credential of the provider is resting after "
+                                          "rate limits", retry_after=pool.next_usable_in(now))
+            try:
+                async with self.pool.post(path, self._headers(
+                        request, credential.key if credential else None),
+                        request.body) as response:
+                    if credential is not None and response.status < 400 and credential.bad:
+                        pool.accepted(credential)
+                    if credential is not None and response.status in (401, 429):
+                        if response.status == 401:
+                            pool.refused(credential, 401)
+                        else:
+                            pool.rate_limited(credential, now, response.retry_after)
+                        if attempt + 1 < len(pool) and any(
+                                c.usable(now) for c in pool.credentials):
+                            continue  # this answer is about the key: try the next one
+                    yield response
+                    return
+            finally:
+                if credential is not None:
+                    pool.done(credential)

@@ -186,6 +186,12 @@ def admin_routes(rt: "Runtime") -> Blueprint:
             return await _csv_response(rows, has_more)
         return json_response({"data": rows, "count": len(rows), "has_more": has_more})
 
+    @bp.get("/providers")
+    async def providers():  # type: ignore[no-untyped-def]
+        """Each provider's health: breaker, credentials (index and prefix, never the key),
+        cooldowns, pool and in-flight figures."""
+        return json_response({"data": await rt.provider_stats()})
+
     @bp.get("/streams")
     async def streams():  # type: ignore[no-untyped-def]
         """The resumable streams the hub holds: who reads them and what they keep."""

@@ -61,8 +61,11 @@ def build_quart_app(rt: "Runtime") -> QuartTrio:
         except Exception as exc:  # the point is to report it, whatever it is
             reasons.append(f"ledger unusable: {type(exc).__name__}")
         stats = await rt.provider_stats()
-        if not any(s["running"] for s in stats):
-            reasons.append("no provider is running")
+        if not any(s["usable"] for s in stats):
+            reasons.append("no provider is usable: " + "; ".join(
+                f"{s['name']}: " + ("not running" if not s["running"] else
+                                    "circuit open" if s["breaker"]["state"] == "open"
+                                    else "every credential refused") for s in stats))
         if reasons:
             return json_response({"status": "unavailable", "reasons": reasons}, 503)
         return json_response({"status": "ready", "providers": len(stats)})

@@ -3,6 +3,8 @@ after it, and a bill only for what streamed."""
 
 from __future__ import annotations
 
+import time
+
 import socket
 from pathlib import Path
 from typing import Iterator
@@ -76,6 +78,15 @@ def test_provider_429_keeps_its_retry_after(
     with pytest.raises(openai.RateLimitError) as raised:
         client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert raised.value.response.headers["retry-after"] == "1"
+    # the key now rests for its retry-after: the next call is refused without asking
+    clean_fake.state.clear()
+    with pytest.raises(openai.RateLimitError) as resting:
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert resting.value.response.headers["retry-after"] == "1"
+    assert clean_fake.state.received == []
+    time.sleep(1.1)  # and is used again once it has rested
+    clean_fake.state.fail_status = None
+    assert client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES).choices
 
 
 def test_stream_cut_mid_way_ends_with_an_error_and_bills_what_streamed(

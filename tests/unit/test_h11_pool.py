@@ -4,6 +4,7 @@ abandoned answers close their connection, stale connections are retried, timeout
 from __future__ import annotations
 
 import socket
+from functools import partial
 
 import orjson
 import pytest
@@ -107,3 +108,32 @@ async def test_requests_beyond_max_connections_wait_for_a_slot(
             nursery.start_soon(one)
     assert peak == 2 and pool.opened == 2
     await pool.aclose()
+
+
+async def test_a_keep_alive_connection_the_server_closed_is_retried_not_an_error() -> None:
+    """The server's keep-alive ran out: it closed the idle connection; our request is
+    written into the closed socket and the answer is an EOF. That is a stale connection
+    (retry on a fresh one), not a provider failure."""
+    answer = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+              b"content-length: 2\r\n\r\n{}")
+
+    async def handler(stream: trio.SocketStream) -> None:
+        buffer = b""
+        while b"\r\n\r\n" not in buffer:
+            buffer += await stream.receive_some(65536)
+        await stream.send_all(answer)
+        await trio.sleep(0.05)
+        await stream.aclose()  # idle timeout: the server hangs up
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        pool = H11Pool(f"http://127.0.0.1:{port}/v1", max_connections=4,
+                       connect_timeout_s=2.0, idle_timeout_s=2.0)
+        for _ in range(3):
+            async with pool.post("/chat/completions", HEADERS, BODY) as reply:
+                assert reply.status == 200 and await reply.read(100) == b"{}"
+            await trio.sleep(0.2)
+        assert pool.opened == 3, "each reuse found the socket closed and reconnected"
+        await pool.aclose()
+        nursery.cancel_scope.cancel()

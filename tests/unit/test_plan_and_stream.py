@@ -16,6 +16,8 @@ from actors.pipeline.stream import StreamOutcome, run_stream
 from router.catalog import Catalog, ModelSpec, ProviderSpec, Target
 from router.errors import BadRequest, RouterError
 from router.pricing import Prices
+from router.providers.breaker import CircuitBreaker
+from router.providers.credentials import CredentialPool
 from router.protocols.api import Meter
 from router.protocols.formats import FORMATS
 from router.tokens import TOOL_USE_OVERHEAD_TOKENS, measure
@@ -43,6 +45,8 @@ class CannedProvider:
 
     def __init__(self, name: str, kind: str, parts: list[bytes] | None = None) -> None:
         self.spec = ProviderSpec(name, kind, "http://upstream.invalid")
+        self.credentials = CredentialPool(())
+        self.breaker = CircuitBreaker()
         self.parts = parts or []
         self.sent: list[dict[str, Any]] = []
 

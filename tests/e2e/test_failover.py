@@ -1,0 +1,104 @@
+"""Providers fail, users don't notice: a refused key is skipped for the next one within
+the same call, a dead provider's circuit opens and its traffic goes straight to the next
+target, and /admin/providers shows it all without ever showing a key."""
+
+from __future__ import annotations
+
+import time
+from typing import Iterator
+
+import httpx
+import openai
+import pytest
+
+from tests.fakes import FakeProviderServer
+from tests.harness import RouterProcess
+
+REVOKED, GOOD = "sk-revoked-0000000000", "sk-fake-openai-1"
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture(scope="module")
+def frouter(fake: FakeProviderServer, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[RouterProcess]:
+    config = f"""
+[[providers]]
+name = "pool"
+kind = "openai"
+base_url = "{fake.openai_base_url}"
+api_keys = ["{REVOKED}", "{GOOD}"]
+strategy = "priority"
+
+[[providers]]
+name = "dead"
+kind = "openai"
+base_url = "http://127.0.0.1:9/v1"
+api_keys = ["sk-dead-key-000000000"]
+timeout_connect_s = 1
+breaker_failures = 2
+breaker_cooldown_s = 2
+
+[[models]]
+id = "pooled"
+route = ["pool:gpt-4o-mini"]
+input_per_mtok = "0.15"
+output_per_mtok = "0.60"
+
+[[models]]
+id = "guarded"
+route = ["dead:gpt-4o-mini", "pool:gpt-4o-mini"]
+input_per_mtok = "0.15"
+output_per_mtok = "0.60"
+"""
+    with RouterProcess(tmp_path_factory.mktemp("failover"), config) as proc:
+        yield proc
+
+
+def providers(router: RouterProcess) -> dict[str, dict]:
+    answer = router.admin("GET", "/admin/providers")
+    assert answer.status_code == 200
+    assert REVOKED not in answer.text and GOOD not in answer.text, "keys never shown"
+    return {p["name"]: p for p in answer.json()["data"]}
+
+
+def client(router: RouterProcess, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=router.base_url + "/v1", api_key=key, max_retries=0)
+
+
+def test_a_refused_key_is_marked_bad_and_the_call_goes_on_with_the_next(
+        frouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.expected_api_key = GOOD
+    _, key = frouter.new_account(1_000_000)
+    answer = client(frouter, key).chat.completions.create(model="pooled", messages=MESSAGES)
+    assert answer.choices[0].message.content.startswith("w0")
+    used = [r.headers["authorization"] for r in clean_fake.state.snapshot()]
+    assert used == [f"Bearer {REVOKED}", f"Bearer {GOOD}"], "one call, two keys"
+    credentials = providers(frouter)["pool"]["credentials"]
+    assert [c["state"] for c in credentials] == ["bad", "ok"]
+    assert credentials[0]["prefix"] == REVOKED[:6] + "…"
+    clean_fake.state.clear()
+    client(frouter, key).chat.completions.create(model="pooled", messages=MESSAGES)
+    assert [r.headers["authorization"] for r in clean_fake.state.snapshot()] == [
+        f"Bearer {GOOD}"], "the bad key is skipped from now on"
+
+
+def test_a_dead_provider_opens_its_circuit_and_traffic_skips_it(
+        frouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.expected_api_key = GOOD
+    _, key = frouter.new_account(5_000_000)
+    for _ in range(2):  # both answered through the next target
+        raw = client(frouter, key).chat.completions.with_raw_response.create(
+            model="guarded", messages=MESSAGES)
+        assert raw.headers["x-aura-provider"] == "pool"
+    dead = providers(frouter)["dead"]
+    assert dead["breaker"]["state"] == "open" and not dead["usable"]
+    raw = client(frouter, key).chat.completions.with_raw_response.create(
+        model="guarded", messages=MESSAGES)
+    assert raw.headers["x-aura-provider"] == "pool"
+    assert providers(frouter)["dead"]["breaker"]["consecutive_failures"] == 2, \
+        "an open circuit is not even tried"
+    assert httpx.get(frouter.base_url + "/ready").status_code == 200
+    time.sleep(2.2)  # the cooldown: the next call probes the dead provider once
+    client(frouter, key).chat.completions.create(model="guarded", messages=MESSAGES)
+    dead = providers(frouter)["dead"]["breaker"]
+    assert dead["state"] == "open" and dead["times_opened"] == 2
