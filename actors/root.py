@@ -29,6 +29,7 @@ from actors.stream_hub import StreamHub
 from actors.supervisor import Supervisor
 from router.auth.keystore import KeyStore
 from router.config import Config
+from router.ratelimit import RateLimiter
 from router.ledger.base import Settlement
 from router.ledger.idempotency import IdempotencyStore
 from router.ledger.sqlite import SqliteLedger
@@ -54,6 +55,7 @@ class Runtime:
     # Request ids between hold and settlement in this process: the sweeper leaves them be.
     live_requests: set[str] = field(default_factory=set)
     hub: "StreamHub | None" = None  # resumable streams; started with the actors
+    rate_limiter: RateLimiter = field(default_factory=RateLimiter)
 
     def log_request(self, call: ModelCall, model: str | None, provider: str | None,
                     status: int, settlement: Settlement | None, started_at: float) -> None:

@@ -195,6 +195,8 @@ def load_config(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] |
     if values["billing_backend"] not in ("sqlite",):
         raise ConfigError(f"BILLING_BACKEND={values['billing_backend']!r} is not available "
                           "in this build; use 'sqlite'")
+    if values["rate_limit_rpm"] < 0:
+        raise ConfigError("RATE_LIMIT_RPM must be 0 (no limit) or positive")
     for name in ("max_body_bytes", "resume_window_s", "stream_buffer_bytes", "sse_heartbeat_s",
                  "ws_max_streams", "ws_max_frame_bytes", "ws_auth_timeout_s",
                  "ws_ping_interval_s"):

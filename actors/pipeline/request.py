@@ -22,10 +22,12 @@ from actors.pipeline.reserve import reserve
 from actors.pipeline.settle import settle
 from actors.pipeline.stream import ClientSink, StreamOutcome, run_stream
 from router.catalog import ModelSpec
-from router.errors import BadRequest, Conflict, Forbidden, NotFound, RouterError
+from router.auth.principal import Principal
+from router.errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited, RouterError
 from router.ledger.idempotency import MAX_KEY_LENGTH
 from router.protocols.api import Meter
 from router.protocols.formats import FORMATS
+from router.ratelimit import retry_after_header
 
 log = logging.getLogger("aura.request")
 
@@ -55,6 +57,7 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
         if not principal.may_use(model.id):
             raise Forbidden(f"this key may not use model {model.id!r}")
         legs, size = plan_route(rt.providers, fmt, request, model, call.passthrough_headers)
+        _limit_rate(rt, principal)
         if size is not request.size:
             request = replace(request, size=size)
         if call.idempotency_key is not None:
@@ -117,6 +120,22 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
         finally:
             rt.live_requests.discard(call.request_id)
         rt.log_request(call, model.id, outcome.provider, outcome.status, settlement, started_at)
+
+
+def _limit_rate(rt: "Runtime", principal: Principal) -> None:  # noqa: F821
+    """RATE_LIMIT_RPM per account (0: none) and the key's own rpm, before any hold."""
+    now = rt.clock()
+    limits = []
+    if rt.config.rate_limit_rpm > 0:
+        limits.append((f"account:{principal.account}", rt.config.rate_limit_rpm, "account"))
+    if principal.key_id is not None and principal.rpm:
+        limits.append((f"key:{principal.key_id}", principal.rpm, "key"))
+    for identity, limit, whose in limits:
+        wait = rt.rate_limiter.check(identity, limit, now)
+        if wait is not None:
+            raise RateLimited(f"rate limited: this {whose} may make {limit} requests per "
+                              f"minute; retry in {retry_after_header(wait)} s",
+                              headers={"retry-after": retry_after_header(wait)})
 
 
 async def _close_claim(rt: "Runtime", claimed: tuple[str, str], sink: ClientSink,  # noqa: F821

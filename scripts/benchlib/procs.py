@@ -216,6 +216,7 @@ output_per_mtok = "0.60"
 """)
         env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp), "DATA_DIR": str(tmp),
                "ADMIN_API_KEY": ADMIN_KEY, "LOG_REQUESTS": "false", "AURA_CONFIG": str(config),
+               "RATE_LIMIT_RPM": "0",  # the load generator is one account
                "PYTHONUNBUFFERED": "1"}
         argv = [sys.executable, "-m", "router.cli", "serve", "--host", "127.0.0.1",
                 "--port", "0"]

@@ -102,3 +102,32 @@ def test_a_dead_provider_opens_its_circuit_and_traffic_skips_it(
     client(frouter, key).chat.completions.create(model="guarded", messages=MESSAGES)
     dead = providers(frouter)["dead"]["breaker"]
     assert dead["state"] == "open" and dead["times_opened"] == 2
+
+
+def test_rate_limits_per_account_and_per_key_are_429s_with_retry_after(
+        fake: FakeProviderServer, clean_fake: FakeProviderServer, tmp_path) -> None:
+    from tests.harness import router_config
+
+    config = router_config(fake.openai_base_url, fake.anthropic_base_url)
+    with RouterProcess(tmp_path, config, env={"RATE_LIMIT_RPM": "3"}) as limited:
+        account, key = limited.new_account(1_000_000)
+        calls = client(limited, key).chat.completions
+        for _ in range(3):
+            calls.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=2)
+        clean_fake.state.clear()
+        with pytest.raises(openai.RateLimitError) as raised:
+            calls.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=2)
+        assert int(raised.value.response.headers["retry-after"]) >= 1
+        assert raised.value.response.headers.get("x-should-retry") != "false"
+        assert clean_fake.state.received == [] and limited.account(account)["held_micros"] == 0
+        _, other = limited.new_account(1_000_000)  # another account has its own window
+        assert client(limited, other).chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, max_tokens=2).choices
+
+        _, slow_key = limited.new_account(1_000_000, rpm=1)
+        client(limited, slow_key).chat.completions.create(model="gpt-4o-mini",
+                                                          messages=MESSAGES, max_tokens=2)
+        with pytest.raises(openai.RateLimitError) as per_key:
+            client(limited, slow_key).chat.completions.create(model="gpt-4o-mini",
+                                                              messages=MESSAGES, max_tokens=2)
+        assert "this key may make 1 requests per minute" in per_key.value.message
