@@ -34,6 +34,7 @@ class ProviderSpec:
     max_concurrent: int = 256
     timeout_connect_s: float = 10.0
     timeout_idle_s: float = 300.0
+    timeout_total_s: float = 1800.0  # a whole answer, first byte to last
     breaker_failures: int = 5  # consecutive failures that open the circuit
     breaker_cooldown_s: float = 30.0  # before a half-open probe
 
@@ -198,7 +199,8 @@ def _parse_provider(i: int, entry: Any, env: Mapping[str, str], where: _Where) -
         raise fail("strategy", f"must be one of {', '.join(STRATEGIES)}")
     numbers: dict[str, Any] = {}
     for key, default in (("max_concurrent", 256), ("timeout_connect_s", 10.0),
-                         ("timeout_idle_s", 300.0), ("breaker_failures", 5),
+                         ("timeout_idle_s", 300.0), ("timeout_total_s", 1800.0),
+                         ("breaker_failures", 5),
                          ("breaker_cooldown_s", 30.0)):
         value = entry.get(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
@@ -209,6 +211,7 @@ def _parse_provider(i: int, entry: Any, env: Mapping[str, str], where: _Where) -
                         max_concurrent=int(numbers["max_concurrent"]),
                         timeout_connect_s=float(numbers["timeout_connect_s"]),
                         timeout_idle_s=float(numbers["timeout_idle_s"]),
+                        timeout_total_s=float(numbers["timeout_total_s"]),
                         breaker_failures=int(numbers["breaker_failures"]),
                         breaker_cooldown_s=float(numbers["breaker_cooldown_s"]))
 

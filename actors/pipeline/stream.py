@@ -128,10 +128,15 @@ async def run_stream(legs: list[Leg], fmt: ApiFormat, request: ClientRequest,
                                "open)")
             continue
         verdict = False
+        total_s = leg.provider.spec.timeout_total_s
         try:
             outcome.status = 0
-            failed = await _try_target(leg, fmt.shape, request, upstream, base_headers, meter,
-                                       outcome, out)
+            with trio.move_on_after(total_s) as deadline:  # the whole answer's deadline
+                failed = await _try_target(leg, fmt.shape, request, upstream, base_headers,
+                                           meter, outcome, out)
+            if deadline.cancelled_caught:
+                raise UpstreamUnavailable(f"the provider did not finish within {total_s:g} s",
+                                          timeout=True)
             verdict = _judge(breaker, outcome.status)
         except UpstreamUnavailable as exc:
             if exc.retry_after is not None:  # the provider is fine; its keys are resting

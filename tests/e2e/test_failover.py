@@ -38,6 +38,19 @@ timeout_connect_s = 1
 breaker_failures = 2
 breaker_cooldown_s = 2
 
+[[providers]]
+name = "slowpoke"
+kind = "anthropic"
+base_url = "{fake.anthropic_base_url}"
+api_keys = ["sk-ant-slow-00000000"]
+timeout_total_s = 1
+
+[[models]]
+id = "hasty"
+route = ["slowpoke:claude-haiku-4-5"]
+input_per_mtok = "1"
+output_per_mtok = "5"
+
 [[models]]
 id = "pooled"
 route = ["pool:gpt-4o-mini"]
@@ -131,3 +144,26 @@ def test_rate_limits_per_account_and_per_key_are_429s_with_retry_after(
             client(limited, slow_key).chat.completions.create(model="gpt-4o-mini",
                                                               messages=MESSAGES, max_tokens=2)
         assert "this key may make 1 requests per minute" in per_key.value.message
+
+
+def test_a_stream_past_its_total_deadline_ends_with_an_error_and_a_fair_bill(
+        frouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    import anthropic
+
+    clean_fake.state.reply_words = 40
+    clean_fake.state.chunk_delay_s = 0.1  # 4 s of answer; the provider's total is 1 s
+    account, key = frouter.new_account(1_000_000)
+    ant = anthropic.Anthropic(base_url=frouter.base_url, api_key=key, max_retries=0)
+    text: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(anthropic.APIStatusError) as raised:
+        with ant.messages.stream(model="hasty", max_tokens=100, messages=MESSAGES) as stream:
+            for piece in stream.text_stream:
+                text.append(piece)
+    assert time.monotonic() - started < 3
+    assert "did not finish within 1 s" in str(raised.value)
+    streamed = len("".join(text).split())
+    assert 3 <= streamed < 40
+    recent = frouter.usage(key)["recent"][0]
+    assert recent["output_tokens"] == streamed, "billed for what streamed, no more"
+    assert frouter.account(account)["held_micros"] == 0
