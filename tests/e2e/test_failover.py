@@ -167,3 +167,34 @@ def test_a_stream_past_its_total_deadline_ends_with_an_error_and_a_fair_bill(
     recent = frouter.usage(key)["recent"][0]
     assert recent["output_tokens"] == streamed, "billed for what streamed, no more"
     assert frouter.account(account)["held_micros"] == 0
+
+
+def test_ready_is_503_with_reasons_when_no_provider_is_usable(tmp_path) -> None:
+    config = """
+[[providers]]
+name = "gone"
+kind = "openai"
+base_url = "http://127.0.0.1:9/v1"
+api_keys = ["sk-gone-000000000000"]
+breaker_failures = 1
+breaker_cooldown_s = 60
+
+[[models]]
+id = "lonely"
+route = ["gone:gpt-4o-mini"]
+input_per_mtok = "0.15"
+output_per_mtok = "0.60"
+"""
+    with RouterProcess(tmp_path, config) as lonely:
+        assert httpx.get(lonely.base_url + "/ready").status_code == 200
+        _, key = lonely.new_account(1_000_000)
+        with pytest.raises(openai.APIStatusError) as failed:
+            client(lonely, key).chat.completions.create(model="lonely", messages=MESSAGES)
+        assert failed.value.status_code == 502
+        assert "127.0.0.1" not in failed.value.message, "no upstream address in errors"
+        ready = httpx.get(lonely.base_url + "/ready")
+        assert ready.status_code == 503
+        assert "gone: circuit open" in " ".join(ready.json()["reasons"])
+        with pytest.raises(openai.APIStatusError) as skipped:
+            client(lonely, key).chat.completions.create(model="lonely", messages=MESSAGES)
+        assert skipped.value.status_code == 503 and "circuit is open" in skipped.value.message

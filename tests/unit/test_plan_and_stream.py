@@ -212,3 +212,15 @@ def test_a_provider_prefixed_alias_calls_and_bills_the_model_it_stands_for() -> 
     resolved = catalog.resolve("oai/dear")
     assert resolved is not None
     assert resolved.route == (Target("oai", "cheap"),) and resolved.prices == cheap.prices
+
+
+def test_provider_errors_are_normalised_without_leaking_the_platforms_key() -> None:
+    from actors.pipeline.stream import provider_message
+
+    assert provider_message(400, b'{"detail": "Model foo not found"}') == "Model foo not found"
+    assert provider_message(422, b'{"error": {"message": "bad temperature"}}') == \
+        "bad temperature"
+    leaky = b'{"detail": "Invalid key sk-live-123456 for https://internal:8000"}'
+    assert "sk-live" not in provider_message(401, leaky)
+    assert "internal" not in provider_message(503, leaky)
+    assert provider_message(400, b"<html>oops</html>").startswith("the provider refused")
