@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from router.errors import BadRequest
-from router.protocols.api import ClientRequest, Meter, new_request
+from router.protocols.api import ClientRequest, Meter, json_object, new_request
 from router.protocols.sse import SseEvent
 
 _DELTA_TEXT_FIELDS = ("text", "partial_json", "thinking")
@@ -112,11 +112,8 @@ class AnthropicMessages:
         return True
 
     def on_body(self, meter: Meter, body: bytes) -> None:
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return
-        if not isinstance(parsed, dict):
+        parsed = json_object(body)
+        if parsed is None:
             return
         for block in parsed.get("content") or ():
             for key in ("text", "thinking"):

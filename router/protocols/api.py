@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
+
 from router.errors import ApiShape, BadRequest
 from router.protocols.sse import SseEvent
 from router.tokens import TextSize, count_output_tokens, measure
@@ -88,14 +90,29 @@ class ApiFormat(Protocol):
     def on_body(self, meter: Meter, body: bytes) -> None: ...
 
 
-def require_common(body: dict[str, Any]) -> tuple[str, bool, list[Any]]:
-    """The fields both chat formats share: model, stream, messages."""
+def require_model_and_stream(body: dict[str, Any]) -> tuple[str, bool]:
+    """The fields every format shares: model, stream."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest("'model' is required and must be a string", param="model")
     stream = body.get("stream") or False
     if not isinstance(stream, bool):
         raise BadRequest("'stream' must be a boolean", param="stream")
+    return model, stream
+
+
+def json_object(body: bytes) -> dict[str, Any] | None:
+    """A whole answer's JSON object, or None (metering then counts what it can)."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def require_common(body: dict[str, Any]) -> tuple[str, bool, list[Any]]:
+    """The fields both chat formats share: model, stream, messages."""
+    model, stream = require_model_and_stream(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("'messages' must be a non-empty array", param="messages")

@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 
 from router.errors import BadRequest
-from router.protocols.api import ClientRequest, Meter, check_service_tier, new_request
+from router.protocols.api import (ClientRequest, Meter, check_service_tier, json_object,
+                                  new_request)
 from router.protocols.sse import SseEvent
 
 
@@ -93,11 +94,8 @@ class OpenAIChat:
         return True
 
     def on_body(self, meter: Meter, body: bytes) -> None:
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return
-        if not isinstance(parsed, dict):
+        parsed = json_object(body)
+        if parsed is None:
             return
         for choice in parsed.get("choices") or ():
             message = choice.get("message") or {}

@@ -17,7 +17,8 @@ from typing import Any
 import orjson
 
 from router.errors import BadRequest
-from router.protocols.api import ClientRequest, Meter, check_service_tier, optional_limit
+from router.protocols.api import (ClientRequest, Meter, check_service_tier, json_object,
+                                  optional_limit, require_model_and_stream)
 from router.protocols.sse import SseEvent
 from router.tokens import measure
 
@@ -59,12 +60,7 @@ def _meter_output(meter: Meter, output: Any) -> None:
 
 
 def validate_responses_body(body: dict[str, Any]) -> tuple[str, bool]:
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise BadRequest("'model' is required and must be a string", param="model")
-    stream = body.get("stream") or False
-    if not isinstance(stream, bool):
-        raise BadRequest("'stream' must be a boolean", param="stream")
+    model, stream = require_model_and_stream(body)
     items = body.get("input")
     if isinstance(items, list):
         if not items:
@@ -142,11 +138,8 @@ class OpenAIResponses:
         return True
 
     def on_body(self, meter: Meter, body: bytes) -> None:
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return
-        if not isinstance(parsed, dict):
+        parsed = json_object(body)
+        if parsed is None:
             return
         _meter_output(meter, parsed.get("output"))
         meter.output_deltas = -(-meter.output_bytes // 4)
