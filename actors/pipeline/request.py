@@ -57,7 +57,7 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
         if not principal.may_use(model.id):
             raise Forbidden(f"this key may not use model {model.id!r}")
         legs, size = plan_route(rt.providers, fmt, request, model, call.passthrough_headers)
-        _limit_rate(rt, principal)
+        limit_rate(rt, principal)
         if size is not request.size:
             request = replace(request, size=size)
         if call.idempotency_key is not None:
@@ -122,7 +122,7 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
         rt.log_request(call, model.id, outcome.provider, outcome.status, settlement, started_at)
 
 
-def _limit_rate(rt: "Runtime", principal: Principal) -> None:  # noqa: F821
+def limit_rate(rt: "Runtime", principal: Principal) -> None:  # noqa: F821
     """RATE_LIMIT_RPM per account (0: none) and the key's own rpm, before any hold."""
     now = rt.clock()
     limits = []

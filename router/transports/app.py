@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from actors.pipeline.auth import credential_from
 from actors.pipeline.count_tokens import count_tokens
+from actors.pipeline.request import limit_rate
 from router.catalog import ModelSpec
 from router.errors import NotFound, RouterError
 from router.transports.admin import admin_routes
@@ -93,6 +94,7 @@ def build_quart_app(rt: "Runtime") -> QuartTrio:
     @app.post("/v1/messages/count_tokens")
     async def messages_count_tokens():  # type: ignore[no-untyped-def]
         who = await principal()
+        limit_rate(rt, who)  # free, but it spends the platform's provider quota
         passthrough = tuple((k, v) for k, v in request.headers.items()
                             if k.lower() in ("anthropic-beta", "anthropic-version"))
         counted = await count_tokens(rt.config.catalog, rt.providers, who, await json_body(),

@@ -133,6 +133,10 @@ def test_rate_limits_per_account_and_per_key_are_429s_with_retry_after(
         assert int(raised.value.response.headers["retry-after"]) >= 1
         assert raised.value.response.headers.get("x-should-retry") != "false"
         assert clean_fake.state.received == [] and limited.account(account)["held_micros"] == 0
+        counting = httpx.post(limited.base_url + "/v1/messages/count_tokens",
+                              headers={"x-api-key": key},
+                              json={"model": "claude-haiku-4-5", "messages": MESSAGES})
+        assert counting.status_code == 429, "counting spends provider quota: limited too"
         _, other = limited.new_account(1_000_000)  # another account has its own window
         assert client(limited, other).chat.completions.create(
             model="gpt-4o-mini", messages=MESSAGES, max_tokens=2).choices
