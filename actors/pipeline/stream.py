@@ -60,6 +60,7 @@ class StreamOutcome:
 
     provider: str | None = None
     status: int = 0
+    judged: bool = False  # the provider's breaker got a verdict from this attempt
 
 
 def provider_message(status: int, body: bytes) -> str:
@@ -124,33 +125,32 @@ async def run_stream(legs: list[Leg], fmt: ApiFormat, request: ClientRequest,
                                                                request.stream))
         breaker = leg.provider.breaker
         if not breaker.allow(trio.current_time()):
-            error = NoProvider(f"provider {leg.target.provider!r} is failing (its circuit is "
-                               "open)")
+            error = NoProvider(f"provider {leg.target.provider!r} is failing (its circuit "
+                               f"is {breaker.state.replace('_', '-')})")
             continue
-        verdict = False
         total_s = leg.provider.spec.timeout_total_s
+        outcome.status, outcome.judged = 0, False
         try:
-            outcome.status = 0
             with trio.move_on_after(total_s) as deadline:  # the whole answer's deadline
                 failed = await _try_target(leg, fmt.shape, request, upstream, base_headers,
                                            meter, outcome, out)
-            if deadline.cancelled_caught:
+            if deadline.cancelled_caught:  # may be a slow client too: not the provider's fault
                 raise UpstreamUnavailable(f"the provider did not finish within {total_s:g} s",
-                                          timeout=True)
-            verdict = _judge(breaker, outcome.status)
+                                          timeout=True, ours=True)
         except UpstreamUnavailable as exc:
             if exc.retry_after is not None:  # the provider is fine; its keys are resting
                 failed = RateLimited(str(exc), headers={
                     "retry-after": str(math.ceil(exc.retry_after))})
             else:
-                breaker.record_failure(trio.current_time())
-                verdict = True
+                if not exc.ours:
+                    breaker.record_failure(trio.current_time())
+                    outcome.judged = True
                 failed = (ProviderTimeout if exc.timeout else ProviderFailed)(str(exc))
             if out.started:  # mid-stream: the client has bytes already
                 await out.body(failed.sse_event(fmt.shape))
                 return None
         finally:
-            if not verdict:
+            if not outcome.judged:
                 breaker.release()
         if failed is None:
             return None
@@ -172,6 +172,9 @@ async def _try_target(leg: Leg, shape: ApiShape, request: ClientRequest,
     target, native, bridge = leg.target, leg.native, leg.bridge
     async with leg.provider.open(upstream) as response:
         outcome.status = response.status
+        # The verdict comes with the status: a half-open probe must not hold the provider
+        # shut for the whole length of a healthy stream.
+        outcome.judged = _judge(leg.provider.breaker, response.status)
         if response.status != 200:
             body = await response.read(MAX_ERROR_BODY)
             error = from_provider_status(response.status,

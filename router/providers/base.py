@@ -19,10 +19,11 @@ class UpstreamUnavailable(Exception):
     """The provider could not be reached or timed out before answering (retryable)."""
 
     def __init__(self, message: str, *, timeout: bool = False,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, ours: bool = False) -> None:
         super().__init__(message)
         self.timeout = timeout
         self.retry_after = retry_after  # set when only rate limits stand in the way
+        self.ours = ours  # our own limit (pool full, whole-answer deadline), not sickness
 
 
 @dataclass(frozen=True, slots=True)

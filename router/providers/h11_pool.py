@@ -210,7 +210,7 @@ class H11Pool:
                 await self._slots.acquire()
         except trio.TooSlowError:
             raise UpstreamUnavailable("provider connection pool is exhausted",
-                                      timeout=True) from None
+                                      timeout=True, ours=True) from None
         try:
             for attempt in (0, 1):
                 conn = await self._checkout() if attempt == 0 else None

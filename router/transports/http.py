@@ -9,6 +9,7 @@ for the hot path; Quart's own table serves the rest.
 
 from __future__ import annotations
 
+import re
 import secrets
 from urllib.parse import parse_qs
 from typing import Any, Awaitable, Callable
@@ -38,6 +39,9 @@ ROUTES: dict[str, str] = {"/v1/chat/completions": "openai.chat",
                           "/v1/responses": "openai.responses",
                           "/v1/messages": "anthropic.messages"}
 _PASSTHROUGH = (b"anthropic-beta", b"anthropic-version")
+
+
+REQUEST_ID = re.compile(r"req_[0-9a-f]{24}")
 
 
 def new_request_id() -> str:
@@ -205,6 +209,8 @@ class RouterApp:
         """GET /v1/streams/{request_id}: replay after Last-Event-ID (or ?after=N), then live."""
         assert self.rt.hub is not None
         headers: dict[bytes, bytes] = dict(scope["headers"])
+        if not REQUEST_ID.fullmatch(request_id):
+            request_id = "req_unknown"  # never echo raw input into a header
         sink = AsgiSink(send, request_id)
         shape: ApiShape = "anthropic" if b"anthropic-version" in headers else "openai"
         authorization, api_key = headers.get(b"authorization"), headers.get(b"x-api-key")
@@ -216,7 +222,8 @@ class RouterApp:
                                 api_key.decode("latin-1") if api_key else None),
                 headers[b"x-aura-account"].decode("latin-1")
                 if b"x-aura-account" in headers else None)
-            stream = self.rt.hub.find(principal.account, request_id=request_id)
+            stream = self.rt.hub.find(principal.account, request_id=request_id) \
+                if request_id != "req_unknown" else None
             if stream is None:
                 raise NotFound(f"no resumable stream {request_id!r} (streams are kept for "
                                f"{self.rt.config.resume_window_s} s after their client left)")
@@ -255,10 +262,14 @@ class RouterApp:
                     await sink.start(stream.sink.status, stream.sink.headers + (
                         (b"x-aura-resumable", b"true"),))
                     log = stream.log
-                    while events := await log.read_after(after):
-                        await sink.body(b"".join(map(render, events)) if stream.sink.is_sse
-                                        else b"".join(e.data for e in events))
-                        after = events[-1].seq
+                    try:
+                        while events := await log.read_after(after):
+                            await sink.body(b"".join(map(render, events)) if stream.sink.is_sse
+                                            else b"".join(e.data for e in events))
+                            after = events[-1].seq
+                    except EventsGone as exc:  # another reader ran far ahead of this one
+                        await sink.body(Gone(f"this connection fell behind: {exc}; resume "
+                                             "from a later event").sse_event(shape))
                 await sink.end()
                 nursery.cancel_scope.cancel()
         finally:

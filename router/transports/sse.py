@@ -54,5 +54,6 @@ def parse_after(last_event_id: str | None, after: str | None) -> int | None:
     for value in (after, last_event_id):
         if value is not None:
             value = value.strip()
-            return int(value) if value.isdigit() else None
+            return int(value) if value.isascii() and value.isdigit() and len(value) <= 18 \
+                else None
     return 0

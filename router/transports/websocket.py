@@ -55,6 +55,14 @@ def _router_error_frame(stream_id: str, error: RouterError, shape: str) -> bytes
     return error_frame(error.message, stream_id=stream_id, status=error.status, kind=kind)
 
 
+def _unstarted_frame(stream_id: str, stream: HubStream) -> bytes:
+    if stream.cancelled:
+        return error_frame("the stream was cancelled before it started", stream_id=stream_id,
+                           status=499, kind="cancelled")
+    return error_frame("the router failed to handle this request", stream_id=stream_id,
+                       status=500, kind="api_error")
+
+
 def done_frame(stream_id: str, end: StreamEnd | None) -> bytes:
     settled = end.settled if end is not None else None
     usage = settled.usage if settled is not None else None
@@ -123,6 +131,9 @@ class Connection:
             await self.send(error_frame("frame must be a JSON object"))
             return
         kind = frame.get("type")
+        if not isinstance(kind, str):
+            await self.send(error_frame("'type' must be a string"))
+            return
         if kind == "ping":
             await self.send(b'{"type":"pong"}')
             return
@@ -140,7 +151,12 @@ class Connection:
             await self.send(error_frame(f"a {kind} frame needs an 'id' string of 1 to "
                                         f"{MAX_ID_LENGTH} characters"))
             return
-        await handler(stream_id, frame)
+        try:
+            await handler(stream_id, frame)
+        except Exception:  # noqa: BLE001 - one bad frame must not end the connection
+            log.exception("websocket frame %r failed", kind)
+            await self.send(error_frame("the router failed to handle this frame",
+                                        stream_id=stream_id, status=500, kind="api_error"))
 
     def _live(self, stream_id: str) -> HubStream | None:
         assert self.rt.hub is not None and self.account is not None
@@ -149,7 +165,7 @@ class Connection:
     async def on_request(self, stream_id: str, frame: dict[str, Any]) -> None:
         assert self.rt.hub is not None and self.account is not None
         api, body = frame.get("api"), frame.get("body")
-        if api not in FORMATS:
+        if not isinstance(api, str) or api not in FORMATS:
             await self.send(error_frame(f"'api' must be one of {', '.join(FORMATS)}",
                                         stream_id=stream_id))
             return
@@ -222,17 +238,21 @@ class Connection:
                 if not stream.sink.started:
                     refused = stream.sink.error_sent
                     await self.send(_router_error_frame(stream_id, refused[0], refused[1])
-                                    if refused else error_frame(
-                                        "the router failed to handle this request",
-                                        stream_id=stream_id, status=500, kind="api_error"))
+                                    if refused else _unstarted_frame(stream_id, stream))
                     return
                 id_json = orjson.dumps(stream_id)
                 log_ = stream.log
-                while events := await log_.read_after(after):
-                    for event in events:
-                        if event.data != b"[DONE]":
-                            await self.send(event_frame(id_json, event))
-                    after = events[-1].seq
+                try:
+                    while events := await log_.read_after(after):
+                        for event in events:
+                            if event.data != b"[DONE]":
+                                await self.send(event_frame(id_json, event))
+                        after = events[-1].seq
+                except EventsGone as exc:  # another reader of this stream ran far ahead
+                    await self.send(error_frame(f"this connection fell behind: {exc}; resume "
+                                                "from a later event", stream_id=stream_id,
+                                                status=410))
+                    return
                 await self.send(done_frame(stream_id, log_.final))
         finally:
             self.rt.hub.detach(stream)

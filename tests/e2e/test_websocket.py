@@ -230,6 +230,8 @@ BAD_FRAMES: list[tuple[Any, str]] = [
     ("not json", "not JSON"),
     ([1, 2], "object"),
     ({"type": "launch", "id": "x"}, "unknown frame type"),
+    ({"type": []}, "'type'"),
+    ({"type": "request", "id": "x", "api": [], "body": {}}, "'api'"),
     ({"type": "request", "api": "openai.chat", "body": OPENAI_BODY}, "'id'"),
     ({"type": "request", "id": "b1", "api": "gopher", "body": OPENAI_BODY}, "'api'"),
     ({"type": "request", "id": "b2", "api": "openai.chat", "body": "hi"}, "'body'"),
@@ -395,3 +397,43 @@ async def test_the_router_pings_an_idle_websocket(wsrouter: RouterProcess) -> No
             seen += list(client.events())
     assert isinstance(seen[0], AcceptConnection)
     await stream.aclose()
+
+
+async def test_a_reader_left_behind_by_another_gets_a_410_and_its_connection_lives_on(
+        wsrouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    """The network-switch case: the old socket is half-alive while the new one resumes and
+    reads ahead; the old one's stream is gone for it, not its whole connection."""
+    clean_fake.state.reply_words = 20_000
+    _, key = wsrouter.new_account(50_000_000)
+    body = {**ANTHROPIC_BODY, "max_tokens": 30_000}
+    async with open_websocket_url(url(wsrouter), extra_headers=auth(key),
+                                  message_queue_size=1) as old:
+        await send(old, {"type": "request", "id": "switch", "api": "anthropic.messages",
+                         "body": body})
+        await recv(old)
+        await trio.sleep(0.5)  # the old socket's buffers fill; the log keeps what it may
+        kept = [s for s in wsrouter.admin("GET", "/admin/streams").json()["data"]
+                if s["id"] == "switch"][0]["first_kept"]
+        async with open_websocket_url(url(wsrouter), extra_headers=auth(key)) as new:
+            await send(new, {"type": "resume", "id": "switch", "after": kept - 1})
+            frames = await until_done(new, {"switch"})
+            assert frames["switch"][-1]["type"] == "done", frames["switch"][-1]
+        while True:  # the old socket drains what it had, then hears that it fell behind
+            frame = await recv(old)
+            if frame["type"] != "event":
+                break
+        assert frame["type"] == "error" and frame["status"] == 410
+        await send(old, {"type": "ping"})
+        assert await recv(old) == {"type": "pong"}
+
+
+def test_a_stream_id_that_is_not_ours_is_a_clean_404_not_a_crash(
+        wsrouter: RouterProcess) -> None:
+    _, key = wsrouter.new_account(0)
+    for path in ("/v1/streams/a%0d%0aSet-Cookie:%20x=1", "/v1/streams/%00",
+                 "/v1/streams/req_000000000000000000000000"):
+        answer = httpx.get(wsrouter.base_url + path, headers={"authorization": f"Bearer {key}"})
+        assert answer.status_code == 404, path
+    odd = httpx.get(wsrouter.base_url + "/v1/streams/req_000000000000000000000000",
+                    params={"after": "\u00b2"}, headers={"authorization": f"Bearer {key}"})
+    assert odd.status_code in (400, 404)

@@ -10,6 +10,7 @@ from typing import Any, AsyncIterator
 
 import orjson
 import pytest
+import trio
 
 from actors.pipeline.plan import plan_route
 from actors.pipeline.stream import StreamOutcome, run_stream
@@ -224,3 +225,71 @@ def test_provider_errors_are_normalised_without_leaking_the_platforms_key() -> N
     assert "sk-live" not in provider_message(401, leaky)
     assert "internal" not in provider_message(503, leaky)
     assert provider_message(400, b"<html>oops</html>").startswith("the provider refused")
+
+
+
+class SlowProvider(CannedProvider):
+    """Streams `parts` with a pause before each."""
+
+    def __init__(self, parts: list[bytes], pause_s: float, total_s: float = 1800.0) -> None:
+        super().__init__("slow", "anthropic", parts)
+        self.spec = ProviderSpec("slow", "anthropic", "http://upstream.invalid",
+                                 timeout_total_s=total_s)
+        self.pause_s = pause_s
+
+    @asynccontextmanager
+    async def open(self, request: Any) -> AsyncIterator[Any]:
+        provider = self
+
+        class Slow(CannedResponse):
+            async def aiter_bytes(self) -> AsyncIterator[bytes]:
+                for part in provider.parts:
+                    await trio.sleep(provider.pause_s)
+                    yield part
+
+        yield Slow(self.parts)
+
+
+ANTHROPIC_STREAM = [
+    b'event: message_start\ndata: {"type":"message_start","message":{"id":"m","type":"message",'
+    b'"role":"assistant","model":"c","content":[],"usage":{"input_tokens":3,"output_tokens":1}}}'
+    b'\n\n',
+    b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+    b'"content_block":{"type":"text","text":""}}\n\n',
+] + [b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":'
+     b'{"type":"text_delta","text":"w"}}\n\n'] * 10 + [
+    b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},'
+    b'"usage":{"output_tokens":10}}\n\n',
+    b'event: message_stop\ndata: {"type":"message_stop"}\n\n']
+
+
+async def test_a_half_open_probe_closes_the_breaker_as_soon_as_the_answer_starts(
+        autojump_clock: trio.abc.Clock) -> None:
+    provider = SlowProvider(ANTHROPIC_STREAM, pause_s=1.0)
+    provider.breaker = CircuitBreaker(failure_threshold=1, cooldown_s=5)
+    provider.breaker.record_failure(trio.current_time())
+    await trio.sleep(5)
+    request = anthropic_request(stream=True)
+    legs, _ = plan_route({"slow": provider}, FORMATS["anthropic.messages"], request,
+                         model(("slow", "c")))
+    states = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_stream, legs, FORMATS["anthropic.messages"], request, 100, (), "",
+                           (), Meter(), StreamOutcome(), Sink())
+        await trio.sleep(3)  # mid-answer
+        states.append(provider.breaker.state)
+    assert states == ["closed"], "healthy answers flow: others need not wait for its end"
+
+
+async def test_the_whole_answer_deadline_does_not_blame_the_provider(
+        autojump_clock: trio.abc.Clock) -> None:
+    provider = SlowProvider(ANTHROPIC_STREAM, pause_s=1.0, total_s=4.5)
+    request = anthropic_request(stream=True)
+    legs, _ = plan_route({"slow": provider}, FORMATS["anthropic.messages"], request,
+                         model(("slow", "c")))
+    meter, sink = Meter(), Sink()
+    await run_stream(legs, FORMATS["anthropic.messages"], request, 100, (), "", (), meter,
+                     StreamOutcome(), sink)
+    assert b"did not finish within 4.5 s" in sink.data
+    assert meter.output_deltas == 2, "billed for what streamed before the deadline"
+    assert provider.breaker.state == "closed" and provider.breaker.failures == 0

@@ -259,3 +259,5 @@ def test_resume_position_prefers_after_and_refuses_garbage() -> None:
     assert parse_after("7", "3") == 3
     assert parse_after("seven", None) is None
     assert parse_after(None, "-1") is None
+    assert parse_after(None, "\u00b2") is None  # a digit to str.isdigit, not to int()
+    assert parse_after(None, "9" * 5000) is None
