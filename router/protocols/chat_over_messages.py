@@ -23,11 +23,11 @@ import orjson
 
 from router.errors import BadRequest
 from router.protocols.sse import SseEvent
-from router.protocols.translate import (TokenCounts, UpstreamTarget, anthropic_tool_choice,
-                                        append_turn, event_json, image_from_url,
-                                        loads_arguments, new_id, object_schema, openai_stop,
-                                        openai_stream_error, sse, temperature_for_anthropic,
-                                        text_of)
+from router.protocols.translate import (FunctionBridge, TokenCounts, UpstreamTarget,
+                                        anthropic_tool_choice, append_turn, event_json,
+                                        image_from_url, loads_arguments, new_id,
+                                        object_schema, openai_stop, openai_stream_error,
+                                        sse, temperature_for_anthropic, text_of)
 
 _REFUSED = {"logprobs": "Anthropic models return no log probabilities",
             "top_logprobs": "Anthropic models return no log probabilities",
@@ -311,18 +311,7 @@ class ChatFromMessagesStream:
         return b""
 
 
-class ChatOverMessages:
-    """The bridge (see `router.protocols.translate`)."""
-
-    client_api = "openai.chat"
-    upstream_api = "anthropic.messages"
-
-    def request(self, body: dict[str, Any], target: UpstreamTarget) -> dict[str, Any]:
-        return to_messages_request(body, target)
-
-    def response(self, body: dict[str, Any], client_body: dict[str, Any],
-                 wants_usage: bool) -> dict[str, Any]:
-        return to_chat_response(body, wants_usage)
-
-    def stream(self, client_body: dict[str, Any], wants_usage: bool) -> ChatFromMessagesStream:
-        return ChatFromMessagesStream(wants_usage)
+BRIDGE = FunctionBridge(
+    "openai.chat", "anthropic.messages", to_messages_request,
+    lambda body, client_body, wants_usage: to_chat_response(body, wants_usage),
+    lambda client_body, wants_usage: ChatFromMessagesStream(wants_usage))

@@ -3,13 +3,11 @@ the bridges that let a client of one format reach a provider of another."""
 
 from __future__ import annotations
 
+from router.protocols import chat_over_messages, messages_over_chat, responses_over_messages
 from router.protocols.anthropic import AnthropicMessages
 from router.protocols.api import ApiFormat
-from router.protocols.chat_over_messages import ChatOverMessages
-from router.protocols.messages_over_chat import MessagesOverChat
 from router.protocols.openai_chat import OpenAIChat
 from router.protocols.openai_responses import OpenAIResponses
-from router.protocols.responses_over_messages import ResponsesOverMessages
 from router.protocols.translate import Bridge
 
 FORMATS: dict[str, ApiFormat] = {"openai.chat": OpenAIChat(),
@@ -17,8 +15,9 @@ FORMATS: dict[str, ApiFormat] = {"openai.chat": OpenAIChat(),
                                  "anthropic.messages": AnthropicMessages()}
 
 BRIDGES: dict[tuple[str, str], Bridge] = {
-    (b.client_api, b.upstream_api): b for b in (ChatOverMessages(), MessagesOverChat(),
-                                               ResponsesOverMessages())}
+    (b.client_api, b.upstream_api): b for b in (chat_over_messages.BRIDGE,
+                                               messages_over_chat.BRIDGE,
+                                               responses_over_messages.BRIDGE)}
 
 
 def upstream_api(client_api: str, provider_apis: tuple[str, ...]) -> str | None:

@@ -28,9 +28,9 @@ import orjson
 
 from router.errors import BadRequest
 from router.protocols.sse import SseEvent
-from router.protocols.translate import (TokenCounts, UpstreamTarget, anthropic_stop,
-                                        event_json, new_id, object_schema, sse, text_of,
-                                        url_from_image)
+from router.protocols.translate import (FunctionBridge, TokenCounts, UpstreamTarget,
+                                        anthropic_stop, event_json, new_id, object_schema,
+                                        sse, text_of, url_from_image)
 
 _REFUSED = {"mcp_servers": "MCP servers run only on Anthropic's platform",
             "container": "containers run only on Anthropic's platform"}
@@ -419,18 +419,7 @@ class MessagesFromChatStream:
         return out
 
 
-class MessagesOverChat:
-    """The bridge (see `router.protocols.translate`)."""
-
-    client_api = "anthropic.messages"
-    upstream_api = "openai.chat"
-
-    def request(self, body: dict[str, Any], target: UpstreamTarget) -> dict[str, Any]:
-        return to_chat_request(body, target)
-
-    def response(self, body: dict[str, Any], client_body: dict[str, Any],
-                 wants_usage: bool) -> dict[str, Any]:
-        return to_messages_response(body)
-
-    def stream(self, client_body: dict[str, Any], wants_usage: bool) -> MessagesFromChatStream:
-        return MessagesFromChatStream()
+BRIDGE = FunctionBridge(
+    "anthropic.messages", "openai.chat", to_chat_request,
+    lambda body, client_body, wants_usage: to_messages_response(body),
+    lambda client_body, wants_usage: MessagesFromChatStream())

@@ -25,11 +25,11 @@ import orjson
 from router.errors import BadRequest
 from router.protocols.chat_over_messages import _document as pdf_document
 from router.protocols.sse import SseEvent
-from router.protocols.translate import (TokenCounts, UpstreamTarget, anthropic_tool_choice,
-                                        append_turn, event_json, image_from_url,
-                                        loads_arguments, new_id, object_schema,
-                                        openai_stream_error, sse, temperature_for_anthropic,
-                                        text_of)
+from router.protocols.translate import (FunctionBridge, TokenCounts, UpstreamTarget,
+                                        anthropic_tool_choice, append_turn, event_json,
+                                        image_from_url, loads_arguments, new_id,
+                                        object_schema, openai_stream_error, sse,
+                                        temperature_for_anthropic, text_of)
 
 
 def _content_blocks(content: Any, where: str) -> list[dict[str, Any]]:
@@ -357,19 +357,7 @@ class ResponsesFromMessagesStream:
         return b""
 
 
-class ResponsesOverMessages:
-    """The bridge (see `router.protocols.translate`)."""
-
-    client_api = "openai.responses"
-    upstream_api = "anthropic.messages"
-
-    def request(self, body: dict[str, Any], target: UpstreamTarget) -> dict[str, Any]:
-        return to_messages_request(body, target)
-
-    def response(self, body: dict[str, Any], client_body: dict[str, Any],
-                 wants_usage: bool) -> dict[str, Any]:
-        return to_response(body, client_body)
-
-    def stream(self, client_body: dict[str, Any],
-               wants_usage: bool) -> ResponsesFromMessagesStream:
-        return ResponsesFromMessagesStream(client_body)
+BRIDGE = FunctionBridge(
+    "openai.responses", "anthropic.messages", to_messages_request,
+    lambda body, client_body, wants_usage: to_response(body, client_body),
+    lambda client_body, wants_usage: ResponsesFromMessagesStream(client_body))

@@ -20,7 +20,7 @@ import base64
 import binascii
 import secrets
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import orjson
 
@@ -53,6 +53,17 @@ class Bridge(Protocol):
                  wants_usage: bool) -> dict[str, Any]: ...
 
     def stream(self, client_body: dict[str, Any], wants_usage: bool) -> StreamTranslator: ...
+
+
+@dataclass(frozen=True)
+class FunctionBridge:
+    """A bridge made of a module's three pure parts."""
+
+    client_api: str
+    upstream_api: str
+    request: Callable[[dict[str, Any], UpstreamTarget], dict[str, Any]]
+    response: Callable[[dict[str, Any], dict[str, Any], bool], dict[str, Any]]
+    stream: Callable[[dict[str, Any], bool], StreamTranslator]
 
 
 # --- SSE -----------------------------------------------------------------------------
