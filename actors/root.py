@@ -123,7 +123,9 @@ async def serve(config: Config, *, on_listening: Callable[[list[str]], None] | N
                 handle_signals: bool = True,
                 task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
     from router.transports.http import build_app  # the edge: transports know the runtime
+    from router.transports.hypercorn_guard import contain_connection_failures
 
+    contain_connection_failures()
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call
     rt = build_runtime(config)
