@@ -23,21 +23,12 @@ import trio
 from actors.messages import ModelCall
 from actors.pipeline.request import run_model_call
 from actors.pipeline.settle import Settled
-from router.errors import RouterError
+from router.errors import RouterError, StreamCancelled
 from router.protocols.sse import SseParser
 from router.stream_log import StreamLog
 
 log = logging.getLogger("aura.hub")
 SWEEP_INTERVAL_S = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class StreamEnd:
-    """How a stream ended: its bill, or the refusal it got before any output."""
-
-    settled: Settled | None = None
-    error: RouterError | None = None
-    shape: str = "openai"
 
 
 class LogSink:
@@ -100,6 +91,14 @@ class HubStream:
     @property
     def log(self) -> StreamLog:
         return self.sink.log
+
+    def refusal(self, shape: str) -> tuple[RouterError, str]:
+        """Why a stream that never started has no answer, in the API shape to tell it."""
+        if self.sink.error_sent is not None:
+            return self.sink.error_sent
+        if self.cancelled:
+            return StreamCancelled("the stream was cancelled before it started"), shape
+        return RouterError("the router failed to handle this request"), shape
 
     def describe(self) -> dict[str, Any]:
         return {"request_id": self.request_id, "account": self.account,
@@ -168,9 +167,7 @@ class StreamHub:
             log.exception("stream %s failed", stream.request_id)
         finally:
             sink = stream.sink
-            error = sink.error_sent
-            stream.log.finish(StreamEnd(sink.settlement, error[0] if error else None,
-                                        error[1] if error else "openai"))
+            stream.log.finish(sink.settlement)  # the bill the `done` frame reports
             sink._ready.set()  # a refused or crashed stream has readers to release
             if stream.readers == 0:
                 stream.idle_since = trio.current_time()

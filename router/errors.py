@@ -107,6 +107,13 @@ class Gone(RouterError):
     code = "gone"
 
 
+class StreamCancelled(RouterError):
+    status = 499
+    openai_type = "cancelled"
+    anthropic_type = "cancelled"
+    code = "cancelled"
+
+
 class BodyTooLarge(RouterError):
     status = 413
     openai_type = "invalid_request_error"

@@ -52,7 +52,7 @@ class StreamLog:
         self._read_upto = 0  # highest sequence number a reader has taken
         self._changed = trio.Event()
         self.done = False
-        self.final: Any = None  # what the stream ended with (usage, cost, error ...)
+        self.final: Any = None  # what the stream ended with (its settlement, for `done`)
 
     @property
     def last_seq(self) -> int:

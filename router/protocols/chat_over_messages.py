@@ -24,6 +24,7 @@ import orjson
 from router.errors import BadRequest
 from router.protocols.sse import SseEvent
 from router.protocols.translate import (FunctionBridge, TokenCounts, UpstreamTarget,
+                                        content_blocks,
                                         anthropic_tool_choice, append_turn, event_json,
                                         image_from_url, loads_arguments, new_id,
                                         object_schema, openai_stop, openai_stream_error,
@@ -37,31 +38,25 @@ _REFUSED = {"logprobs": "Anthropic models return no log probabilities",
                              "translated)"}
 
 
+def _user_block(part: dict[str, Any], kind: Any, param: str) -> dict[str, Any]:
+    if kind == "text" and isinstance(part.get("text"), str):
+        block: dict[str, Any] = {"type": "text", "text": part["text"]}
+    elif kind == "image_url":
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, dict) else image
+        block = {"type": "image", "source": image_from_url(url, f"{param}.image_url")}
+    elif kind == "file":
+        block = _document(part.get("file"), param)
+    else:
+        raise BadRequest(f"'{param}' of type {kind!r} cannot be sent to an Anthropic "
+                         "model (text, image_url and PDF file parts can)", param=param)
+    if isinstance(part.get("cache_control"), dict):  # OpenRouter-style hint, kept
+        block["cache_control"] = part["cache_control"]
+    return block
+
+
 def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content else []
-    if not isinstance(content, list):
-        raise BadRequest(f"'{where}.content' must be a string or a list of parts",
-                         param=f"{where}.content")
-    blocks: list[dict[str, Any]] = []
-    for j, part in enumerate(content):
-        param = f"{where}.content[{j}]"
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text" and isinstance(part.get("text"), str):
-            block: dict[str, Any] = {"type": "text", "text": part["text"]}
-        elif kind == "image_url":
-            image = part.get("image_url")
-            url = image.get("url") if isinstance(image, dict) else image
-            block = {"type": "image", "source": image_from_url(url, f"{param}.image_url")}
-        elif kind == "file":
-            block = _document(part.get("file"), param)
-        else:
-            raise BadRequest(f"'{param}' of type {kind!r} cannot be sent to an Anthropic "
-                             "model (text, image_url and PDF file parts can)", param=param)
-        if isinstance(part.get("cache_control"), dict):  # OpenRouter-style hint, kept
-            block["cache_control"] = part["cache_control"]
-        blocks.append(block)
-    return blocks
+    return content_blocks(content, where, _user_block)
 
 
 def _document(file: Any, param: str) -> dict[str, Any]:

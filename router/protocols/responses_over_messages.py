@@ -26,38 +26,32 @@ from router.errors import BadRequest
 from router.protocols.chat_over_messages import _document as pdf_document
 from router.protocols.sse import SseEvent
 from router.protocols.translate import (FunctionBridge, TokenCounts, UpstreamTarget,
+                                        content_blocks,
                                         anthropic_tool_choice, append_turn, event_json,
                                         image_from_url, loads_arguments, new_id,
                                         object_schema, openai_stream_error, sse,
                                         temperature_for_anthropic, text_of)
 
 
+def _input_block(part: dict[str, Any], kind: Any, param: str) -> dict[str, Any]:
+    if kind in ("input_text", "output_text", "text"):
+        return {"type": "text", "text": str(part.get("text") or "")}
+    if kind == "refusal":
+        return {"type": "text", "text": str(part.get("refusal") or "")}
+    if kind == "input_image":
+        if not part.get("image_url"):
+            raise BadRequest(f"'{param}' needs an image_url (file ids cannot be "
+                             "translated)", param=f"{param}.image_url")
+        return {"type": "image", "source": image_from_url(part["image_url"],
+                                                          f"{param}.image_url")}
+    if kind == "input_file":
+        return pdf_document(part, param)
+    raise BadRequest(f"'{param}' of type {kind!r} cannot be sent to an Anthropic model",
+                     param=param)
+
+
 def _content_blocks(content: Any, where: str) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content else []
-    if not isinstance(content, list):
-        raise BadRequest(f"'{where}.content' must be a string or a list of parts",
-                         param=f"{where}.content")
-    blocks: list[dict[str, Any]] = []
-    for j, part in enumerate(content):
-        param = f"{where}.content[{j}]"
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind in ("input_text", "output_text", "text"):
-            blocks.append({"type": "text", "text": str(part.get("text") or "")})
-        elif kind == "refusal":
-            blocks.append({"type": "text", "text": str(part.get("refusal") or "")})
-        elif kind == "input_image":
-            if not part.get("image_url"):
-                raise BadRequest(f"'{param}' needs an image_url (file ids cannot be "
-                                 "translated)", param=f"{param}.image_url")
-            blocks.append({"type": "image", "source": image_from_url(
-                part["image_url"], f"{param}.image_url")})
-        elif kind == "input_file":
-            blocks.append(pdf_document(part, param))
-        else:
-            raise BadRequest(f"'{param}' of type {kind!r} cannot be sent to an Anthropic "
-                             "model", param=param)
-    return blocks
+    return content_blocks(content, where, _input_block)
 
 
 def _input(body: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

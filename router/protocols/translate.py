@@ -240,6 +240,21 @@ def temperature_for_anthropic(value: Any, param: str = "temperature") -> float |
     return value
 
 
+def content_blocks(content: Any, where: str,
+                   convert: Callable[[dict[str, Any], Any, str], dict[str, Any]]
+                   ) -> list[dict[str, Any]]:
+    """A message's content (a string, or a list of parts) as Anthropic blocks; `convert`
+    maps one part, given its type and its path for errors, and refuses what it cannot."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    if not isinstance(content, list):
+        raise BadRequest(f"'{where}.content' must be a string or a list of parts",
+                         param=f"{where}.content")
+    return [convert(part if isinstance(part, dict) else {},
+                    part.get("type") if isinstance(part, dict) else None,
+                    f"{where}.content[{j}]") for j, part in enumerate(content)]
+
+
 def text_of(content: Any, param: str) -> str:
     """The text of a string or a list of text parts (system prompts, tool results)."""
     if isinstance(content, str):

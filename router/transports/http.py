@@ -253,10 +253,7 @@ class RouterApp:
                                    self.rt.config.sse_heartbeat_s)
                 await stream.sink.wait_ready()
                 if not stream.sink.started:
-                    refused = stream.sink.error_sent
-                    await sink.error(refused[0] if refused else RouterError(
-                        "the router failed to handle this request"),
-                                     refused[1] if refused else shape)
+                    await sink.error(*stream.refusal(shape))
                 else:
                     sink.next_seq = 0  # the log numbers the events
                     await sink.start(stream.sink.status, stream.sink.headers + (

@@ -26,7 +26,8 @@ import trio
 
 from actors.messages import ModelCall
 from actors.pipeline.auth import credential_from
-from actors.stream_hub import HubStream, StreamEnd
+from actors.pipeline.settle import Settled
+from actors.stream_hub import HubStream
 from router.errors import RouterError
 from router.protocols.formats import FORMATS
 from router.stream_log import EventsGone, LoggedEvent
@@ -55,16 +56,7 @@ def _router_error_frame(stream_id: str, error: RouterError, shape: str) -> bytes
     return error_frame(error.message, stream_id=stream_id, status=error.status, kind=kind)
 
 
-def _unstarted_frame(stream_id: str, stream: HubStream) -> bytes:
-    if stream.cancelled:
-        return error_frame("the stream was cancelled before it started", stream_id=stream_id,
-                           status=499, kind="cancelled")
-    return error_frame("the router failed to handle this request", stream_id=stream_id,
-                       status=500, kind="api_error")
-
-
-def done_frame(stream_id: str, end: StreamEnd | None) -> bytes:
-    settled = end.settled if end is not None else None
+def done_frame(stream_id: str, settled: Settled | None) -> bytes:
     usage = settled.usage if settled is not None else None
     frame: dict[str, Any] = {
         "type": "done", "id": stream_id,
@@ -236,9 +228,7 @@ class Connection:
             with scope:
                 await stream.sink.wait_ready()
                 if not stream.sink.started:
-                    refused = stream.sink.error_sent
-                    await self.send(_router_error_frame(stream_id, refused[0], refused[1])
-                                    if refused else _unstarted_frame(stream_id, stream))
+                    await self.send(_router_error_frame(stream_id, *stream.refusal(shape)))
                     return
                 id_json = orjson.dumps(stream_id)
                 log_ = stream.log
