@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import random
 import string
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -96,34 +97,73 @@ async def start_sse(send: Send, extra: Headers) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": headers})
 
 
+_ONE_WRITE_MAX = 8192  # no delay: up to this many chunks go out in one write (else in batches)
+
+
 async def stream_events(
     send: Send,
     head: list[bytes],
-    chunks: list[bytes],
-    tail: list[bytes],
+    chunks: Iterable[bytes],
+    tail: Iterable[bytes],
     chunk_delay_s: float,
     cut_after: int | None,
+    receive: Receive | None = None,
 ) -> None:
     """Send `head`, the content `chunks`, then `tail` as one SSE body.
 
-    Without a delay everything goes out in one write.  With ``cut_after`` set, only
-    the first ``cut_after`` chunks are sent and the app returns without finishing the
-    body, which makes hypercorn drop the connection (no terminating chunk).
+    ``chunks`` (and ``tail``) may be lazy iterables: they are consumed as they are sent, so
+    an effectively endless reply never sits in memory; ``tail`` is only read once
+    ``chunks`` is exhausted.  Without a delay a stream of up to ``_ONE_WRITE_MAX`` chunks
+    goes out in one write (longer ones in batches of that size).  With ``cut_after`` set,
+    only the first ``cut_after`` chunks are sent and the app returns without finishing
+    the body, which makes hypercorn drop the connection (no terminating chunk).  When
+    the stream takes more than one write and ``receive`` is given, a client disconnect
+    (``http.disconnect``) stops it quietly.
     """
+    it: Iterator[bytes] = iter(chunks)
     if cut_after is not None:
-        chunks = chunks[: max(cut_after, 0)]
-        tail = []
+        it = islice(it, max(cut_after, 0))
+        tail = ()
     finish = cut_after is None
     if chunk_delay_s <= 0:
-        body = b"".join([*head, *chunks, *tail])
-        await send({"type": "http.response.body", "body": body, "more_body": not finish})
-        return
-    await send({"type": "http.response.body", "body": b"".join(head), "more_body": True})
-    for chunk in chunks:
-        await trio.sleep(chunk_delay_s)
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    if finish:
-        await send({"type": "http.response.body", "body": b"".join(tail), "more_body": False})
+        first = list(islice(it, _ONE_WRITE_MAX))
+        if len(first) < _ONE_WRITE_MAX:  # `it` is exhausted: the whole body in one write
+            body = b"".join([*head, *first, *tail])
+            await send({"type": "http.response.body", "body": body, "more_body": not finish})
+            return
+
+    async def body_writer() -> None:
+        if chunk_delay_s <= 0:
+            await send({"type": "http.response.body", "body": b"".join([*head, *first]),
+                        "more_body": True})
+            while batch := list(islice(it, _ONE_WRITE_MAX)):
+                await send({"type": "http.response.body", "body": b"".join(batch), "more_body": True})
+        else:
+            await send({"type": "http.response.body", "body": b"".join(head), "more_body": True})
+            for chunk in it:
+                await trio.sleep(chunk_delay_s)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        if finish:
+            await send({"type": "http.response.body", "body": b"".join(tail), "more_body": False})
+
+    if receive is None:
+        await body_writer()
+    else:
+        await until_disconnect(receive, body_writer)
+
+
+async def until_disconnect(receive: Receive, job: Callable[[], Awaitable[None]]) -> None:
+    """Run `job`; cancel it quietly if the client disconnects first."""
+    async with trio.open_nursery() as nursery:
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(watch)
+        await job()
+        nursery.cancel_scope.cancel()
 
 
 def split_stream(events: list[tuple[bool, bytes]],
@@ -143,6 +183,30 @@ def split_stream(events: list[tuple[bool, bytes]],
             chunks.append(b"".join(pending))
             pending = []
     return head, chunks, pending
+
+
+def split_stream_lazy(events: Iterable[tuple[bool, bytes]],
+                      n_head: int) -> tuple[list[bytes], Iterator[bytes], Iterator[bytes]]:
+    """`split_stream` for a lazy event iterable: chunks and tail are generators.
+
+    The tail generator yields what followed the last delta, so it must be read only after
+    the chunks are exhausted (`stream_events` does exactly that).
+    """
+    source = iter(events)
+    head = [data for _, data in islice(source, n_head)]
+    pending: list[bytes] = []
+
+    def chunks() -> Iterator[bytes]:
+        for is_delta, data in source:
+            pending.append(data)
+            if is_delta:
+                yield b"".join(pending)
+                pending.clear()
+
+    def tail() -> Iterator[bytes]:
+        yield from pending
+
+    return head, chunks(), tail()
 
 
 async def sleep_if(delay_s: float) -> None:

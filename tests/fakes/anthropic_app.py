@@ -19,6 +19,8 @@ an empty ``partial_json``; ``stop_reason`` is ``tool_use`` for a tool call.
 
 Usage: P = `count_input_tokens` (see state.py); ``input_tokens`` reports the
 uncached part ``max(P - cache_read - cache_write, 0)``; cache fields as configured.
+Misbehaviour switches (``ignore_limits``, ``usage_mode``, ``error_before_content``) are
+described in state.py.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import orjson
 from ._asgi import ASGIApp, Headers, Receive, Scope, Send, rand_id, read_request
 from ._asgi import send_json, sleep_if, split_stream, start_sse, stream_events
 from .state import FakeState, capped_words, count_input_tokens, reply_text, text_pieces
-from .state import tool_call_fragments, word, word_json
+from .state import tool_call_fragments, usage_mode, word, word_json
 
 _STATUS_ERRORS: dict[int, tuple[str, str]] = {
     400: ("invalid_request_error", "Invalid request."),
@@ -65,6 +67,11 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
 
 def build_usage(state: FakeState, prompt: int, output_tokens: int) -> dict[str, Any]:
     read, write = state.cache_read_tokens, state.cache_write_tokens
+    mode = usage_mode(state)
+    if mode != "normal":  # "zero_input": no input / cache counts; "none": all counts 0
+        prompt = read = write = 0
+        if mode == "none":
+            output_tokens = 0
     return {
         "input_tokens": max(prompt - read - write, 0),
         "cache_creation_input_tokens": write,
@@ -73,6 +80,14 @@ def build_usage(state: FakeState, prompt: int, output_tokens: int) -> dict[str, 
         "output_tokens": output_tokens,
         "service_tier": "standard",
     }
+
+
+def stream_error_message(type_: str) -> str:
+    """The documented message for an error of this type ("Internal server error" otherwise)."""
+    for known, message in _STATUS_ERRORS.values():
+        if known == type_:
+            return message
+    return _STATUS_ERRORS[500][1]
 
 
 def _tool_call_applies(body: dict[str, Any]) -> bool:
@@ -150,12 +165,16 @@ def make_anthropic_app(state: FakeState) -> ASGIApp:
         if path.endswith("count_tokens"):
             await send_json(send, 200, orjson.dumps({"input_tokens": prompt}), extra)
             return
-        await _message(body, prompt, send, extra)
+        await _message(body, prompt, receive, send, extra)
 
-    async def _message(body: dict[str, Any], prompt: int, send: Send, extra: Headers) -> None:
+    async def _message(body: dict[str, Any], prompt: int, receive: Receive, send: Send,
+                       extra: Headers) -> None:
+        if state.error_before_content is not None and body.get("stream") is True:
+            await _error_before_content(body, prompt, state.error_before_content, send, extra)
+            return
         if ((state.tool_call is not None and _tool_call_applies(body))
                 or (state.thinking_text is not None and _thinking_enabled(body))):
-            await _message_blocks(body, prompt, send, extra)
+            await _message_blocks(body, prompt, receive, send, extra)
             return
         model = str(body.get("model"))
         n_words, truncated = capped_words(state, body.get("max_tokens"))
@@ -175,7 +194,7 @@ def make_anthropic_app(state: FakeState) -> ASGIApp:
             }
             await send_json(send, 200, orjson.dumps(payload), extra)
             return
-        start_usage = {**usage, "output_tokens": min(1, n_words)}
+        start_usage = {**usage, "output_tokens": min(1, usage["output_tokens"])}
         head = [
             _sse("message_start", {"type": "message_start", "message": {
                 "id": message_id, "type": "message", "role": "assistant", "model": model,
@@ -184,9 +203,9 @@ def make_anthropic_app(state: FakeState) -> ASGIApp:
                                          "content_block": {"type": "text", "text": ""}}),
             b'event: ping\ndata: {"type": "ping"}\n\n',
         ]
-        chunks = [b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+        chunks = (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
                   b'"delta":{"type":"text_delta","text":' + word_json(i) + b"}}\n\n"
-                  for i in range(n_words)]
+                  for i in range(n_words))
         delta_usage = {k: usage[k] for k in ("input_tokens", "cache_creation_input_tokens",
                                              "cache_read_input_tokens", "output_tokens")}
         tail = [
@@ -197,9 +216,25 @@ def make_anthropic_app(state: FakeState) -> ASGIApp:
             b'event: message_stop\ndata: {"type":"message_stop"}\n\n',
         ]
         await start_sse(send, extra)
-        await stream_events(send, head, chunks, tail, state.chunk_delay_s, state.cut_after_chunks)
+        await stream_events(send, head, chunks, tail, state.chunk_delay_s,
+                            state.cut_after_chunks, receive)
 
-    async def _message_blocks(body: dict[str, Any], prompt: int, send: Send, extra: Headers) -> None:
+    async def _error_before_content(body: dict[str, Any], prompt: int, type_: str, send: Send,
+                                    extra: Headers) -> None:
+        """HTTP 200, ``message_start``, then a mid-stream ``error`` event; the body ends."""
+        events = [
+            _sse("message_start", {"type": "message_start", "message": {
+                "id": rand_id("msg_01", 22), "type": "message", "role": "assistant",
+                "model": str(body.get("model")), "content": [], "stop_reason": None,
+                "stop_sequence": None, "usage": build_usage(state, prompt, 1)}}),
+            _sse("error", {"type": "error",
+                           "error": {"type": type_, "message": stream_error_message(type_)}}),
+        ]
+        await start_sse(send, extra)
+        await stream_events(send, events, (), (), 0.0, None)
+
+    async def _message_blocks(body: dict[str, Any], prompt: int, receive: Receive, send: Send,
+                              extra: Headers) -> None:
         """An answer with a thinking block and/or a tool call (see state.py for the token model)."""
         model = str(body.get("model"))
         tool = state.tool_call if _tool_call_applies(body) else None
@@ -257,7 +292,7 @@ def make_anthropic_app(state: FakeState) -> ASGIApp:
             }
             await send_json(send, 200, orjson.dumps(payload), extra)
             return
-        start_usage = {**usage, "output_tokens": min(1, output_tokens)}
+        start_usage = {**usage, "output_tokens": min(1, usage["output_tokens"])}
         events: list[tuple[bool, bytes]] = [(False, _sse("message_start", {
             "type": "message_start", "message": {
                 "id": message_id, "type": "message", "role": "assistant", "model": model,
@@ -276,6 +311,7 @@ def make_anthropic_app(state: FakeState) -> ASGIApp:
         events.append((False, b'event: message_stop\ndata: {"type":"message_stop"}\n\n'))
         head, chunks, tail = split_stream(events, 3)
         await start_sse(send, extra)
-        await stream_events(send, head, chunks, tail, state.chunk_delay_s, state.cut_after_chunks)
+        await stream_events(send, head, chunks, tail, state.chunk_delay_s,
+                            state.cut_after_chunks, receive)
 
     return app

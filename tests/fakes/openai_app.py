@@ -18,19 +18,23 @@ Responses API: a ``response`` object, or with ``stream: true`` the typed SSE eve
 ``output_item.added`` / ``function_call_arguments.delta``... / ``.done`` /
 ``output_item.done``), then ``response.completed`` -- or ``response.incomplete`` when
 ``max_output_tokens`` cut the reply, as the real API does.
+
+Misbehaviour switches (``ignore_limits``, ``honour_only_max_tokens``, ``honour_n``,
+``usage_mode``, ``error_before_content``) are described in state.py.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
 
 from ._asgi import ASGIApp, Headers, Receive, Scope, Send, rand_hex, rand_id, read_request
-from ._asgi import send_json, sleep_if, split_stream, start_sse, stream_events
+from ._asgi import send_json, sleep_if, split_stream, split_stream_lazy, start_sse, stream_events
 from .state import FakeState, capped_words, count_input_tokens, count_response_input_tokens
-from .state import reply_text, text_pieces, tool_call_fragments, word, word_json
+from .state import reply_text, text_pieces, tool_call_fragments, usage_mode, word, word_json
 
 SYSTEM_FINGERPRINT = "fp_f4k3upstr3"
 MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "o3-mini")
@@ -77,18 +81,28 @@ def status_error(status: int) -> bytes:
     return error_body(message, type_, code)
 
 
+def stream_error_message(type_: str) -> str:
+    """The message the real API sends with an error of this type (server error otherwise)."""
+    for message, known, _ in _STATUS_ERRORS.values():
+        if known == type_:
+            return message
+    return _STATUS_ERRORS[500][0]
+
+
 def _masked(key: str) -> str:
     return key[:3] + "*" * max(len(key) - 7, 0) + key[-4:] if len(key) > 7 else key
 
 
 def build_usage(state: FakeState, prompt: int, n_words: int) -> dict[str, Any]:
-    prompt_tokens = max(prompt, state.cache_read_tokens)
+    zero_input = usage_mode(state) == "zero_input"
+    cached = 0 if zero_input else state.cache_read_tokens
+    prompt_tokens = 0 if zero_input else max(prompt, cached)
     completion = n_words + state.reasoning_tokens
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion,
         "total_tokens": prompt_tokens + completion,
-        "prompt_tokens_details": {"cached_tokens": state.cache_read_tokens, "audio_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
         "completion_tokens_details": {
             "reasoning_tokens": state.reasoning_tokens,
             "audio_tokens": 0,
@@ -104,6 +118,19 @@ def _tool_call_applies(body: dict[str, Any], last_is_tool_result: bool) -> bool:
             and not last_is_tool_result)
 
 
+def _n_choices(state: FakeState, body: dict[str, Any]) -> int:
+    n = body.get("n")
+    if state.honour_n and isinstance(n, int) and not isinstance(n, bool) and n > 1:
+        return n
+    return 1
+
+
+def _include_usage(state: FakeState, body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return (isinstance(options, dict) and options.get("include_usage") is True
+            and not state.ignore_include_usage and usage_mode(state) != "none")
+
+
 def _lead_text(state: FakeState) -> str | None:
     text = state.tool_call_text
     return text if text and text.strip() else None
@@ -114,13 +141,12 @@ class _Events:
 
     def __init__(self) -> None:
         self.seq = 0
-        self.items: list[tuple[bool, bytes]] = []
 
-    def add(self, type_: str, data: dict[str, Any], delta: bool = False) -> None:
+    def make(self, type_: str, data: dict[str, Any]) -> bytes:
         data["sequence_number"] = self.seq
         self.seq += 1
-        self.items.append((delta, b"event: " + type_.encode() + b"\ndata: "
-                           + orjson.dumps({"type": type_, **data}) + b"\n\n"))
+        return (b"event: " + type_.encode() + b"\ndata: "
+                + orjson.dumps({"type": type_, **data}) + b"\n\n")
 
 
 def _or(value: Any, default: Any) -> Any:
@@ -156,9 +182,9 @@ def make_openai_app(state: FakeState) -> ASGIApp:
                 return
         path, method = scope["path"], scope.get("method", "GET")
         if path == "/v1/chat/completions" and method == "POST":
-            await _chat(request.body, request.json_error, send, extra)
+            await _chat(request.body, request.json_error, receive, send, extra)
         elif path == "/v1/responses" and method == "POST":
-            await _responses(request.body, request.json_error, send, extra)
+            await _responses(request.body, request.json_error, receive, send, extra)
         elif path == "/v1/models" and method == "GET":
             data = [{"id": m, "object": "model", "created": _MODELS_CREATED, "owned_by": "system"}
                     for m in MODELS]
@@ -167,7 +193,8 @@ def make_openai_app(state: FakeState) -> ASGIApp:
             body = error_body(f"Invalid URL ({method} {path})", "invalid_request_error")
             await send_json(send, 404, body, extra)
 
-    async def _chat(body: Any, json_error: bool, send: Send, extra: Headers) -> None:
+    async def _chat(body: Any, json_error: bool, receive: Receive, send: Send,
+                    extra: Headers) -> None:
         if json_error or not isinstance(body, dict):
             await send_json(send, 400, error_body(_BAD_JSON, "invalid_request_error"), extra)
             return
@@ -182,58 +209,80 @@ def make_openai_app(state: FakeState) -> ASGIApp:
                              "missing_required_parameter", "messages")
             await send_json(send, 400, err, extra)
             return
+        stream = body.get("stream") is True
+        if stream and state.error_before_content is not None:
+            # HTTP 200, then an error as the first SSE event; the body ends (no [DONE])
+            type_ = state.error_before_content
+            await start_sse(send, extra)
+            await stream_events(send, [b"data: " + error_body(stream_error_message(type_), type_)
+                                       + b"\n\n"], (), (), 0.0, None)
+            return
         tool = state.tool_call
         if tool is not None and _tool_call_applies(
                 body, isinstance(messages[-1], dict) and messages[-1].get("role") == "tool"):
-            await _chat_tool_call(body, model, messages, tool, send, extra)
+            await _chat_tool_call(body, model, messages, tool, receive, send, extra)
             return
         cap = body.get("max_completion_tokens")
-        n_words, truncated = capped_words(state, body.get("max_tokens") if cap is None else cap)
+        if cap is None or state.honour_only_max_tokens:
+            cap = body.get("max_tokens")
+        n_words, truncated = capped_words(state, cap)
+        n_choices = _n_choices(state, body)
         finish = "length" if truncated else "stop"
-        usage = build_usage(state, count_input_tokens(messages), n_words)
+        usage = build_usage(state, count_input_tokens(messages), n_words * n_choices)
         completion_id = rand_id("chatcmpl-", 29)
         created = int(time.time())
-        if body.get("stream") is not True:
+        if not stream:
+            content = reply_text(n_words)
             payload = {
                 "id": completion_id,
                 "object": "chat.completion",
                 "created": created,
                 "model": model,
                 "choices": [{
-                    "index": 0,
-                    "message": {"role": "assistant", "content": reply_text(n_words),
+                    "index": index,
+                    "message": {"role": "assistant", "content": content,
                                 "refusal": None, "annotations": []},
                     "logprobs": None,
                     "finish_reason": finish,
-                }],
+                } for index in range(n_choices)],
                 "usage": usage,
                 "service_tier": "default",
                 "system_fingerprint": SYSTEM_FINGERPRINT,
             }
+            if usage_mode(state) == "none":
+                del payload["usage"]
             await send_json(send, 200, orjson.dumps(payload), extra)
             return
-        options = body.get("stream_options")
-        include_usage = (isinstance(options, dict) and options.get("include_usage") is True
-                         and not state.ignore_include_usage)
+        include_usage = _include_usage(state, body)
         head = (b'data: {"id":"' + completion_id.encode() + b'","object":"chat.completion.chunk",'
                 b'"created":' + str(created).encode() + b',"model":' + orjson.dumps(model)
                 + b',"service_tier":"default","system_fingerprint":"' + SYSTEM_FINGERPRINT.encode()
                 + b'","choices":[')
         end = b'],"usage":null}\n\n' if include_usage else b"]}\n\n"
-        role = head + (b'{"index":0,"delta":{"role":"assistant","content":"","refusal":null},'
-                       b'"logprobs":null,"finish_reason":null}') + end
-        chunks = [head + b'{"index":0,"delta":{"content":' + word_json(i)
-                  + b'},"logprobs":null,"finish_reason":null}' + end for i in range(n_words)]
-        tail = [head + b'{"index":0,"delta":{},"logprobs":null,"finish_reason":"'
-                + finish.encode() + b'"}' + end]
+        # n > 1 (honour_n): every chunk carries one choice; per word, one delta per choice
+        indexes = [b'{"index":' + str(index).encode() for index in range(n_choices)]
+        roles = [head + index + (b',"delta":{"role":"assistant","content":"","refusal":null},'
+                                 b'"logprobs":null,"finish_reason":null}') + end
+                 for index in indexes]
+        starts = [head + index + b',"delta":{"content":' for index in indexes]
+        stop = b'},"logprobs":null,"finish_reason":null}' + end
+        if n_choices == 1:
+            start0 = starts[0]
+            chunks: Iterable[bytes] = (start0 + word_json(i) + stop for i in range(n_words))
+        else:
+            chunks = (start + word_json(i) + stop for i in range(n_words) for start in starts)
+        tail = [head + index + b',"delta":{},"logprobs":null,"finish_reason":"'
+                + finish.encode() + b'"}' + end for index in indexes]
         if include_usage:
             tail.append(head + b'],"usage":' + orjson.dumps(usage) + b"}\n\n")
         tail.append(b"data: [DONE]\n\n")
         await start_sse(send, extra)
-        await stream_events(send, [role], chunks, tail, state.chunk_delay_s, state.cut_after_chunks)
+        await stream_events(send, roles, chunks, tail, state.chunk_delay_s,
+                            state.cut_after_chunks, receive)
 
     async def _chat_tool_call(body: dict[str, Any], model: str, messages: list[Any],
-                              tool: tuple[str, dict[str, Any]], send: Send, extra: Headers) -> None:
+                              tool: tuple[str, dict[str, Any]], receive: Receive, send: Send,
+                              extra: Headers) -> None:
         name, arguments = tool
         args_json, fragments = tool_call_fragments(arguments)
         text = _lead_text(state)
@@ -261,11 +310,11 @@ def make_openai_app(state: FakeState) -> ASGIApp:
                 "service_tier": "default",
                 "system_fingerprint": SYSTEM_FINGERPRINT,
             }
+            if usage_mode(state) == "none":
+                del payload["usage"]
             await send_json(send, 200, orjson.dumps(payload), extra)
             return
-        options = body.get("stream_options")
-        include_usage = (isinstance(options, dict) and options.get("include_usage") is True
-                         and not state.ignore_include_usage)
+        include_usage = _include_usage(state, body)
         base: dict[str, Any] = {"id": completion_id, "object": "chat.completion.chunk",
                                 "created": created, "model": model, "service_tier": "default",
                                 "system_fingerprint": SYSTEM_FINGERPRINT}
@@ -296,9 +345,11 @@ def make_openai_app(state: FakeState) -> ASGIApp:
         events.append((False, b"data: [DONE]\n\n"))
         head, chunks, tail = split_stream(events, 1)
         await start_sse(send, extra)
-        await stream_events(send, head, chunks, tail, state.chunk_delay_s, state.cut_after_chunks)
+        await stream_events(send, head, chunks, tail, state.chunk_delay_s,
+                            state.cut_after_chunks, receive)
 
-    async def _responses(body: Any, json_error: bool, send: Send, extra: Headers) -> None:
+    async def _responses(body: Any, json_error: bool, receive: Receive, send: Send,
+                         extra: Headers) -> None:
         if json_error or not isinstance(body, dict):
             await send_json(send, 400, error_body(_BAD_JSON, "invalid_request_error"), extra)
             return
@@ -315,26 +366,30 @@ def make_openai_app(state: FakeState) -> ASGIApp:
         use_tool = tool is not None and _tool_call_applies(
             body, isinstance(last, dict) and last.get("type") == "function_call_output")
         truncated = False
-        if use_tool:
-            text = _lead_text(state)
-            pieces = text_pieces(text) if text else []
-            args_json, fragments = tool_call_fragments(tool[1]) if tool else ("", [])
+        if use_tool and tool is not None:
+            lead = _lead_text(state)
+            pieces = text_pieces(lead) if lead else []
+            args_json, fragments = tool_call_fragments(tool[1])
             n_out = len(pieces) + len(fragments)
+            has_text = lead is not None
         else:
+            lead, pieces, args_json, fragments = None, [], "", []
             n_words, truncated = capped_words(state, body.get("max_output_tokens"))
-            text = reply_text(n_words)
-            pieces = [word(i) for i in range(n_words)]
-            args_json, fragments = "", []
             n_out = n_words
-        input_tokens = max(prompt, state.cache_read_tokens)
-        output_tokens = n_out + state.reasoning_tokens
-        usage = {
-            "input_tokens": input_tokens,
-            "input_tokens_details": {"cache_write_tokens": 0, "cached_tokens": state.cache_read_tokens},
-            "output_tokens": output_tokens,
-            "output_tokens_details": {"reasoning_tokens": state.reasoning_tokens},
-            "total_tokens": input_tokens + output_tokens,
-        }
+            has_text = True
+        mode = usage_mode(state)
+        usage: dict[str, Any] | None = None
+        if mode != "none":
+            cached = 0 if mode == "zero_input" else state.cache_read_tokens
+            input_tokens = 0 if mode == "zero_input" else max(prompt, cached)
+            output_tokens = n_out + state.reasoning_tokens
+            usage = {
+                "input_tokens": input_tokens,
+                "input_tokens_details": {"cache_write_tokens": 0, "cached_tokens": cached},
+                "output_tokens": output_tokens,
+                "output_tokens_details": {"reasoning_tokens": state.reasoning_tokens},
+                "total_tokens": input_tokens + output_tokens,
+            }
         status = "incomplete" if truncated else "completed"
         reasoning = body.get("reasoning") if isinstance(body.get("reasoning"), dict) else {}
         created = int(time.time())
@@ -367,55 +422,75 @@ def make_openai_app(state: FakeState) -> ASGIApp:
 
         response_id = rand_hex("resp_", 48)
         message_id = rand_hex("msg_", 48)
-        part = {"type": "output_text", "annotations": [], "logprobs": [], "text": text or ""}
-        message = {"id": message_id, "type": "message", "status": status,
-                   "content": [part], "role": "assistant"}
-        output: list[dict[str, Any]] = [message] if text is not None else []
         call: dict[str, Any] = {}
         if use_tool and tool is not None:
             call = {"id": rand_hex("fc_", 48), "type": "function_call", "status": "completed",
                     "arguments": args_json, "call_id": rand_id("call_", 24), "name": tool[0]}
-            output.append(call)
-        final = response(status, output, usage)
+
+        def output_of() -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+            """(text part, message item, whole output); the reply text is built only here."""
+            text = lead if use_tool else reply_text(n_words)
+            part = {"type": "output_text", "annotations": [], "logprobs": [], "text": text or ""}
+            message = {"id": message_id, "type": "message", "status": status,
+                       "content": [part], "role": "assistant"}
+            output = [message] if has_text else []
+            if call:
+                output.append(call)
+            return part, message, output
+
         if body.get("stream") is not True:
-            await send_json(send, 200, orjson.dumps(final), extra)
+            await send_json(send, 200, orjson.dumps(response(status, output_of()[2], usage)), extra)
             return
-        ev = _Events()
-        ev.add("response.created", {"response": response("in_progress", [], None)})
-        ev.add("response.in_progress", {"response": response("in_progress", [], None)})
-        n_head = 2
-        if text is not None:
-            ev.add("response.output_item.added", {"item": {
-                "id": message_id, "type": "message", "status": "in_progress", "content": [],
-                "role": "assistant"}, "output_index": 0})
-            ev.add("response.content_part.added", {
-                "content_index": 0, "item_id": message_id, "output_index": 0,
-                "part": {**part, "text": ""}})
-            n_head = 4
-            for piece in pieces:
-                ev.add("response.output_text.delta", {
-                    "content_index": 0, "delta": piece, "item_id": message_id, "logprobs": [],
-                    "output_index": 0}, delta=True)
-            ev.add("response.output_text.done", {
-                "content_index": 0, "item_id": message_id, "logprobs": [], "output_index": 0,
-                "text": text})
-            ev.add("response.content_part.done", {
-                "content_index": 0, "item_id": message_id, "output_index": 0, "part": part})
-            ev.add("response.output_item.done", {"item": message, "output_index": 0})
-        if call:
-            index = len(output) - 1
-            ev.add("response.output_item.added", {"item": {
-                **call, "status": "in_progress", "arguments": ""}, "output_index": index})
-            n_head = max(n_head, 3)
-            for frag in fragments:
-                ev.add("response.function_call_arguments.delta", {
-                    "delta": frag, "item_id": call["id"], "output_index": index}, delta=True)
-            ev.add("response.function_call_arguments.done", {
-                "arguments": args_json, "item_id": call["id"], "output_index": index})
-            ev.add("response.output_item.done", {"item": call, "output_index": index})
-        ev.add("response.incomplete" if truncated else "response.completed", {"response": final})
-        head, chunks, tail = split_stream(ev.items, n_head)
+        if state.error_before_content is not None:
+            type_ = state.error_before_content
+            ev = _Events()
+            error = [ev.make("response.created", {"response": response("in_progress", [], None)}),
+                     ev.make("error", {"code": type_, "message": stream_error_message(type_),
+                                       "param": None})]
+            await start_sse(send, extra)
+            await stream_events(send, error, (), (), 0.0, None)
+            return
+
+        def events() -> Iterator[tuple[bool, bytes]]:
+            ev = _Events()
+            yield False, ev.make("response.created", {"response": response("in_progress", [], None)})
+            yield False, ev.make("response.in_progress",
+                                 {"response": response("in_progress", [], None)})
+            output: list[dict[str, Any]] = [call] if call else []
+            if has_text:
+                yield False, ev.make("response.output_item.added", {"item": {
+                    "id": message_id, "type": "message", "status": "in_progress", "content": [],
+                    "role": "assistant"}, "output_index": 0})
+                yield False, ev.make("response.content_part.added", {
+                    "content_index": 0, "item_id": message_id, "output_index": 0,
+                    "part": {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}})
+                for piece in (pieces if use_tool else map(word, range(n_words))):
+                    yield True, ev.make("response.output_text.delta", {
+                        "content_index": 0, "delta": piece, "item_id": message_id, "logprobs": [],
+                        "output_index": 0})
+                part, message, output = output_of()
+                yield False, ev.make("response.output_text.done", {
+                    "content_index": 0, "item_id": message_id, "logprobs": [], "output_index": 0,
+                    "text": part["text"]})
+                yield False, ev.make("response.content_part.done", {
+                    "content_index": 0, "item_id": message_id, "output_index": 0, "part": part})
+                yield False, ev.make("response.output_item.done", {"item": message, "output_index": 0})
+            if call:
+                index = len(output) - 1
+                yield False, ev.make("response.output_item.added", {"item": {
+                    **call, "status": "in_progress", "arguments": ""}, "output_index": index})
+                for frag in fragments:
+                    yield True, ev.make("response.function_call_arguments.delta", {
+                        "delta": frag, "item_id": call["id"], "output_index": index})
+                yield False, ev.make("response.function_call_arguments.done", {
+                    "arguments": args_json, "item_id": call["id"], "output_index": index})
+                yield False, ev.make("response.output_item.done", {"item": call, "output_index": index})
+            yield False, ev.make("response.incomplete" if truncated else "response.completed",
+                                 {"response": response(status, output, usage)})
+
+        head, chunks, tail = split_stream_lazy(events(), 4 if has_text else 3 if call else 2)
         await start_sse(send, extra)
-        await stream_events(send, head, chunks, tail, state.chunk_delay_s, state.cut_after_chunks)
+        await stream_events(send, head, chunks, tail, state.chunk_delay_s,
+                            state.cut_after_chunks, receive)
 
     return app

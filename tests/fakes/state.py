@@ -52,6 +52,55 @@ message) or the list items that are messages (their ``content`` text) or
 ``output_tokens = words + reasoning_tokens`` (``reasoning_tokens`` in
 ``output_tokens_details``); ``max_output_tokens`` caps the words like
 ``max_tokens`` (status "incomplete", reason "max_output_tokens").
+
+Misbehaviour switches (all off by default; the defaults are today's faithful behaviour):
+
+* ``ignore_limits: bool = False`` -- ignore every output limit of the request
+  (``max_tokens``, ``max_completion_tokens``, Responses ``max_output_tokens``; Anthropic's
+  ``max_tokens`` also no longer covers thinking): always ``reply_words`` words, finished
+  normally ("stop" / "end_turn" / status "completed"), usage counts the words sent.
+* ``honour_only_max_tokens: bool = False`` -- OpenAI chat only, like llama.cpp's server:
+  ``max_tokens`` caps the reply, ``max_completion_tokens`` is ignored.
+* ``honour_n: bool = False`` -- OpenAI chat: an integer ``n`` > 1 is answered with n
+  choices (``index`` 0..n-1), each the same (capped) ``w0 w1 ...`` reply;
+  ``completion_tokens = n * words + reasoning_tokens``.  Streaming: every chunk carries
+  one choice -- first a role chunk per choice, then per word one delta per choice
+  (index 0, 1, ..., n-1), then a finish chunk per choice (then usage / [DONE]); each
+  per-choice delta counts as one chunk for ``cut_after_chunks``.  Tool-call answers
+  stay single-choice.  Off: ``n`` is ignored (one choice).
+* ``usage_mode: str = "normal"`` -- "none": no usage at all (OpenAI chat: no ``usage``
+  key in whole answers, no usage chunk and no ``"usage": null`` in chunks even with
+  ``stream_options.include_usage``; Responses: ``"usage": null`` in whole answers and
+  in the final ``response.completed`` / ``.incomplete``; Anthropic, which always sends
+  usage objects: every count 0 -- input, cache and output -- in the whole answer,
+  ``message_start`` and ``message_delta``, as some Anthropic-compatible servers do).
+  "zero_input": usage as normal except every input count is 0 and no cache tokens
+  (OpenAI ``prompt_tokens`` / ``cached_tokens``, Responses ``input_tokens`` /
+  ``cached_tokens``, Anthropic ``input_tokens`` and both cache fields); totals follow.
+  Any other value raises ``ValueError`` in the app (a 500 and a logged traceback).
+  ``ignore_include_usage`` still works on its own.
+* ``error_before_content: str | None = None`` -- streaming requests only (non-streaming
+  ones are answered normally; use ``fail_status`` for those): HTTP 200, an SSE stream
+  whose error event comes before any content, then the body ends normally (no [DONE],
+  no message_stop).  The value is the error type.  OpenAI chat (also tool calls): the
+  only event is ``data: {"error": {"message", "type": <value>, "param": null, "code":
+  null}}``.  Responses: ``response.created`` then ``event: error`` with ``{"type":
+  "error", "code": <value>, "message", "param": null, "sequence_number": 1}``.
+  Anthropic (also tool use / thinking): ``message_start`` then ``event: error`` with
+  ``{"type": "error", "error": {"type": <value>, "message"}}``.  The message is the
+  provider's usual one for that type (Anthropic "overloaded_error" -> "Overloaded",
+  OpenAI "server_error" -> "The server had an error while processing your request.
+  Sorry about that!"), else the generic server-error message.
+
+``cut_after_chunks = 0`` drops the connection right after the head (chat: the role
+chunk(s); Responses: ``response.created`` ... ``response.content_part.added``;
+Anthropic: ``message_start``, ``content_block_start``, ``ping``), before any content.
+
+Endless streams: the plain text reply of all three APIs is generated lazily, so
+``reply_words = 10**9`` (with ``chunk_delay_s > 0``, or without a delay: then it goes out
+in large batches) streams in constant memory.  A stream that takes more than one
+write stops quietly when the client disconnects.  Non-streaming answers and tool-call /
+thinking answers are still built whole (keep ``reply_words`` sane for those).
 """
 
 from __future__ import annotations
@@ -90,6 +139,11 @@ class FakeState:
     cut_after_chunks: int | None = None  # streaming: drop connection after N content chunks
     ignore_include_usage: bool = False  # OpenAI: never send the usage chunk (llama.cpp)
     expected_api_key: str | None = None  # when set, other keys get the provider's 401
+    ignore_limits: bool = False  # ignore max_tokens / max_completion_tokens / max_output_tokens
+    honour_only_max_tokens: bool = False  # OpenAI chat: max_completion_tokens ignored (llama.cpp)
+    honour_n: bool = False  # OpenAI chat: answer an integer `n` > 1 with n choices
+    usage_mode: str = "normal"  # "normal" | "none" (no usage) | "zero_input" (input counts 0)
+    error_before_content: str | None = None  # streaming: SSE error event of this type, no content
     # --- content / usage ------------------------------------------------------
     reply_words: int = 12
     cache_read_tokens: int = 0  # OpenAI cached_tokens / Anthropic cache_read_input_tokens
@@ -160,7 +214,10 @@ def count_input_tokens(messages: Any, system: Any = None) -> int:
     return (n_bytes + 3) // 4 + PER_MESSAGE_OVERHEAD_TOKENS * len(msgs)
 
 
+USAGE_MODES = ("normal", "none", "zero_input")
+
 _WORD_JSON: list[bytes] = []
+_WORD_JSON_MAX = 1 << 16  # endless streams must not grow the cache without bound
 
 
 def word(i: int) -> str:
@@ -170,9 +227,21 @@ def word(i: int) -> str:
 
 def word_json(i: int) -> bytes:
     """JSON-encoded `word(i)`, cached (the fake is also the benchmark upstream)."""
+    if i < len(_WORD_JSON):
+        return _WORD_JSON[i]
+    if i >= _WORD_JSON_MAX:
+        return orjson.dumps(word(i))
     while len(_WORD_JSON) <= i:
         _WORD_JSON.append(orjson.dumps(word(len(_WORD_JSON))))
     return _WORD_JSON[i]
+
+
+def usage_mode(state: FakeState) -> str:
+    """`state.usage_mode`, checked (a typo must not silently mean "normal")."""
+    mode = state.usage_mode
+    if mode not in USAGE_MODES:
+        raise ValueError(f"FakeState.usage_mode must be one of {USAGE_MODES}, not {mode!r}")
+    return mode
 
 
 def reply_text(n_words: int) -> str:
@@ -180,9 +249,9 @@ def reply_text(n_words: int) -> str:
 
 
 def capped_words(state: FakeState, cap: Any) -> tuple[int, bool]:
-    """(words to send, truncated?) given the request's max-token cap."""
+    """(words to send, truncated?) given the request's max-token cap (none with ignore_limits)."""
     n = max(state.reply_words, 0)
-    if isinstance(cap, int) and not isinstance(cap, bool) and cap < n:
+    if not state.ignore_limits and isinstance(cap, int) and not isinstance(cap, bool) and cap < n:
         return max(cap, 0), True
     return n, False
 

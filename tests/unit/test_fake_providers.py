@@ -490,3 +490,341 @@ def test_anthropic_thinking(fake: FakeProviderServer) -> None:
 def test_new_switches_default_off() -> None:
     st = FakeState()
     assert (st.tool_call, st.tool_call_text, st.thinking_text) == (None, None, None)
+    assert (st.ignore_limits, st.honour_only_max_tokens, st.honour_n) == (False, False, False)
+    assert (st.usage_mode, st.error_before_content) == ("normal", None)
+
+
+def test_reset_restores_misbehaviour_switches() -> None:
+    st = FakeState()
+    st.ignore_limits = st.honour_only_max_tokens = st.honour_n = True
+    st.usage_mode, st.error_before_content = "none", "overloaded_error"
+    st.reply_words, st.cut_after_chunks = 10**9, 0
+    st.reset()
+    assert st == FakeState()
+
+
+# --- misbehaving upstreams: limits, n, usage modes, early errors, endless streams -----
+
+A_HEADERS = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
+
+
+def sse_events(raw: str) -> list[tuple[str | None, Any]]:
+    """(event name, parsed data) per SSE event of a raw body ("[DONE]" stays a string)."""
+    out: list[tuple[str | None, Any]] = []
+    for block in raw.split("\n\n"):
+        if not block.strip():
+            continue
+        name, data = None, ""
+        for line in block.split("\n"):
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                data = line[6:]
+        out.append((name, data if data == "[DONE]" else json.loads(data)))
+    return out
+
+
+def test_ignore_limits(fake: FakeProviderServer) -> None:
+    fake.state.ignore_limits = True
+    r = oai(fake).chat.completions.create(model="m", messages=MSGS, max_completion_tokens=3, max_tokens=2)
+    assert r.choices[0].message.content == TWELVE and r.choices[0].finish_reason == "stop"
+    assert r.usage is not None and r.usage.completion_tokens == 12
+    chunks = list(oai(fake).chat.completions.create(
+        model="m", messages=MSGS, max_tokens=2, stream=True, stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == TWELVE
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 12
+    resp = oai(fake).responses.create(model="m", input="hi", max_output_tokens=2)
+    assert resp.status == "completed" and resp.incomplete_details is None
+    assert resp.output_text == TWELVE and resp.usage is not None and resp.usage.output_tokens == 12
+    events = list(oai(fake).responses.create(model="m", input="hi", max_output_tokens=2, stream=True))
+    assert events[-1].type == "response.completed" and events[-1].response.output_text == TWELVE
+    m = ant(fake).messages.create(model="c", max_tokens=3, messages=A_MSGS)
+    assert m.stop_reason == "end_turn" and m.content[0].type == "text" and m.content[0].text == TWELVE
+    assert m.usage.output_tokens == 12
+    with ant(fake).messages.stream(model="c", max_tokens=3, messages=A_MSGS) as s:
+        final = s.get_final_message()
+    assert final.stop_reason == "end_turn" and final.usage.output_tokens == 12
+    # thinking + text: the cap covers neither
+    fake.state.thinking_text = "Short thought."
+    m = ant(fake).messages.create(model="c", max_tokens=3, messages=A_MSGS,
+                                  thinking={"type": "enabled", "budget_tokens": 1024})
+    assert m.stop_reason == "end_turn" and m.content[1].type == "text" and m.content[1].text == TWELVE
+    assert m.usage.output_tokens == 2 + 12
+
+
+def test_honour_only_max_tokens(fake: FakeProviderServer) -> None:
+    def words(**caps: Any) -> tuple[int, str | None]:
+        r = oai(fake).chat.completions.create(model="m", messages=MSGS, **caps)
+        return len((r.choices[0].message.content or "").split()), r.choices[0].finish_reason
+
+    assert words(max_tokens=3, max_completion_tokens=5) == (5, "length")  # default: the newer field wins
+    fake.state.honour_only_max_tokens = True
+    assert words(max_tokens=3, max_completion_tokens=5) == (3, "length")
+    assert words(max_completion_tokens=5) == (12, "stop")
+    assert words(max_tokens=4) == (4, "length")
+    chunks = list(oai(fake).chat.completions.create(model="m", messages=MSGS, stream=True,
+                                                    max_completion_tokens=2))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == TWELVE
+    # the Responses API and Anthropic are not affected
+    assert oai(fake).responses.create(model="m", input="hi", max_output_tokens=2).output_text == "w0 w1"
+    assert ant(fake).messages.create(model="c", max_tokens=2, messages=A_MSGS).usage.output_tokens == 2
+
+
+def test_honour_n(fake: FakeProviderServer) -> None:
+    r = oai(fake).chat.completions.create(model="m", messages=MSGS, n=3)
+    assert len(r.choices) == 1  # off by default: n is ignored
+    fake.state.honour_n = True
+    fake.state.reasoning_tokens = 1
+    r = oai(fake).chat.completions.create(model="m", messages=MSGS, n=3)
+    assert [c.index for c in r.choices] == [0, 1, 2]
+    assert all(c.message.content == TWELVE and c.finish_reason == "stop" for c in r.choices)
+    assert r.usage is not None and (r.usage.prompt_tokens, r.usage.completion_tokens) == (13, 36 + 1)
+    r = oai(fake).chat.completions.create(model="m", messages=MSGS, n=2, max_tokens=2)
+    assert [(c.message.content, c.finish_reason) for c in r.choices] == [("w0 w1", "length")] * 2
+    assert r.usage is not None and r.usage.completion_tokens == 4 + 1
+    assert len(oai(fake).chat.completions.create(model="m", messages=MSGS, n=1).choices) == 1
+    # streaming: one choice per chunk; role chunks first, deltas interleaved, a finish per choice
+    chunks = list(oai(fake).chat.completions.create(
+        model="m", messages=MSGS, n=3, stream=True, stream_options={"include_usage": True}))
+    assert all(len(c.choices) == 1 for c in chunks[:-1]) and chunks[-1].choices == []
+    assert [(c.choices[0].index, c.choices[0].delta.role) for c in chunks[:3]] == [
+        (0, "assistant"), (1, "assistant"), (2, "assistant")]
+    assert [c.choices[0].index for c in chunks[3:9]] == [0, 1, 2, 0, 1, 2]
+    texts = {i: "".join(c.choices[0].delta.content or "" for c in chunks[:-1] if c.choices[0].index == i)
+             for i in range(3)}
+    assert texts == {0: TWELVE, 1: TWELVE, 2: TWELVE}
+    finishes = [(c.choices[0].index, c.choices[0].finish_reason) for c in chunks[:-1]
+                if c.choices[0].finish_reason]
+    assert finishes == [(0, "stop"), (1, "stop"), (2, "stop")]
+    assert len(chunks) == 3 + 3 * 12 + 3 + 1
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 36 + 1
+    with oai(fake).chat.completions.stream(model="m", messages=MSGS, n=2) as s:  # SDK helper
+        final = s.get_final_completion()
+    assert [(c.index, c.message.content, c.finish_reason) for c in final.choices] == [
+        (0, TWELVE, "stop"), (1, TWELVE, "stop")]
+    # cut_after_chunks counts every per-choice delta
+    fake.state.cut_after_chunks = 3
+    got: list[tuple[int, str]] = []
+    with pytest.raises(CUT_ERRORS):
+        for c in oai(fake).chat.completions.create(model="m", messages=MSGS, n=2, stream=True):
+            got.extend((ch.index, ch.delta.content) for ch in c.choices if ch.delta.content)
+    assert got == [(0, "w0"), (1, "w0"), (0, " w1")]
+
+
+def test_usage_mode_none(fake: FakeProviderServer) -> None:
+    fake.state.usage_mode = "none"
+    fake.state.cache_read_tokens = 2
+    r = oai(fake).chat.completions.create(model="m", messages=MSGS)
+    assert r.choices[0].message.content == TWELVE and r.usage is None
+    raw = httpx.post(fake.openai_base_url + "/chat/completions", json={"model": "m", "messages": MSGS})
+    assert "usage" not in raw.json()
+    chunks = list(oai(fake).chat.completions.create(
+        model="m", messages=MSGS, stream=True, stream_options={"include_usage": True}))
+    assert all(c.choices and c.usage is None for c in chunks) and len(chunks) == 1 + 12 + 1
+    raw = httpx.post(fake.openai_base_url + "/chat/completions", json={
+        "model": "m", "messages": MSGS, "stream": True, "stream_options": {"include_usage": True}})
+    assert all("usage" not in data for _, data in sse_events(raw.text) if data != "[DONE]")
+    fake.state.tool_call = ("get_weather", ARGS)
+    r = oai(fake).chat.completions.create(model="m", messages=MSGS, tools=OAI_TOOLS)
+    assert r.choices[0].finish_reason == "tool_calls" and r.usage is None
+    fake.state.tool_call = None
+    resp = oai(fake).responses.create(model="m", input="hi")
+    assert resp.output_text == TWELVE and resp.usage is None
+    raw = httpx.post(fake.openai_base_url + "/responses", json={"model": "m", "input": "hi"})
+    assert raw.json()["usage"] is None
+    events = list(oai(fake).responses.create(model="m", input="hi", stream=True))
+    assert events[-1].type == "response.completed" and events[-1].response.usage is None
+    m = ant(fake).messages.create(model="c", max_tokens=50, messages=A_MSGS)
+    assert m.content[0].type == "text" and m.content[0].text == TWELVE
+    assert (m.usage.input_tokens, m.usage.output_tokens, m.usage.cache_read_input_tokens) == (0, 0, 0)
+    events_a = list(ant(fake).messages.create(model="c", max_tokens=50, messages=A_MSGS, stream=True))
+    start, delta = events_a[0], events_a[-2]
+    assert start.type == "message_start" and delta.type == "message_delta"
+    assert (start.message.usage.input_tokens, start.message.usage.output_tokens) == (0, 0)
+    assert (delta.usage.input_tokens, delta.usage.output_tokens) == (0, 0)
+
+
+def test_usage_mode_zero_input(fake: FakeProviderServer) -> None:
+    fake.state.usage_mode = "zero_input"
+    fake.state.cache_read_tokens, fake.state.cache_write_tokens = 2, 1
+    fake.state.reasoning_tokens = 1
+    r = oai(fake).chat.completions.create(model="m", messages=MSGS)
+    assert r.usage is not None
+    assert (r.usage.prompt_tokens, r.usage.completion_tokens, r.usage.total_tokens) == (0, 13, 13)
+    assert r.usage.prompt_tokens_details and r.usage.prompt_tokens_details.cached_tokens == 0
+    chunks = list(oai(fake).chat.completions.create(
+        model="m", messages=MSGS, stream=True, stream_options={"include_usage": True}))
+    assert chunks[-1].usage is not None
+    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (0, 13)
+    resp = oai(fake).responses.create(model="m", input="hi")
+    assert resp.usage is not None
+    assert (resp.usage.input_tokens, resp.usage.output_tokens, resp.usage.total_tokens) == (0, 13, 13)
+    assert resp.usage.input_tokens_details.cached_tokens == 0
+    m = ant(fake).messages.create(model="c", max_tokens=50, messages=A_MSGS)
+    assert (m.usage.input_tokens, m.usage.output_tokens) == (0, 12)
+    assert (m.usage.cache_read_input_tokens, m.usage.cache_creation_input_tokens) == (0, 0)
+    with ant(fake).messages.stream(model="c", max_tokens=50, messages=A_MSGS) as s:
+        final = s.get_final_message()
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (0, 12)
+    assert (final.usage.cache_read_input_tokens, final.usage.cache_creation_input_tokens) == (0, 0)
+
+
+def test_error_before_content_openai(fake: FakeProviderServer) -> None:
+    fake.state.error_before_content = "server_error"
+    got: list[Any] = []
+    with pytest.raises(openai.APIError) as err:
+        for c in oai(fake).chat.completions.create(model="m", messages=MSGS, stream=True):
+            got.append(c)
+    assert got == [] and err.value.type == "server_error"
+    assert err.value.message == "The server had an error while processing your request. Sorry about that!"
+    raw = httpx.post(fake.openai_base_url + "/chat/completions",
+                     json={"model": "m", "messages": MSGS, "stream": True})
+    assert raw.status_code == 200 and raw.headers["content-type"].startswith("text/event-stream")
+    assert sse_events(raw.text) == [(None, {"error": {
+        "message": err.value.message, "type": "server_error", "param": None, "code": None}})]
+    fake.state.tool_call = ("get_weather", ARGS)  # applies to tool-call answers too
+    raw = httpx.post(fake.openai_base_url + "/chat/completions",
+                     json={"model": "m", "messages": MSGS, "tools": OAI_TOOLS, "stream": True})
+    assert [data["error"]["type"] for _, data in sse_events(raw.text)] == ["server_error"]
+    fake.state.tool_call = None
+    # Responses: response.created, then an `error` event
+    events = list(oai(fake).responses.create(model="m", input="hi", stream=True))
+    assert [e.type for e in events] == ["response.created", "error"]
+    error = events[1]
+    assert error.type == "error" and error.code == "server_error" and error.param is None
+    assert error.message == err.value.message and error.sequence_number == 1
+    raw = httpx.post(fake.openai_base_url + "/responses", json={"model": "m", "input": "hi", "stream": True})
+    parsed = sse_events(raw.text)
+    assert raw.status_code == 200 and [name for name, _ in parsed] == ["response.created", "error"]
+    assert list(parsed[1][1]) == ["type", "code", "message", "param", "sequence_number"]
+    # non-streaming requests are answered normally
+    assert oai(fake).chat.completions.create(model="m", messages=MSGS).choices[0].message.content == TWELVE
+    assert oai(fake).responses.create(model="m", input="hi").output_text == TWELVE
+
+
+def test_error_before_content_anthropic(fake: FakeProviderServer) -> None:
+    fake.state.error_before_content = "overloaded_error"
+    seen: list[str] = []
+    with pytest.raises(anthropic.APIStatusError) as err:
+        for e in ant(fake).messages.create(model="c", max_tokens=50, messages=A_MSGS, stream=True):
+            seen.append(e.type)
+    assert seen == ["message_start"]
+    assert err.value.body == {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    raw = httpx.post(fake.anthropic_base_url + "/v1/messages", headers=A_HEADERS,
+                     json={"model": "c", "max_tokens": 50, "messages": A_MSGS, "stream": True})
+    parsed = sse_events(raw.text)
+    assert raw.status_code == 200 and [name for name, _ in parsed] == ["message_start", "error"]
+    assert parsed[1][1] == {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    fake.state.error_before_content = "api_error"
+    fake.state.tool_call = ("get_weather", ARGS)  # applies to tool-use answers too
+    with pytest.raises(anthropic.APIStatusError) as err:
+        list(ant(fake).messages.create(model="c", max_tokens=50, messages=A_MSGS, tools=A_TOOLS,
+                                       stream=True))
+    assert isinstance(err.value.body, dict)
+    assert err.value.body["error"] == {"type": "api_error", "message": "Internal server error"}
+    fake.state.tool_call = None
+    m = ant(fake).messages.create(model="c", max_tokens=50, messages=A_MSGS)  # non-streaming: normal
+    assert m.content[0].type == "text" and m.content[0].text == TWELVE
+
+
+def test_cut_after_zero_chunks(fake: FakeProviderServer) -> None:
+    for delay in (0.0, 0.001):
+        fake.state.reset()
+        fake.state.cut_after_chunks = 0
+        fake.state.chunk_delay_s = delay
+        got: list[Any] = []
+        with pytest.raises(CUT_ERRORS):
+            for c in oai(fake).chat.completions.create(model="m", messages=MSGS, stream=True):
+                got.append(c)
+        assert len(got) == 1 and got[0].choices[0].delta.role == "assistant"
+        assert not got[0].choices[0].delta.content
+        seen: list[str] = []
+        with pytest.raises(CUT_ERRORS):
+            for e in oai(fake).responses.create(model="m", input="hi", stream=True):
+                seen.append(e.type)
+        assert seen == ["response.created", "response.in_progress", "response.output_item.added",
+                        "response.content_part.added"]
+        seen = []
+        with pytest.raises(CUT_ERRORS):
+            for e in ant(fake).messages.create(model="c", max_tokens=50, messages=A_MSGS, stream=True):
+                seen.append(e.type)
+        assert seen == ["message_start", "content_block_start"]  # (+ ping, dropped by the SDK)
+
+
+def _drive_asgi(app: Any, path: str, body: dict[str, Any], headers: dict[str, str],
+                disconnect_after: int) -> list[dict[str, Any]]:
+    """Run one request through a fake ASGI app in-process; the client disconnects after
+    `disconnect_after` body writes.  Returns what the app sent (fails if it does not stop)."""
+    import trio
+
+    sent: list[dict[str, Any]] = []
+    scope = {"type": "http", "method": "POST", "path": path, "query_string": b"",
+             "headers": [(k.encode(), v.encode()) for k, v in headers.items()]}
+
+    async def main() -> None:
+        gone = trio.Event()
+        requests = [{"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            if requests:
+                return requests.pop()
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+            if sum(m["type"] == "http.response.body" for m in sent) >= disconnect_after:
+                gone.set()
+            await trio.lowlevel.checkpoint()
+
+        with trio.fail_after(10):
+            await app(scope, receive, send)
+
+    trio.run(main)
+    return sent
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.0001])
+def test_endless_stream_stops_on_disconnect(delay: float) -> None:
+    from tests.fakes.anthropic_app import make_anthropic_app
+    from tests.fakes.openai_app import make_openai_app
+
+    state = FakeState(reply_words=10**9, chunk_delay_s=delay, keep_requests=False)
+    cases: list[tuple[Any, str, dict[str, Any], dict[str, str], bytes]] = [
+        (make_openai_app(state), "/v1/chat/completions",
+         {"model": "m", "messages": MSGS, "stream": True, "n": 2}, {}, b'"content":" w1"'),
+        (make_openai_app(state), "/v1/responses", {"model": "m", "input": "hi", "stream": True},
+         {}, b'"delta":" w1"'),
+        (make_anthropic_app(state), "/v1/messages",
+         {"model": "c", "max_tokens": 10**9, "messages": A_MSGS, "stream": True}, A_HEADERS,
+         b'"text":" w1"'),
+    ]
+    for honour_n in (False, True):
+        state.honour_n = honour_n
+        for app, path, body, headers, second_word in cases:
+            sent = _drive_asgi(app, path, body, headers, disconnect_after=5)
+            bodies = [m for m in sent if m["type"] == "http.response.body"]
+            assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 200
+            assert 5 <= len(bodies) <= 6 and all(m["more_body"] for m in bodies)
+            assert second_word in b"".join(m["body"] for m in bodies)
+
+
+def test_endless_stream_over_http(fake: FakeProviderServer, caplog: pytest.LogCaptureFixture) -> None:
+    fake.state.reply_words = 10**9
+    fake.state.chunk_delay_s = 0.001
+    fake.state.honour_n = True
+    for n in (1, 2):
+        stream = oai(fake).chat.completions.create(model="m", messages=MSGS, stream=True, n=n)
+        got = [c for _, c in zip(range(40), stream)]
+        stream.close()
+        assert len(got) == 40 and {c.choices[0].index for c in got} == set(range(n))
+    stream_r = oai(fake).responses.create(model="m", input="hi", stream=True)
+    assert len([e for _, e in zip(range(40), stream_r)]) == 40
+    stream_r.close()
+    stream_a = ant(fake).messages.create(model="c", max_tokens=10**9, messages=A_MSGS, stream=True)
+    assert len([e for _, e in zip(range(40), stream_a)]) == 40
+    stream_a.close()
+    fake.state.reset()
+    assert oai(fake).chat.completions.create(model="m", messages=MSGS).choices[0].message.content == TWELVE
+    assert not [r for r in caplog.records if r.name.startswith("hypercorn") and r.levelno >= 30]
