@@ -8,7 +8,10 @@ stops the server, then the actors, in that order, as the nursery unwinds.
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,17 +23,19 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from actors.ledger_maintenance import HoldSweeper, WalCheckpointer
+from actors.ledger_maintenance import HoldSweeper, LeaseKeeper, WalCheckpointer
 from actors.mailbox import Handle
 from actors.messages import ModelCall, PoolStats
 from actors.pipeline.auth import Authenticator
+from actors.pipeline.reserve import HoldPolicy
+from actors.pipeline.settle import Billing
 from actors.providers import ProviderActor, make_provider
 from actors.stream_hub import StreamHub
 from actors.supervisor import Supervisor
 from router.auth.keystore import KeyStore
 from router.config import Config
 from router.ratelimit import RateLimiter
-from router.ledger.base import Settlement
+from router.ledger.base import Instance, Settlement
 from router.ledger.idempotency import IdempotencyStore
 from router.ledger.sqlite import SqliteLedger
 from router.ledger.sqlite_db import SqliteDatabase
@@ -52,8 +57,11 @@ class Runtime:
     idempotency: IdempotencyStore
     clock: Callable[[], float] = time.time
     provider_handles: dict[str, Handle[Any]] = field(default_factory=dict)
-    # Request ids between hold and settlement in this process: the sweeper leaves them be.
-    live_requests: set[str] = field(default_factory=set)
+    # Requests between hold and settlement in this process: the lease keeper checkpoints
+    # them, the sweeper leaves them be.
+    live_requests: dict[str, Billing] = field(default_factory=dict)
+    instance: Instance | None = None  # this process incarnation, owner of its holds
+    hold_policy: HoldPolicy = field(default_factory=HoldPolicy)
     hub: "StreamHub | None" = None  # resumable streams; started with the actors
     rate_limiter: RateLimiter = field(default_factory=RateLimiter)
 
@@ -79,9 +87,16 @@ def build_runtime(config: Config) -> Runtime:
     keys = KeyStore(db)
     providers = {name: make_provider(spec) for name, spec in config.catalog.providers.items()}
     ledger = SqliteLedger(db)
+    now = time.time()
+    instance = Instance(f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}",
+                        socket.gethostname(), os.getpid(), now, now + config.lease_s)
     return Runtime(config=config, db=db, ledger=ledger, keys=keys,
                    auth=Authenticator(config, keys, ledger, time.time), providers=providers,
-                   idempotency=IdempotencyStore(db, stale_after_s=config.hold_ttl_s))
+                   idempotency=IdempotencyStore(db, stale_after_s=config.hold_ttl_s),
+                   instance=instance,
+                   hold_policy=HoldPolicy(config.hold_policy == "affordable",
+                                          config.min_output_tokens, config.hold_ttl_s,
+                                          instance.id))
 
 
 def hypercorn_config(config: Config) -> HypercornConfig:
@@ -100,9 +115,16 @@ def hypercorn_config(config: Config) -> HypercornConfig:
 
 
 async def start_actors(rt: Runtime, nursery: trio.Nursery) -> None:
+    assert rt.instance is not None
+    await rt.ledger.register_instance(rt.instance)
     await nursery.start(Supervisor("wal-checkpointer", lambda: WalCheckpointer(rt.db)).run)
+    await nursery.start(Supervisor("lease-keeper", lambda: LeaseKeeper(
+        rt.ledger, rt.instance, rt.live_requests, checkpoint_s=rt.config.checkpoint_s,
+        lease_s=rt.config.lease_s, clock=rt.clock)).run)
+    # The sweeper's first pass settles a previous incarnation's holds before traffic.
     await nursery.start(Supervisor("hold-sweeper", lambda: HoldSweeper(
-        rt.ledger, rt.live_requests, rt.clock)).run)
+        rt.ledger, rt.live_requests, rt.instance, rt.clock,
+        interval_s=min(30.0, max(1.0, rt.config.lease_s / 3)))).run)
     for name, provider in rt.providers.items():
         supervisor = Supervisor(f"provider:{name}", lambda p=provider: ProviderActor(p))
         rt.provider_handles[name] = await nursery.start(supervisor.run)

@@ -15,7 +15,11 @@ from typing import Any, Mapping
 
 from router.pricing import Prices, PriceError, parse_price
 
-PROVIDER_KINDS = ("openai", "anthropic", "openrouter", "ollama", "demo")
+PROVIDER_KINDS = ("openai", "openai_compatible", "anthropic", "openrouter", "ollama", "demo")
+# Where each API reads its output limit. OpenAI itself wants `max_completion_tokens`
+# (reasoning models refuse `max_tokens`); compatible servers (llama.cpp, vLLM, Ollama,
+# LiteLLM) honour `max_tokens` and llama.cpp ignores the other (SPEC §4.3).
+_LIMIT_FIELDS = {"anthropic.messages": "max_tokens", "openai.responses": "max_output_tokens"}
 STRATEGIES = ("round_robin", "priority", "least_used")
 DEFAULT_PER_IMAGE_TOKENS = 1600
 
@@ -37,6 +41,21 @@ class ProviderSpec:
     timeout_total_s: float = 1800.0  # a whole answer, first byte to last
     breaker_failures: int = 5  # consecutive failures that open the circuit
     breaker_cooldown_s: float = 30.0  # before a half-open probe
+    max_tokens_field: str | None = None  # config override of where the output limit goes
+
+    def limit_field(self, api: str) -> str:
+        """The body field this provider reads the output limit from, for `api`."""
+        if self.max_tokens_field is not None:
+            return self.max_tokens_field
+        if api == "openai.chat":
+            return "max_completion_tokens" if self.kind in ("openai", "demo") else "max_tokens"
+        return _LIMIT_FIELDS.get(api, "max_tokens")
+
+    @property
+    def flattens_text(self) -> bool:
+        """OpenAI-compatible servers get text-only content arrays as plain strings
+        (OpenRouter passes arrays on to providers that read them, cache_control included)."""
+        return self.kind in ("openai_compatible", "ollama")
 
     @property
     def apis(self) -> tuple[str, ...]:
@@ -197,6 +216,10 @@ def _parse_provider(i: int, entry: Any, env: Mapping[str, str], where: _Where) -
     strategy = entry.get("strategy", "round_robin")
     if strategy not in STRATEGIES:
         raise fail("strategy", f"must be one of {', '.join(STRATEGIES)}")
+    limit_field = entry.get("max_tokens_field")
+    if limit_field is not None and (not isinstance(limit_field, str)
+                                    or not limit_field.isidentifier()):
+        raise fail("max_tokens_field", "must be a field name such as \"max_tokens\"")
     numbers: dict[str, Any] = {}
     for key, default in (("max_concurrent", 256), ("timeout_connect_s", 10.0),
                          ("timeout_idle_s", 300.0), ("timeout_total_s", 1800.0),
@@ -213,7 +236,8 @@ def _parse_provider(i: int, entry: Any, env: Mapping[str, str], where: _Where) -
                         timeout_idle_s=float(numbers["timeout_idle_s"]),
                         timeout_total_s=float(numbers["timeout_total_s"]),
                         breaker_failures=int(numbers["breaker_failures"]),
-                        breaker_cooldown_s=float(numbers["breaker_cooldown_s"]))
+                        breaker_cooldown_s=float(numbers["breaker_cooldown_s"]),
+                        max_tokens_field=limit_field)
 
 
 def _env_providers(settings: Mapping[str, Any]) -> list[ProviderSpec]:

@@ -28,6 +28,13 @@ def _int(value: str, name: str) -> int:
         raise ConfigError(f"{name} must be an integer, got {value!r}") from None
 
 
+def _seconds(value: str, name: str) -> float:
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {value!r}") from None
+
+
 def _bool(value: str, name: str) -> bool:
     text = str(value).strip().lower()
     if text in ("1", "true", "yes", "on"):
@@ -69,7 +76,12 @@ _SETTINGS: tuple[Setting, ...] = (
     Setting("cors_origins", ("CORS_ORIGINS",), "*"),
     Setting("max_body_bytes", ("MAX_BODY_BYTES",), 10 * 1024 * 1024, _int),
     Setting("starting_grant_micros", ("STARTING_GRANT_MICROS",), 0, _int),
-    Setting("hold_ttl_s", ("HOLD_TTL_S",), 900, _int),
+    Setting("hold_ttl_s", ("HOLD_TTL_S",), 3600, _int),
+    Setting("hold_policy", ("HOLD_POLICY",), "affordable"),
+    Setting("min_output_tokens", ("MIN_OUTPUT_TOKENS",), 256, _int),
+    Setting("checkpoint_s", ("CHECKPOINT_S",), 1.0, _seconds),
+    Setting("lease_s", ("LEASE_S",), 15.0, _seconds),
+    Setting("first_event_grace_s", ("FIRST_EVENT_GRACE_S",), 20.0, _seconds),
     Setting("log_requests", ("LOG_REQUESTS",), True, _bool),
     Setting("shutdown_grace_s", ("SHUTDOWN_GRACE_S",), 10, _int),
     Setting("resume_window_s", ("RESUME_WINDOW_S",), 120, _int),
@@ -110,6 +122,11 @@ class Config:
     max_body_bytes: int
     starting_grant_micros: int
     hold_ttl_s: int
+    hold_policy: str
+    min_output_tokens: int
+    checkpoint_s: float
+    lease_s: float
+    first_event_grace_s: float
     log_requests: bool
     shutdown_grace_s: int
     resume_window_s: int
@@ -197,7 +214,15 @@ def load_config(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] |
                           "in this build; use 'sqlite'")
     if values["rate_limit_rpm"] < 0:
         raise ConfigError("RATE_LIMIT_RPM must be 0 (no limit) or positive")
-    for name in ("max_body_bytes", "resume_window_s", "stream_buffer_bytes", "sse_heartbeat_s",
+    if values["hold_policy"] not in ("affordable", "strict"):
+        raise ConfigError(f"HOLD_POLICY must be 'affordable' or 'strict', got "
+                          f"{values['hold_policy']!r}")
+    if values["min_output_tokens"] < 1:
+        raise ConfigError("MIN_OUTPUT_TOKENS must be positive")
+    if values["lease_s"] < 3 * values["checkpoint_s"]:
+        raise ConfigError("LEASE_S must be at least three times CHECKPOINT_S (a lease is "
+                          "renewed with the checkpoints)")
+    for name in ("checkpoint_s", "first_event_grace_s", "max_body_bytes", "resume_window_s", "stream_buffer_bytes", "sse_heartbeat_s",
                  "ws_max_streams", "ws_max_frame_bytes", "ws_auth_timeout_s",
                  "ws_ping_interval_s"):
         if values[name] <= 0:

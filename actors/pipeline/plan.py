@@ -80,6 +80,4 @@ def _translate(bridge: Bridge, request: ClientRequest, model: ModelSpec, kind: s
     except (TypeError, AttributeError, ValueError, KeyError) as exc:
         return BadRequest(f"the request cannot be translated for model {model.id!r}: a field "
                           f"has an unexpected type ({type(exc).__name__}: {exc})"[:300])
-    if kind != "openai" and api == "openai.chat":
-        body["max_tokens"] = 0  # compatible servers know max_tokens; the limit is set later
     return replace(request, body=body, wants_usage=True, size=measure(body))

@@ -18,9 +18,9 @@ import trio
 from actors.messages import ModelCall
 from actors.pipeline.idempotency import RecordingSink, replay
 from actors.pipeline.plan import plan_route
-from actors.pipeline.reserve import reserve
-from actors.pipeline.settle import settle
-from actors.pipeline.stream import ClientSink, StreamOutcome, run_stream
+from actors.pipeline.reserve import HoldPolicy, reserve
+from actors.pipeline.settle import Billing
+from actors.pipeline.stream import ClientSink, StreamJob, StreamOutcome, run_stream
 from router.catalog import ModelSpec
 from router.auth.principal import Principal
 from router.errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited, RouterError
@@ -78,7 +78,7 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
             sink = RecordingSink(sink)
         try:
             reservation = await reserve(rt.ledger, principal, request, model, call.request_id,
-                                        now=rt.clock(), hold_ttl_s=rt.config.hold_ttl_s)
+                                        now=rt.clock(), policy=rt.hold_policy)
         except BaseException:  # refused or cancelled: the key is free for a retry
             if claimed is not None:
                 with trio.CancelScope(shield=True):
@@ -99,26 +99,30 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
     meter, outcome = Meter(), StreamOutcome()
     base_headers = ((b"x-request-id", call.request_id.encode()),
                     (b"x-aura-model", model.id.encode()))
+    if reservation.lowered:  # the limit the router enforces, where the client did not set it
+        base_headers += ((b"x-aura-max-tokens", str(reservation.max_output).encode()),)
+    estimated_input = request.size.input_estimate(model.per_image_tokens)
+    job = StreamJob(fmt, request, reservation.max_output, estimated_input, base_headers,
+                    call.query, call.passthrough_headers, rt.config.first_event_grace_s)
+    billing = Billing(rt.ledger, reservation, model, meter, outcome, estimated_input, rt.clock)
     settlement = None
-    rt.live_requests.add(call.request_id)
+    rt.live_requests[call.request_id] = billing  # checkpointed by the lease keeper
     try:
-        failed = await run_stream(legs, fmt, request, reservation.max_output,
-                                  base_headers, call.query, call.passthrough_headers, meter,
-                                  outcome, sink)
+        failed = await run_stream(legs, job, meter, outcome, sink, billing)
         if failed is not None:
             outcome.status = failed.status
             failed.extra_headers.setdefault("x-aura-model", model.id)
             await sink.error(failed, fmt.shape)
     finally:
         try:
-            settled = await settle(rt.ledger, reservation, request, model, meter,
-                                   outcome.provider, now=rt.clock())
+            settled = await billing.settle()
             settlement = settled.settlement
             sink.settled(settled)
             if claimed is not None:
                 await _close_claim(rt, claimed, sink, meter)
         finally:
-            rt.live_requests.discard(call.request_id)
+            if not billing.unsettled:  # else the lease keeper retries it
+                rt.live_requests.pop(call.request_id, None)
         rt.log_request(call, model.id, outcome.provider, outcome.status, settlement, started_at)
 
 
@@ -142,7 +146,7 @@ async def _close_claim(rt: "Runtime", claimed: tuple[str, str], sink: ClientSink
                        meter: Meter) -> None:
     """Keep a complete successful answer for replays; free the key otherwise."""
     assert isinstance(sink, RecordingSink)
-    stored = sink.replayable() if meter.completed else None
+    stored = sink.replayable() if meter.whole else None
     with trio.CancelScope(shield=True):
         if stored is None:
             await rt.idempotency.abandon(*claimed)

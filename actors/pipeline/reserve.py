@@ -2,8 +2,12 @@
 
 The hold covers the input bound (bytes of the text parts, images at the model's
 per-image maximum) at the dearest input price plus the output limit at the output
-price. A request without an output limit gets the model's maximum or what `available`
-affords, whichever is smaller. The ledger checks and holds in one atomic step.
+price, times the choices asked for (`n`). The limit is the client's (at most the
+model's maximum); without one, the model's maximum or what `available` affords,
+whichever is smaller. A client limit the account cannot afford is lowered to what it
+can (`HOLD_POLICY=affordable`, the default) provided `MIN_OUTPUT_TOKENS` fit, or refused
+(`strict`). The ledger checks and holds in one atomic step; the limit found here is the
+one the stream stage enforces.
 """
 
 from __future__ import annotations
@@ -22,8 +26,18 @@ class Reservation:
     request_id: str
     account: str
     hold_micros: int
-    max_output: int
+    max_output: int  # the enforced output limit, per choice
     input_bound: int
+    choices: int = 1
+    lowered: bool = False  # the router chose the limit (the client's was absent or too dear)
+
+
+@dataclass(frozen=True, slots=True)
+class HoldPolicy:
+    affordable: bool = True  # lower an unaffordable client limit instead of refusing
+    min_output_tokens: int = 256
+    hold_ttl_s: float = 3600.0
+    owner: str | None = None  # the instance that takes the holds (its lease covers them)
 
 
 def _usd(micros: int) -> str:
@@ -44,31 +58,60 @@ def cap_reached(needed: int, remaining: int) -> RateLimited:
                        "the cap", retryable=False)
 
 
+def _refusal(exc: InsufficientFunds | SpendCapReached, needed: int
+             ) -> InsufficientCredits | RateLimited:
+    if isinstance(exc, SpendCapReached):
+        return cap_reached(needed, exc.remaining)
+    return refuse(needed, exc.available)
+
+
 async def reserve(ledger: Ledger, principal: Principal, request: ClientRequest,
                   model: ModelSpec, request_id: str, *, now: float,
-                  hold_ttl_s: float) -> Reservation:
+                  policy: HoldPolicy) -> Reservation:
     input_bound = request.size.input_bound(model.per_image_tokens)
+    choices = request.choices
+    prices = model.prices
     cap = principal.spend_cap_micros if principal.key_id else None
-    if request.max_output is not None:
-        max_output = min(request.max_output, model.max_output_tokens)
-    else:
+    wanted = min(request.max_output or model.max_output_tokens, model.max_output_tokens)
+    # The smallest limit worth lowering to: the policy's minimum, or less if that is all
+    # the client (or the model) wants.
+    floor = min(policy.min_output_tokens, wanted) if policy.affordable else 1
+    lowerable = request.max_output is None or policy.affordable
+
+    async def hold(max_output: int) -> int:
+        amount = prices.bound_micros(input_bound, max_output * choices)
+        await ledger.hold(principal.account, request_id, amount, now + policy.hold_ttl_s,
+                          now, key_id=principal.key_id, key_cap=cap, owner=policy.owner,
+                          model=model.id)
+        return amount
+
+    def affordable(budget: int) -> int:
+        return min(wanted, prices.affordable_output_tokens(budget, input_bound) // choices)
+
+    max_output = wanted
+    if request.max_output is None:  # the router sets the limit: what available affords
         available = (await ledger.account(principal.account)).available
-        cap_left = (cap - await ledger.key_spent(principal.key_id or "")
-                    if cap is not None else available)
-        affordable = model.prices.affordable_output_tokens(min(available, cap_left),
-                                                           input_bound)
-        max_output = min(model.max_output_tokens, affordable)
-        if max_output < 1:
-            needed = model.prices.bound_micros(input_bound, 1)
+        cap_left = cap - await ledger.key_spent(principal.key_id or "") \
+            if cap is not None else available
+        max_output = affordable(min(available, cap_left))
+        if max_output < floor:
+            needed = prices.bound_micros(input_bound, floor * choices)
             if cap_left < available:
                 raise cap_reached(needed, cap_left)
             raise refuse(needed, available)
-    amount = model.prices.bound_micros(input_bound, max_output)
     try:
-        await ledger.hold(principal.account, request_id, amount, now + hold_ttl_s, now,
-                          key_id=principal.key_id, key_cap=cap)
-    except InsufficientFunds as exc:
-        raise refuse(exc.needed, exc.available) from None
-    except SpendCapReached as exc:
-        raise cap_reached(exc.needed, exc.remaining) from None
-    return Reservation(request_id, principal.account, amount, max_output, input_bound)
+        amount = await hold(max_output)
+    except (InsufficientFunds, SpendCapReached) as exc:
+        # Too dear (or the balance moved since it was read): lower once to what is left.
+        left = exc.available if isinstance(exc, InsufficientFunds) else exc.remaining
+        lowered = affordable(left) if lowerable else 0
+        if lowered < floor or lowered >= max_output:
+            raise _refusal(exc, exc.needed if not lowerable
+                           else prices.bound_micros(input_bound, floor * choices)) from None
+        max_output = lowered
+        try:
+            amount = await hold(max_output)
+        except (InsufficientFunds, SpendCapReached) as again:
+            raise _refusal(again, again.needed) from None
+    return Reservation(request_id, principal.account, amount, max_output, input_bound,
+                       choices, lowered=max_output != request.max_output)

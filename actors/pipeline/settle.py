@@ -1,22 +1,28 @@
 """Stage 4, settle: capture what was used, release the rest, exactly once.
 
-Runs whatever happened before (success, provider error, client gone, cancel), shielded
-from cancellation with a deadline of its own. The provider's reported usage is the
-truth; without it, output is counted from what was streamed and input estimated from
-the request (SPEC §4.4).
+`Billing` is one request's money after its hold. While the answer streams, the lease
+keeper reads its running usage for the batched checkpoints (`due_checkpoint`); right
+before the first content reaches the client it writes one itself (`before_content`), so
+that a crash after that moment can never bill streamed tokens at 0 (I7). A whole answer
+is settled before it is sent. `settle` runs whatever happened before (success, provider
+error, client gone, cancel), shielded from cancellation with a deadline of its own; it
+runs once. The provider's reported usage is the truth; without it, output is counted
+from what was streamed and input estimated from the request (SPEC §4.4). Capture never
+exceeds the hold; a cost beyond it is logged and recorded as the platform's loss.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Callable
 
 import trio
 
 from actors.pipeline.reserve import Reservation
 from router.catalog import ModelSpec
-from router.ledger.base import Ledger, Settlement, UsageRecord
-from router.protocols.api import ClientRequest, Meter
+from router.ledger.base import Checkpoint, Ledger, Settlement, UsageRecord
+from router.protocols.api import Meter
 from router.usage import Usage
 
 SETTLE_DEADLINE_S = 30.0
@@ -29,23 +35,84 @@ class Settled:
 
     usage: Usage
     cost_micros: int
-    settlement: Settlement | None  # None: the ledger missed the deadline (swept later)
+    settlement: Settlement | None  # None: the ledger missed the deadline (retried later)
 
 
-async def settle(ledger: Ledger, reservation: Reservation, request: ClientRequest,
-                 model: ModelSpec, meter: Meter, provider: str | None, *,
-                 now: float) -> Settled:
-    usage = meter.usage(request.size.input_estimate(model.per_image_tokens))
-    cost = model.prices.cost_micros(usage)
-    if cost > reservation.hold_micros:
-        log.warning("request %s cost %d micro-USD over its hold of %d; capturing the hold",
-                    reservation.request_id, cost, reservation.hold_micros)
-    record = UsageRecord(reservation.request_id, reservation.account, model.id,
-                         provider or "", usage, cost, now)
-    with trio.CancelScope(shield=True) as scope:
-        scope.deadline = trio.current_time() + SETTLE_DEADLINE_S
-        settlement = await ledger.settle(reservation.request_id, cost, record, now)
-        return Settled(usage, settlement.captured, settlement)
-    log.error("settlement of %s missed its deadline; the sweeper will settle it",
-              reservation.request_id)
-    return Settled(usage, min(cost, reservation.hold_micros), None)
+@dataclass
+class StreamOutcome:
+    """What settlement and the request log need to know of the upstream call."""
+
+    provider: str | None = None
+    status: int = 0
+    judged: bool = False  # the provider's breaker got a verdict from this attempt
+
+
+class Billing:
+    """The money of one request between its hold and its settlement."""
+
+    def __init__(self, ledger: Ledger, reservation: Reservation, model: ModelSpec,
+                 meter: Meter, outcome: StreamOutcome, estimated_input: int,
+                 clock: Callable[[], float]) -> None:
+        self.ledger = ledger
+        self.reservation = reservation
+        self.model = model
+        self.meter = meter
+        self.outcome = outcome
+        self.estimated_input = estimated_input
+        self.clock = clock
+        self.settled: Settled | None = None
+        self._checkpointed = (0, 0)  # (cost, output tokens) last written
+
+    @property
+    def request_id(self) -> str:
+        return self.reservation.request_id
+
+    def due_checkpoint(self) -> Checkpoint | None:
+        """The running usage, if it grew since the last checkpoint."""
+        if self.settled is not None:
+            return None
+        usage = self.meter.usage(self.estimated_input)
+        cost = min(self.model.prices.cost_micros(usage), self.reservation.hold_micros)
+        if (cost, usage.output_tokens) == self._checkpointed or usage.is_empty:
+            return None
+        self._checkpointed = (cost, usage.output_tokens)
+        return Checkpoint(self.request_id, self.outcome.provider or "", usage, cost,
+                          self.clock())
+
+    async def before_content(self, whole: bool) -> None:
+        """The answer is about to reach the client: make its bill durable first."""
+        if whole:
+            await self.settle()
+            return
+        point = self.due_checkpoint()
+        if point is not None:
+            with trio.CancelScope(shield=True):
+                await self.ledger.checkpoint([point])
+
+    async def settle(self) -> Settled:
+        if self.settled is not None and self.settled.settlement is not None:
+            return self.settled
+        reservation = self.reservation
+        usage = self.meter.usage(self.estimated_input)
+        cost = self.model.prices.cost_micros(usage)
+        if cost > reservation.hold_micros:
+            log.warning("request %s cost %d micro-USD over its hold of %d; capturing the "
+                        "hold, the rest is the platform's loss", reservation.request_id,
+                        cost, reservation.hold_micros)
+        now = self.clock()
+        record = UsageRecord(reservation.request_id, reservation.account, self.model.id,
+                             self.outcome.provider or "", usage, cost, now)
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + SETTLE_DEADLINE_S
+            settlement = await self.ledger.settle(reservation.request_id, cost, record, now)
+            self.settled = Settled(usage, settlement.captured, settlement)
+            return self.settled
+        log.error("settlement of %s missed its deadline; the lease keeper retries it",
+                  reservation.request_id)
+        self.settled = Settled(usage, min(cost, reservation.hold_micros), None)
+        return self.settled
+
+    @property
+    def unsettled(self) -> bool:
+        """Settlement was tried and missed its deadline: the lease keeper retries it."""
+        return self.settled is not None and self.settled.settlement is None

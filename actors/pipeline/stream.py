@@ -3,10 +3,20 @@
 Writes straight into the transport's `ClientSink`, whose send is flow-controlled by the
 server: a slow client slows the upstream read instead of growing a buffer. (A child task
 and a memory channel per request cost ~15% of the router's CPU in `scripts/bench` and
-bought nothing that the sink's own backpressure does not give.) Before the first byte a
-failing target (unreachable, timeout, 5xx, 429) is skipped for the next; after it, a
-failure ends the stream with an error event in the client's format and the meter keeps
-what was streamed.
+bought nothing that the sink's own backpressure does not give.)
+
+The status line waits for the answer's first content event (at most the first-event
+grace, then 200 and heartbeats): until then a failing target (unreachable, timeout, 5xx,
+429, an error event or a cut before any content) is an HTTP error the next target can
+hide. After it, a failure ends the stream with an error event in the client's format and
+the meter keeps what was streamed.
+
+The router enforces the output limit it held for: it counts output as it streams and,
+when the upstream goes past the limit, ends the answer itself (in the upstream's format,
+translated like any event) and closes the upstream at once. Where the upstream reports
+no usage, the client is shown the router's count, which is what is billed. Before the
+first content reaches the client, its `Delivery` makes the bill durable (a checkpoint of
+streamed usage, or the settlement of a whole answer), so a crash cannot lose it.
 """
 
 from __future__ import annotations
@@ -15,19 +25,19 @@ import logging
 import math
 from dataclasses import dataclass
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 import trio
 
 from actors.pipeline.plan import Leg
-from actors.pipeline.settle import Settled
+from actors.pipeline.settle import Settled, StreamOutcome
 from router.errors import (ApiShape, BadRequest, NoProvider, ProviderFailed, ProviderTimeout,
                            RateLimited, RouterError, from_provider_status)
-from router.protocols.api import ApiFormat, ClientRequest, Meter
+from router.protocols.api import ApiFormat, ClientRequest, Meter, UpstreamOptions
 from router.protocols.sse import SseParser
 from router.protocols.translate import Bridge
-from router.providers.base import UpstreamRequest, UpstreamUnavailable
+from router.providers.base import UpstreamRequest, UpstreamResponse, UpstreamUnavailable
 from router.providers.breaker import CircuitBreaker
 
 log = logging.getLogger("aura.stream")
@@ -54,13 +64,24 @@ class ClientSink(Protocol):
         ...
 
 
-@dataclass
-class StreamOutcome:
-    """What settlement and the request log need to know of the upstream call."""
+class Delivery(Protocol):
+    """Called once, right before the first bytes of an answer's content reach the client."""
 
-    provider: str | None = None
-    status: int = 0
-    judged: bool = False  # the provider's breaker got a verdict from this attempt
+    async def before_content(self, whole: bool) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StreamJob:
+    """What the stream stage needs to know of the request, fixed for all its targets."""
+
+    fmt: ApiFormat
+    request: ClientRequest
+    max_output: int  # the enforced limit, per choice
+    estimated_input: int  # the router's input count, for answers without usage
+    base_headers: tuple[tuple[bytes, bytes], ...]
+    query: str = ""
+    passthrough: tuple[tuple[str, str], ...] = ()
+    first_event_grace_s: float = 20.0
 
 
 def provider_message(status: int, body: bytes) -> str:
@@ -106,21 +127,36 @@ def _judge(breaker: CircuitBreaker, status: int) -> bool:
 
 # Our statuses for provider failures that another target might not have.
 _FAILOVER_STATUSES = frozenset({429, 502, 503, 504})
+# An error event before any content, by the provider's error type.
+_EVENT_ERROR_STATUS = {"overloaded_error": 529, "rate_limit_error": 429,
+                       "rate_limit_exceeded": 429, "invalid_request_error": 400,
+                       "timeout": 504}
 
 
-async def run_stream(legs: list[Leg], fmt: ApiFormat, request: ClientRequest,
-                     max_output: int, base_headers: tuple[tuple[bytes, bytes], ...],
-                     query: str, passthrough: tuple[tuple[str, str], ...], meter: Meter,
-                     outcome: StreamOutcome, out: ClientSink) -> RouterError | None:
+def _error_before_content(meter: Meter) -> RouterError:
+    """An upstream's error event before any content, in the router's own words."""
+    kind = "".join(c for c in (meter.upstream_error_type or "error")[:40]
+                   if c.isalnum() or c == "_")
+    status = _EVENT_ERROR_STATUS.get(kind, 502)
+    return from_provider_status(status, f"the provider failed before answering ({kind})")
+
+
+async def run_stream(legs: list[Leg], job: StreamJob, meter: Meter, outcome: StreamOutcome,
+                     out: ClientSink, delivery: Delivery) -> RouterError | None:
     """None once an answer went to the client; else why no target could answer."""
     error: RouterError = ProviderFailed("no provider could serve this request")
+    request, shape = job.request, job.fmt.shape
     for leg in legs:
+        spec = leg.provider.spec
         try:
-            body = leg.native.upstream_body(leg.request, leg.target.upstream_model, max_output)
+            body = leg.native.upstream_body(leg.request, UpstreamOptions(
+                leg.target.upstream_model, job.max_output, spec.limit_field(leg.native.name),
+                spec.flattens_text))
         except (TypeError, ValueError) as exc:  # e.g. nesting orjson will not encode
             return BadRequest(f"the request body cannot be encoded for the provider: {exc}")
         # The client's query string and headers are for its own API, not a translated one.
-        upstream = (UpstreamRequest(fmt.name, body, request.stream, query, passthrough)
+        upstream = (UpstreamRequest(job.fmt.name, body, request.stream, job.query,
+                                    job.passthrough)
                     if leg.bridge is None else UpstreamRequest(leg.native.name, body,
                                                                request.stream))
         breaker = leg.provider.breaker
@@ -128,12 +164,11 @@ async def run_stream(legs: list[Leg], fmt: ApiFormat, request: ClientRequest,
             error = NoProvider(f"provider {leg.target.provider!r} is failing (its circuit "
                                f"is {breaker.state.replace('_', '-')})")
             continue
-        total_s = leg.provider.spec.timeout_total_s
+        total_s = spec.timeout_total_s
         outcome.status, outcome.judged = 0, False
         try:
             with trio.move_on_after(total_s) as deadline:  # the whole answer's deadline
-                failed = await _try_target(leg, fmt.shape, request, upstream, base_headers,
-                                           meter, outcome, out)
+                failed = await _try_target(leg, job, upstream, meter, outcome, out, delivery)
             if deadline.cancelled_caught:  # may be a slow client too: not the provider's fault
                 raise UpstreamUnavailable(f"the provider did not finish within {total_s:g} s",
                                           timeout=True, ours=True)
@@ -147,29 +182,30 @@ async def run_stream(legs: list[Leg], fmt: ApiFormat, request: ClientRequest,
                     outcome.judged = True
                 failed = (ProviderTimeout if exc.timeout else ProviderFailed)(str(exc))
             if out.started:  # mid-stream: the client has bytes already
-                await out.body(failed.sse_event(fmt.shape))
+                await out.body(failed.sse_event(shape))
                 return None
         finally:
             if not outcome.judged:
                 breaker.release()
         if failed is None:
             return None
+        meter.reset()  # nothing of a failed target reached the client: it costs nothing
+        outcome.provider = None
         error = failed
         if error.status not in _FAILOVER_STATUSES:
             break
     return error
 
 
-async def _try_target(leg: Leg, shape: ApiShape, request: ClientRequest,
-                      upstream: UpstreamRequest,
-                      base_headers: tuple[tuple[bytes, bytes], ...], meter: Meter,
-                      outcome: StreamOutcome, out: ClientSink) -> RouterError | None:
+async def _try_target(leg: Leg, job: StreamJob, upstream: UpstreamRequest, meter: Meter,
+                      outcome: StreamOutcome, out: ClientSink,
+                      delivery: Delivery) -> RouterError | None:
     """None once the answer went to the client; else why this target failed.
 
     The leg's native format meters what the provider sent (so the bill is the
     provider's word); a bridge, if any, rewrites it for the client.
     """
-    target, native, bridge = leg.target, leg.native, leg.bridge
+    target, native, bridge, request = leg.target, leg.native, leg.bridge, job.request
     async with leg.provider.open(upstream) as response:
         outcome.status = response.status
         # The verdict comes with the status: a half-open probe must not hold the provider
@@ -183,47 +219,112 @@ async def _try_target(leg: Leg, shape: ApiShape, request: ClientRequest,
                 error.extra_headers["retry-after"] = response.retry_after
             return error
         outcome.provider = target.provider
-        headers = base_headers + ((b"x-aura-provider", target.provider.encode()),)
+        headers = job.base_headers + ((b"x-aura-provider", target.provider.encode()),)
         if not request.stream:
             body = await response.read(MAX_ANSWER_BODY)
             native.on_body(meter, body)
-            if bridge is not None:
-                try:
-                    body = _translated_body(bridge, body, request)
-                except ProviderFailed as exc:  # the client gets nothing: it pays nothing
-                    meter.reset()
-                    outcome.provider = None
-                    return exc
+            try:
+                usage = meter.usage(job.estimated_input)
+                if meter.completed and not usage.reported:
+                    body = native.body_with_usage(body, usage)  # the bill the client reads
+                if bridge is not None:
+                    body = _translated_body(bridge, body, leg.request)
+            except (ValueError, TypeError, AttributeError, ProviderFailed):
+                return ProviderFailed("the provider's answer could not be read")
+            await delivery.before_content(whole=True)
             await out.start(200, headers + _JSON_HEADERS)
             await out.body(body)
             return None
-        await out.start(200, headers + _SSE_HEADERS)
-        parser = SseParser()
-        translator = bridge.stream(request.body, request.wants_usage) if bridge else None
-        upstream_request = leg.request
-        unreadable = False  # an upstream event we could not meter or translate
-        async for chunk in response.aiter_bytes():
-            events = parser.feed(chunk)
-            if not events:
+        return await _stream_answer(leg, job, response, headers, meter, out, delivery)
+
+
+async def _stream_answer(leg: Leg, job: StreamJob, response: UpstreamResponse,
+                         headers: tuple[tuple[bytes, bytes], ...], meter: Meter,
+                         out: ClientSink, delivery: Delivery) -> RouterError | None:
+    native, request, upstream_request = leg.native, job.request, leg.request
+    translator = leg.bridge.stream(request.body, request.wants_usage) if leg.bridge else None
+    parser = SseParser()
+    limit = job.max_output * request.choices
+    held: list[bytes] = []  # what came before the first content, until the status is sent
+    waiting_until: float | None = trio.current_time() + job.first_event_grace_s
+    durable = False  # the first checkpoint of streamed usage is written
+    at_limit = cut = unreadable = False
+
+    def emit(pairs: Any, forward: list[bytes]) -> None:
+        for event, shown in pairs:
+            if translator is not None:
+                forward.append(translator.feed(event))
+            elif shown:
+                forward.append(event.raw)
+
+    while not cut:
+        if waiting_until is None:
+            chunk = await response.next_chunk()
+        else:
+            chunk = None
+            with trio.move_on_at(waiting_until) as waiting:
+                chunk = await response.next_chunk()
+            if waiting.cancelled_caught:  # slow to start: commit to 200, heartbeats follow
+                waiting_until = None
+                await out.start(200, headers + _SSE_HEADERS)
                 continue
-            forward: list[bytes] = []
-            for event in events:
-                try:
-                    shown = native.on_event(upstream_request, meter, event)
-                    if translator is not None:
-                        forward.append(translator.feed(event))
-                    elif shown:
-                        forward.append(event.raw)
-                except Exception:  # noqa: BLE001 - a provider's garbage must not end the request
-                    unreadable = True
-                    log.warning("skipped an upstream event that could not be read")
-            if forward:
-                data = forward[0] if len(forward) == 1 else b"".join(forward)
-                if data:
-                    await out.body(data)
-        if meter.upstream_error is None and (not meter.completed or unreadable):
-            # The client must see that its answer is not whole (it got no end event, or
-            # lost one); a provider's own error event already said so.
-            await out.body(ProviderFailed("the provider stream ended before the answer was "
-                                          "complete").sse_event(shape))
-        return None
+        if chunk is None:
+            break
+        events = parser.feed(chunk)
+        if not events:
+            continue
+        forward: list[bytes] = []
+        for event in events:
+            if at_limit:
+                before = (meter.output_bytes, meter.output_deltas)
+            try:
+                shown = native.on_event(upstream_request, meter, event)
+                if at_limit and meter.output_deltas > before[1]:
+                    # Content past the enforced limit: the upstream ignores it. The router
+                    # ends the answer here, and bills none of what it did not pass on.
+                    meter.output_bytes, meter.output_deltas = before
+                    meter.ended_by_router = cut = True
+                    emit(native.end_events(upstream_request, meter,
+                                           meter.usage(job.estimated_input)), forward)
+                    break
+                if meter.needs_usage:
+                    meter.needs_usage = False
+                    emit(native.usage_events(upstream_request, meter, event, meter.usage(
+                        job.estimated_input, so_far=True)), forward)
+                elif translator is not None:
+                    forward.append(translator.feed(event))
+                elif shown:
+                    forward.append(event.raw)
+            except Exception:  # noqa: BLE001 - a provider's garbage must not end the request
+                unreadable = True
+                log.warning("skipped an upstream event that could not be read")
+            if not at_limit and meter.counted_output() >= limit:
+                at_limit = True
+        if not out.started:
+            if meter.upstream_error is not None:
+                return _error_before_content(meter)
+            if not meter.content_started:
+                held.extend(forward)
+                continue
+            waiting_until = None
+            await out.start(200, headers + _SSE_HEADERS)
+        if not durable and meter.content_started:
+            await delivery.before_content(whole=False)
+            durable = True
+        if held:
+            forward, held = held + forward, []
+        data = forward[0] if len(forward) == 1 else b"".join(forward)
+        if data:
+            await out.body(data)
+    if not out.started:  # the upstream ended (or was cut) before any content
+        if meter.upstream_error is not None:
+            return _error_before_content(meter)
+        return ProviderFailed("the provider ended the stream before answering")
+    if held:
+        await out.body(b"".join(held))
+    if meter.upstream_error is None and (not meter.whole or unreadable):
+        # The client must see that its answer is not whole (it got no end event, or
+        # lost one); a provider's own error event already said so.
+        await out.body(ProviderFailed("the provider stream ended before the answer was "
+                                      "complete").sse_event(job.fmt.shape))
+    return None

@@ -4,6 +4,13 @@ Money is integer micro-USD. Every change to an account is an append-only entry w
 balance delta (`amount`) and a held delta (`held_delta`), so that at every moment
 `balance == sum(amount)` and `held == sum(held_delta)` over the account's entries (I1,
 I2). `LedgerModel` states the rules in plain Python; every backend must agree with it.
+
+Crash safety (I7): a hold names the router instance that took it (`owner`) and the
+model it is for; while the answer streams, its running usage and cost are checkpointed
+on the hold (never lowered). Instances register and renew a lease. A hold whose owner
+died is settled by `recover` from its last checkpoint: captured `min(checkpoint, hold)`,
+a usage row marked recovered, released at 0 only if nothing was checkpointed, and the
+Idempotency-Key claim of its request freed.
 """
 
 from __future__ import annotations
@@ -71,8 +78,39 @@ class UsageRecord:
     model: str
     provider: str
     usage: Usage
+    cost_micros: int  # what was captured
+    at: float
+    overrun_micros: int = 0  # the cost beyond the hold: the platform's loss
+    recovered: bool = False  # settled after its router died, from a checkpoint
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A streaming request's running usage, written while output arrives."""
+
+    request_id: str
+    provider: str
+    usage: Usage
     cost_micros: int
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """One router process incarnation and its lease."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: float
+    lease_until: float
+
+
+@dataclass(frozen=True, slots=True)
+class LeasedHold:
+    request_id: str
+    owner: str | None
+    deadline: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +136,24 @@ class Ledger(Protocol):
     async def account(self, account: str) -> AccountState: ...
 
     async def hold(self, account: str, request_id: str, amount: int, deadline: float,
-                   at: float, *, key_id: str | None = None,
-                   key_cap: int | None = None) -> AccountState: ...
+                   at: float, *, key_id: str | None = None, key_cap: int | None = None,
+                   owner: str | None = None, model: str = "") -> AccountState: ...
+
+    async def checkpoint(self, points: list[Checkpoint]) -> None:
+        """Record running usage on open holds (one transaction); never lowers a figure."""
+        ...
+
+    async def recover(self, request_id: str, at: float) -> Settlement:
+        """Settle an abandoned hold from its last checkpoint (a replay if settled)."""
+        ...
+
+    async def leased_holds(self) -> list[LeasedHold]: ...
+
+    async def register_instance(self, instance: Instance) -> None: ...
+
+    async def renew_lease(self, instance_id: str, until: float) -> None: ...
+
+    async def instances(self) -> list[Instance]: ...
 
     async def key_spent(self, key_id: str) -> int:
         """Captured plus still held under this key: what its spend cap counts."""
@@ -122,6 +176,9 @@ class _Hold:
     deadline: float
     key_id: str | None = None
     settled: Settlement | None = None
+    owner: str | None = None
+    model: str = ""
+    checkpoint: Checkpoint | None = None
 
 
 @dataclass
@@ -133,6 +190,7 @@ class LedgerModel:
     holds: dict[str, _Hold] = field(default_factory=dict)
     log: list[Entry] = field(default_factory=list)
     usage: dict[str, UsageRecord] = field(default_factory=dict)
+    instance_table: dict[str, Instance] = field(default_factory=dict)
 
     def state(self, account: str) -> AccountState:
         return AccountState(account, self.balances.get(account, 0), self.held.get(account, 0))
@@ -157,8 +215,8 @@ class LedgerModel:
                    for h in self.holds.values() if h.key_id == key_id)
 
     def hold(self, account: str, request_id: str, amount: int, deadline: float,
-             at: float, *, key_id: str | None = None, key_cap: int | None = None
-             ) -> AccountState:
+             at: float, *, key_id: str | None = None, key_cap: int | None = None,
+             owner: str | None = None, model: str = "") -> AccountState:
         if amount < 0:
             raise LedgerError("a hold cannot be negative")
         if request_id in self.holds:
@@ -170,7 +228,8 @@ class LedgerModel:
             remaining = key_cap - self.key_spent(key_id)
             if amount > remaining:
                 raise SpendCapReached(amount, max(remaining, 0))
-        self.holds[request_id] = _Hold(account, amount, deadline, key_id)
+        self.holds[request_id] = _Hold(account, amount, deadline, key_id, owner=owner,
+                                       model=model)
         self._append(account, "hold", 0, amount, request_id, None, at)
         return self.state(account)
 
@@ -192,10 +251,47 @@ class LedgerModel:
         if released:
             self._append(hold.account, "release", 0, -released, request_id, None, at)
         self.usage[request_id] = UsageRecord(record.request_id, record.account, record.model,
-                                             record.provider, record.usage, captured, record.at)
+                                             record.provider, record.usage, captured, record.at,
+                                             cost_micros - captured, record.recovered)
         state = self.state(hold.account)
         hold.settled = Settlement(request_id, captured, released, state.balance, state.held)
         return hold.settled
+
+    def checkpoint(self, points: list[Checkpoint]) -> None:
+        for point in points:
+            hold = self.holds.get(point.request_id)
+            if hold is None or hold.settled is not None:
+                continue
+            if hold.checkpoint is None or hold.checkpoint.cost_micros <= point.cost_micros:
+                hold.checkpoint = point
+
+    def recover(self, request_id: str, at: float) -> Settlement:
+        hold = self.holds.get(request_id)
+        if hold is None:
+            raise UnknownRequest(request_id)
+        point = hold.checkpoint
+        usage, cost, provider = ((point.usage, point.cost_micros, point.provider)
+                                 if point is not None else (Usage(), 0, ""))
+        return self.settle(request_id, cost, UsageRecord(
+            request_id, hold.account, hold.model, provider, usage, cost, at,
+            recovered=True), at)
+
+    def leased_holds(self) -> list[LeasedHold]:
+        return [LeasedHold(rid, h.owner, h.deadline) for rid, h in self.holds.items()
+                if h.settled is None]
+
+    def register_instance(self, instance: Instance) -> None:
+        self.instance_table[instance.id] = instance
+
+    def renew_lease(self, instance_id: str, until: float) -> None:
+        old = self.instance_table.get(instance_id)
+        if old is None:
+            return
+        self.instance_table[instance_id] = Instance(old.id, old.host, old.pid,
+                                                    old.started_at, until)
+
+    def instances(self) -> list[Instance]:
+        return sorted(self.instance_table.values(), key=lambda i: i.id)
 
     def open_holds(self, account: str | None = None) -> list[tuple[str, str, int, float]]:
         return [(rid, h.account, h.amount, h.deadline) for rid, h in self.holds.items()

@@ -23,11 +23,11 @@ MAX_LIMIT = 100_000
 COLUMNS: tuple[str, ...] = (
     "request_id", "account", "model", "provider", "input_tokens", "output_tokens",
     "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "reported",
-    "cost_micros", "at")
+    "cost_micros", "at", "overrun_micros", "recovered")
 
 _SELECT = ("SELECT request_id, account, model, provider, input_tokens, output_tokens, "
            "cache_read_tokens, cache_write_tokens, reasoning_tokens, reported, cost_micros, "
-           "at FROM usage")
+           "at, overrun_micros, recovered FROM usage")
 _UNIX_SECONDS = re.compile(r"[+-]?\d+(\.\d+)?")
 
 
@@ -57,7 +57,8 @@ def _row(r: tuple[Any, ...]) -> dict[str, Any]:
             "input_tokens": int(r[4]), "output_tokens": int(r[5]),
             "cache_read_tokens": int(r[6]), "cache_write_tokens": int(r[7]),
             "reasoning_tokens": int(r[8]), "reported": bool(r[9]),
-            "cost_micros": int(r[10]), "at": iso_utc(r[11])}
+            "cost_micros": int(r[10]), "at": iso_utc(r[11]),
+            "overrun_micros": int(r[12]), "recovered": bool(r[13])}
 
 
 def usage_rows(conn: sqlite3.Connection, account: str | None, since: float | None,

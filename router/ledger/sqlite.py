@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import sqlite3
 
-from router.ledger.base import (AccountState, DuplicateRequest, Entry, InsufficientFunds,
-                                LedgerError, Settlement, SpendCapReached, UnknownRequest,
-                                UsageRecord)
+from router.ledger.base import (AccountState, Checkpoint, DuplicateRequest, Entry, Instance,
+                                InsufficientFunds, LeasedHold, LedgerError, Settlement,
+                                SpendCapReached, UnknownRequest, UsageRecord)
 from router.ledger.sqlite_db import SqliteDatabase, Transaction
 from router.usage import Usage
 
@@ -70,7 +70,8 @@ def _key_spent(conn: sqlite3.Connection, key_id: str) -> int:
 
 def _hold(conn: sqlite3.Connection, account: str, request_id: str, amount: int,
           deadline: float, at: float, key_id: str | None = None,
-          key_cap: int | None = None) -> AccountState:
+          key_cap: int | None = None, owner: str | None = None,
+          model: str = "") -> AccountState:
     if amount < 0:
         raise LedgerError("a hold cannot be negative")
     with Transaction(conn):
@@ -85,8 +86,8 @@ def _hold(conn: sqlite3.Connection, account: str, request_id: str, amount: int,
                 raise SpendCapReached(amount, max(remaining, 0))
         _ensure(conn, account, at)
         conn.execute("INSERT INTO holds (request_id, account, amount, deadline, created_at, "
-                     "key_id) VALUES (?, ?, ?, ?, ?, ?)",
-                     (request_id, account, amount, deadline, at, key_id))
+                     "key_id, owner, model) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     (request_id, account, amount, deadline, at, key_id, owner, model))
         _append(conn, account, "hold", 0, amount, request_id, None, at)
         return _state(conn, account)
 
@@ -96,30 +97,91 @@ def _settle(conn: sqlite3.Connection, request_id: str, cost: int, record: UsageR
     if cost < 0:
         raise LedgerError("a cost cannot be negative")
     with Transaction(conn):
-        row = conn.execute("SELECT account, amount, settled, captured, released FROM holds "
-                           "WHERE request_id = ?", (request_id,)).fetchone()
+        return _settle_in(conn, request_id, cost, record, at)
+
+
+def _settle_in(conn: sqlite3.Connection, request_id: str, cost: int, record: UsageRecord,
+           at: float) -> Settlement:
+    row = conn.execute("SELECT account, amount, settled, captured, released FROM holds "
+                       "WHERE request_id = ?", (request_id,)).fetchone()
+    if row is None:
+        raise UnknownRequest(request_id)
+    account, amount, settled, captured, released = row
+    if settled:
+        state = _state(conn, account)
+        return Settlement(request_id, captured, released, state.balance, state.held,
+                          replay=True)
+    captured = min(cost, amount)
+    released = amount - captured
+    if captured:
+        _append(conn, account, "capture", -captured, -captured, request_id, None, at)
+    if released:
+        _append(conn, account, "release", 0, -released, request_id, None, at)
+    conn.execute("UPDATE holds SET settled = 1, captured = ?, released = ? "
+                 "WHERE request_id = ?", (captured, released, request_id))
+    u = record.usage
+    conn.execute("INSERT INTO usage (request_id, account, model, provider, input_tokens, "
+                 "output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, "
+                 "reported, cost_micros, at, overrun_micros, recovered) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 (request_id, account, record.model, record.provider, u.input_tokens,
+                  u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
+                  u.reasoning_tokens, int(u.reported), captured, record.at,
+                  cost - captured, int(record.recovered)))
+    state = _state(conn, account)
+    return Settlement(request_id, captured, released, state.balance, state.held)
+
+
+def _checkpoint(conn: sqlite3.Connection, points: list[Checkpoint]) -> None:
+    with Transaction(conn):
+        conn.executemany(
+            "UPDATE holds SET provider = ?, ck_input = ?, ck_output = ?, ck_cache_read = ?, "
+            "ck_cache_write = ?, ck_reasoning = ?, ck_cost = ?, ck_at = ? "
+            "WHERE request_id = ? AND settled = 0 AND ck_cost <= ?",
+            [(p.provider, p.usage.input_tokens, p.usage.output_tokens,
+              p.usage.cache_read_tokens, p.usage.cache_write_tokens, p.usage.reasoning_tokens,
+              p.cost_micros, p.at, p.request_id, p.cost_micros) for p in points])
+
+
+def _recover(conn: sqlite3.Connection, request_id: str, at: float) -> Settlement:
+    with Transaction(conn):
+        row = conn.execute("SELECT account, model, provider, ck_input, ck_output, "
+                           "ck_cache_read, ck_cache_write, ck_reasoning, ck_cost, ck_at "
+                           "FROM holds WHERE request_id = ?", (request_id,)).fetchone()
         if row is None:
             raise UnknownRequest(request_id)
-        account, amount, settled, captured, released = row
-        if settled:
-            state = _state(conn, account)
-            return Settlement(request_id, captured, released, state.balance, state.held,
-                              replay=True)
-        captured = min(cost, amount)
-        released = amount - captured
-        if captured:
-            _append(conn, account, "capture", -captured, -captured, request_id, None, at)
-        if released:
-            _append(conn, account, "release", 0, -released, request_id, None, at)
-        conn.execute("UPDATE holds SET settled = 1, captured = ?, released = ? "
-                     "WHERE request_id = ?", (captured, released, request_id))
-        u = record.usage
-        conn.execute("INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                     (request_id, account, record.model, record.provider, u.input_tokens,
-                      u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
-                      u.reasoning_tokens, int(u.reported), captured, record.at))
-        state = _state(conn, account)
-        return Settlement(request_id, captured, released, state.balance, state.held)
+        account, model, provider, *tokens, cost, checkpointed_at = row
+        usage, provider = (Usage(*tokens), provider) if checkpointed_at is not None \
+            else (Usage(), "")
+        record = UsageRecord(request_id, account, model, provider, usage, cost, at,
+                             recovered=True)
+        settlement = _settle_in(conn, request_id, cost, record, at)
+        if not settlement.replay:  # the request is dead: its Idempotency-Key is free again
+            conn.execute("DELETE FROM idempotency WHERE request_id = ? AND done = 0",
+                         (request_id,))
+        return settlement
+
+
+def _leased_holds(conn: sqlite3.Connection) -> list[LeasedHold]:
+    return [LeasedHold(*row) for row in conn.execute(
+        "SELECT request_id, owner, deadline FROM holds WHERE settled = 0 ORDER BY rowid")]
+
+
+def _register_instance(conn: sqlite3.Connection, instance: Instance) -> None:
+    with Transaction(conn):
+        conn.execute("INSERT OR REPLACE INTO instances (id, host, pid, started_at, lease_until) "
+                     "VALUES (?, ?, ?, ?, ?)", (instance.id, instance.host, instance.pid,
+                                                instance.started_at, instance.lease_until))
+
+
+def _renew_lease(conn: sqlite3.Connection, instance_id: str, until: float) -> None:
+    with Transaction(conn):
+        conn.execute("UPDATE instances SET lease_until = ? WHERE id = ?", (until, instance_id))
+
+
+def _instances(conn: sqlite3.Connection) -> list[Instance]:
+    return [Instance(*row) for row in conn.execute(
+        "SELECT id, host, pid, started_at, lease_until FROM instances ORDER BY id")]
 
 
 def _entries(conn: sqlite3.Connection, account: str, after: int, limit: int) -> list[Entry]:
@@ -132,10 +194,11 @@ def _entries(conn: sqlite3.Connection, account: str, after: int, limit: int) -> 
 def _recent_usage(conn: sqlite3.Connection, account: str, limit: int) -> list[UsageRecord]:
     rows = conn.execute("SELECT request_id, account, model, provider, input_tokens, "
                         "output_tokens, cache_read_tokens, cache_write_tokens, "
-                        "reasoning_tokens, reported, cost_micros, at FROM usage "
-                        "WHERE account = ? ORDER BY at DESC LIMIT ?", (account, limit)).fetchall()
+                        "reasoning_tokens, reported, cost_micros, at, overrun_micros, "
+                        "recovered FROM usage WHERE account = ? ORDER BY at DESC LIMIT ?",
+                        (account, limit)).fetchall()
     return [UsageRecord(r[0], r[1], r[2], r[3], Usage(r[4], r[5], r[6], r[7], r[8], bool(r[9])),
-                        r[10], r[11]) for r in rows]
+                        r[10], r[11], r[12], bool(r[13])) for r in rows]
 
 
 def _open_holds(conn: sqlite3.Connection,
@@ -177,10 +240,29 @@ class SqliteLedger:
         return await self.db.run(_state, account)
 
     async def hold(self, account: str, request_id: str, amount: int, deadline: float,
-                   at: float, *, key_id: str | None = None,
-                   key_cap: int | None = None) -> AccountState:
+                   at: float, *, key_id: str | None = None, key_cap: int | None = None,
+                   owner: str | None = None, model: str = "") -> AccountState:
         return await self.db.run(_hold, account, request_id, amount, deadline, at, key_id,
-                                 key_cap)
+                                 key_cap, owner, model)
+
+    async def checkpoint(self, points: list[Checkpoint]) -> None:
+        if points:
+            await self.db.run(_checkpoint, points)
+
+    async def recover(self, request_id: str, at: float) -> Settlement:
+        return await self.db.run(_recover, request_id, at)
+
+    async def leased_holds(self) -> list[LeasedHold]:
+        return await self.db.run(_leased_holds)
+
+    async def register_instance(self, instance: Instance) -> None:
+        await self.db.run(_register_instance, instance)
+
+    async def renew_lease(self, instance_id: str, until: float) -> None:
+        await self.db.run(_renew_lease, instance_id, until)
+
+    async def instances(self) -> list[Instance]:
+        return await self.db.run(_instances)
 
     async def key_spent(self, key_id: str) -> int:
         return await self.db.run(_key_spent, key_id)

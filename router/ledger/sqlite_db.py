@@ -47,12 +47,45 @@ CREATE TABLE IF NOT EXISTS api_keys (
     hash TEXT NOT NULL UNIQUE, label TEXT, models TEXT, rpm INTEGER,
     spend_cap_micros INTEGER, expires_at REAL, revoked_at REAL, created_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS keys_by_account ON api_keys(account);
+CREATE TABLE IF NOT EXISTS instances (
+    id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, started_at REAL NOT NULL,
+    lease_until REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS idempotency (
     account TEXT NOT NULL, key TEXT NOT NULL, body_hash TEXT NOT NULL,
     request_id TEXT NOT NULL, done INTEGER NOT NULL DEFAULT 0, status INTEGER,
     content_type TEXT, response BLOB, created_at REAL NOT NULL,
     PRIMARY KEY (account, key));
 """
+
+# Columns added after the first release: (table, column, declaration), added in place to
+# ledgers created before them.
+COLUMNS = (
+    ("holds", "owner", "TEXT"), ("holds", "model", "TEXT NOT NULL DEFAULT ''"),
+    ("holds", "provider", "TEXT NOT NULL DEFAULT ''"),
+    ("holds", "ck_input", "INTEGER NOT NULL DEFAULT 0"),
+    ("holds", "ck_output", "INTEGER NOT NULL DEFAULT 0"),
+    ("holds", "ck_cache_read", "INTEGER NOT NULL DEFAULT 0"),
+    ("holds", "ck_cache_write", "INTEGER NOT NULL DEFAULT 0"),
+    ("holds", "ck_reasoning", "INTEGER NOT NULL DEFAULT 0"),
+    ("holds", "ck_cost", "INTEGER NOT NULL DEFAULT 0"), ("holds", "ck_at", "REAL"),
+    ("usage", "overrun_micros", "INTEGER NOT NULL DEFAULT 0"),
+    ("usage", "recovered", "INTEGER NOT NULL DEFAULT 0"),
+)
+INDEXES = """
+CREATE INDEX IF NOT EXISTS holds_by_owner ON holds(owner) WHERE settled = 0;
+CREATE INDEX IF NOT EXISTS idempotency_by_request ON idempotency(request_id) WHERE done = 0;
+"""
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Create the schema, and add the columns an older ledger lacks."""
+    conn.executescript(SCHEMA)
+    with Transaction(conn):  # two processes starting at once add each column once
+        for table, column, declaration in COLUMNS:
+            present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+    conn.executescript(INDEXES)
 
 
 def connect(path: Path, *, busy_timeout_ms: int, autocheckpoint: bool) -> sqlite3.Connection:
@@ -77,7 +110,7 @@ class SqliteDatabase:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._waiting = connect(path, busy_timeout_ms=10_000, autocheckpoint=True)
-        self._waiting.executescript(SCHEMA)
+        migrate(self._waiting)
         self._inline = connect(path, busy_timeout_ms=0, autocheckpoint=False)
         self._gate = trio.CapacityLimiter(1)
 

@@ -1,13 +1,25 @@
 """What every client API format provides to the pipeline.
 
 A format validates the client's body (400s that name the field), writes the body the
-upstream gets (model id, output limit, usage reporting), and meters the response: it
-decides which events the client sees and adds up the usage that will be billed.
+upstream gets (model id, output limit in the field that provider honours, usage
+reporting), and meters the response: it decides which events the client sees, adds up
+the usage that will be billed, and can end an answer itself. The router never trusts an
+upstream to stop at the limit or to report usage (SPEC §4.3, §4.4):
+
+- `on_event` meters one upstream event and notes where the answer stands (open choices
+  or content block, the last sequence number), so that
+- `end_events` can close the answer in the upstream's own format when the router's count
+  reaches the enforced limit (finish reason `length` / `max_tokens` / `incomplete`), and
+- `usage_events` rewrites an event that carries usage when the upstream's figures are
+  missing or zero (or adds the usage chunk a server never sent), so the client is shown
+  the router's count, marked `"estimated": true`, which is exactly what is billed.
+
+All three work in the upstream's format; a bridge then translates them like any event.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
@@ -18,6 +30,9 @@ from router.tokens import TextSize, count_output_tokens, measure
 from router.usage import Usage
 
 
+MAX_OUTPUT_LIMIT = 2**31 - 1  # an output limit beyond this is absurd: a 400
+
+
 @dataclass
 class ClientRequest:
     """A validated request body and what the pipeline needs to know of it."""
@@ -25,16 +40,33 @@ class ClientRequest:
     body: dict[str, Any]
     model: str
     stream: bool
-    max_output: int | None  # what the client asked for, if anything
+    max_output: int | None  # what the client asked for, if anything (per choice)
     size: TextSize
     wants_usage: bool = True  # OpenAI streams: did the client ask for the usage chunk?
     # The body as sent, where parse() normalised `body` (Anthropic system entries hoisted)
     as_sent: dict[str, Any] | None = None
+    choices: int = 1  # outputs asked for (Chat Completions `n`): the hold multiplies by it
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamOptions:
+    """What the body sent to one provider depends on, besides the client's request."""
+
+    model: str  # the provider's own model id
+    max_output: int  # the enforced output limit, per choice
+    limit_field: str  # where that provider reads it (e.g. max_tokens for llama.cpp)
+    flatten_text: bool = False  # text-only content arrays become strings (compatible servers)
 
 
 @dataclass
 class Meter:
-    """Running usage of one response; owned by the stream stage, read by settlement."""
+    """The running record of one upstream answer; owned by the stream stage, read by
+    settlement and by the checkpoints of streamed usage.
+
+    Besides usage it notes where the answer stands (`position`), so the router can end it
+    in the upstream's own format: the chunk/response identity seen first, the choices or
+    content block still open, the last sequence number.
+    """
 
     input_tokens: int | None = None
     output_tokens: int | None = None
@@ -44,27 +76,56 @@ class Meter:
     output_bytes: int = 0
     output_deltas: int = 0
     upstream_error: str | None = None
+    upstream_error_type: str | None = None
+    completed: bool = False  # the provider's answer arrived whole
+    ended_by_router: bool = False  # cut at the enforced output limit: a whole answer too
+    # An event just metered carries usage the router must supply (see `usage_events`).
+    needs_usage: bool = False
+    usage_shown: bool = False  # a usage figure already went to the client
+    identity: dict[str, Any] | None = None  # chat chunk id/created/model; Responses object
+    open_choices: set[int] = field(default_factory=set)  # chat choices not yet finished
+    open_block: int | None = None  # Anthropic content block open now
+    blocks: int = 0  # Anthropic content blocks started
+    last_seq: int = -1  # Responses sequence_number
 
     def add_text(self, text: str) -> None:
         if text:
             self.output_bytes += len(text.encode("utf-8")) if not text.isascii() else len(text)
             self.output_deltas += 1
 
-    completed: bool = False  # the provider's answer arrived whole
-
     def reset(self) -> None:
         """Forget everything (an answer that never reached the client)."""
         self.__init__()  # type: ignore[misc]
 
-    def usage(self, estimated_input: int) -> Usage:
+    @property
+    def whole(self) -> bool:
+        """The client got a whole answer (the provider's, or one the router ended)."""
+        return self.completed or self.ended_by_router
+
+    @property
+    def content_started(self) -> bool:
+        """Content, or the end of an empty answer, arrived: the client must see it."""
+        return self.output_deltas > 0 or self.completed
+
+    def counted_output(self) -> int:
+        """Output tokens so far by the router's count (or the provider's running figure,
+        if it is higher): what the output-limit guard compares with the limit."""
+        return max(count_output_tokens(self.output_bytes, self.output_deltas),
+                   self.output_tokens or 0)
+
+    def usage(self, estimated_input: int, *, so_far: bool = False) -> Usage:
         """The provider's word where it gave one; our count where it did not.
 
-        An answer that ended before any output costs nothing (I6): the user got nothing.
+        A reported input of 0 with no cached tokens is no report (the format's metering
+        leaves `input_tokens` None), and neither is an output of 0 after content streamed.
+        An answer that ended before any output costs nothing (I6): the user got nothing
+        (`so_far`: the figures to show at the start of an answer, before any output).
         """
-        if not self.completed and not self.output_deltas:
+        if not so_far and not self.completed and not self.output_deltas:
             return Usage()
-        reported = (self.completed and self.input_tokens is not None
-                    and self.output_tokens is not None)
+        output_known = self.output_tokens is not None and (
+            self.output_tokens > 0 or not self.output_deltas)
+        reported = self.completed and self.input_tokens is not None and output_known
         counted = count_output_tokens(self.output_bytes, self.output_deltas)
         output = self.output_tokens if reported else max(self.output_tokens or 0, counted)
         return Usage(input_tokens=self.input_tokens if self.input_tokens is not None
@@ -73,6 +134,11 @@ class Meter:
                      cache_write_tokens=self.cache_write_tokens,
                      reasoning_tokens=self.reasoning_tokens, reported=reported)
 
+    def reported_input(self, tokens: Any, cached: int) -> None:
+        """Record the provider's input figure; 0 with no cache counts as missing."""
+        value = int(tokens) if tokens is not None else None
+        self.input_tokens = None if (not value and not cached) else value
+
 
 class ApiFormat(Protocol):
     name: str
@@ -80,14 +146,29 @@ class ApiFormat(Protocol):
 
     def parse(self, body: dict[str, Any]) -> ClientRequest: ...
 
-    def upstream_body(self, request: ClientRequest, upstream_model: str,
-                      max_output: int) -> bytes: ...
+    def upstream_body(self, request: ClientRequest, options: UpstreamOptions) -> bytes: ...
 
     def on_event(self, request: ClientRequest, meter: Meter, event: SseEvent) -> bool:
-        """Meter one streamed event; True if the client should see it."""
+        """Meter one streamed event; True if the client should see it. Sets
+        `meter.needs_usage` when the event is where the client reads usage and the
+        provider's figures are missing (`usage_events` then supplies them)."""
+        ...
+
+    def usage_events(self, request: ClientRequest, meter: Meter, event: SseEvent,
+                     usage: Usage) -> list[tuple[SseEvent, bool]]:
+        """`event` rewritten (or preceded by a usage event) to show `usage`, each with
+        whether the client sees it."""
+        ...
+
+    def end_events(self, request: ClientRequest, meter: Meter, usage: Usage) -> list[SseEvent]:
+        """The end of the answer, now, as the provider would have sent it at the limit."""
         ...
 
     def on_body(self, meter: Meter, body: bytes) -> None: ...
+
+    def body_with_usage(self, body: bytes, usage: Usage) -> bytes:
+        """A whole answer whose usage is the router's count (the provider gave none)."""
+        ...
 
 
 def require_model_and_stream(body: dict[str, Any]) -> tuple[str, bool]:
@@ -124,14 +205,33 @@ def require_common(body: dict[str, Any]) -> tuple[str, bool, list[Any]]:
 
 
 def optional_limit(body: dict[str, Any], *names: str) -> int | None:
+    """The client's output limit; every named field present must be valid, and the
+    smallest wins (a client sending two limits expects the stricter one)."""
+    found: int | None = None
     for name in names:
         value = body.get(name)
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise BadRequest(f"'{name}' must be a positive integer", param=name)
-        return value
-    return None
+        if value > MAX_OUTPUT_LIMIT:
+            raise BadRequest(f"'{name}' must be at most {MAX_OUTPUT_LIMIT}", param=name)
+        found = value if found is None else min(found, value)
+    return found
+
+
+def render_json_event(event: SseEvent, data: dict[str, Any]) -> SseEvent:
+    """`event` with new data (its name kept), as the SSE bytes a client reads."""
+    encoded = orjson.dumps(data)
+    head = b"event: " + event.name + b"\n" if event.name is not None else b""
+    return SseEvent(event.name, encoded, head + b"data: " + encoded + b"\n\n")
+
+
+def new_event(name: str | None, data: dict[str, Any]) -> SseEvent:
+    encoded = orjson.dumps(data)
+    head = b"event: " + name.encode() + b"\n" if name is not None else b""
+    return SseEvent(name.encode() if name is not None else None, encoded,
+                    head + b"data: " + encoded + b"\n\n")
 
 
 def new_request(body: dict[str, Any], max_names: tuple[str, ...]) -> ClientRequest:

@@ -2,8 +2,10 @@
 
 Streams ask the upstream for `stream_options.include_usage` so the provider's usage is
 the bill; the extra usage chunk is hidden from clients that did not ask for it (SPEC
-§4.4). Usage: `prompt_tokens` includes cached tokens, which are billed at the cache-read
-price; `completion_tokens` includes reasoning tokens.
+§4.4). A server that never sends it (llama.cpp) or reports a prompt of 0 gets the
+router's count in its place, marked `"estimated": true`. Usage: `prompt_tokens` includes
+cached tokens, which are billed at the cache-read price; `completion_tokens` includes
+reasoning tokens. `n` asks for several choices: the hold covers every one of them.
 """
 
 from __future__ import annotations
@@ -13,9 +15,14 @@ from typing import Any
 import orjson
 
 from router.errors import BadRequest
-from router.protocols.api import (ClientRequest, Meter, check_service_tier, json_object,
-                                  new_request)
+from router.protocols.api import (ClientRequest, Meter, UpstreamOptions, check_service_tier,
+                                  json_object, new_event, new_request, render_json_event)
 from router.protocols.sse import SseEvent
+from router.protocols.translate import TokenCounts
+from router.usage import Usage
+
+MAX_CHOICES = 128  # OpenAI's own bound for `n`
+_DONE = SseEvent(None, b"[DONE]", b"data: [DONE]\n\n")
 
 
 def _record_usage(meter: Meter, usage: dict[str, Any]) -> None:
@@ -23,7 +30,7 @@ def _record_usage(meter: Meter, usage: dict[str, Any]) -> None:
     details = usage.get("prompt_tokens_details") or {}
     cached = int(details.get("cached_tokens") or 0)
     out_details = usage.get("completion_tokens_details") or {}
-    meter.input_tokens = max(prompt - cached, 0)
+    meter.reported_input(max(prompt - cached, 0), cached)
     meter.cache_read_tokens = cached
     meter.output_tokens = int(usage.get("completion_tokens") or 0)
     meter.reasoning_tokens = int(out_details.get("reasoning_tokens") or 0)
@@ -39,6 +46,34 @@ def _meter_delta(meter: Meter, delta: dict[str, Any]) -> None:
         meter.add_text((function.get("name") or "") + (function.get("arguments") or ""))
 
 
+def _choices(body: dict[str, Any]) -> int:
+    n = body.get("n")
+    if n is None:
+        return 1
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CHOICES:
+        raise BadRequest(f"'n' must be an integer from 1 to {MAX_CHOICES}", param="n")
+    return n
+
+
+def flatten_text_content(messages: list[Any]) -> list[Any]:
+    """Text-only content arrays as plain strings: OpenAI-compatible servers' chat
+    templates (llama.cpp's among them) render arrays as nothing."""
+    out = []
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list) and content and all(
+                isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+                for p in content):
+            message = {**message, "content": "\n".join(p["text"] for p in content)}
+        out.append(message)
+    return out
+
+
+def _usage_chunk(meter: Meter, usage: Usage) -> SseEvent:
+    return new_event(None, {**(meter.identity or {}), "object": "chat.completion.chunk",
+                            "choices": [], "usage": TokenCounts.of(usage).openai()})
+
+
 class OpenAIChat:
     name = "openai.chat"
     shape = "openai"
@@ -50,16 +85,17 @@ class OpenAIChat:
         if options is not None and not isinstance(options, dict):
             raise BadRequest("'stream_options' must be an object", param="stream_options")
         request.wants_usage = bool(options and options.get("include_usage"))
+        request.choices = _choices(body)
         return request
 
-    def upstream_body(self, request: ClientRequest, upstream_model: str,
-                      max_output: int) -> bytes:
+    def upstream_body(self, request: ClientRequest, options: UpstreamOptions) -> bytes:
         body = dict(request.body)
-        body["model"] = upstream_model
-        if "max_tokens" in body and "max_completion_tokens" not in body:
-            body["max_tokens"] = max_output
-        else:
-            body["max_completion_tokens"] = max_output
+        body["model"] = options.model
+        body.pop("max_tokens", None)
+        body.pop("max_completion_tokens", None)
+        body[options.limit_field] = options.max_output
+        if options.flatten_text:
+            body["messages"] = flatten_text_content(body["messages"])
         if request.stream:
             body["stream_options"] = {**(body.get("stream_options") or {}),
                                       "include_usage": True}
@@ -69,6 +105,8 @@ class OpenAIChat:
         data = event.data
         if data == b"[DONE]":
             meter.completed = True
+            if meter.output_tokens is None:  # no usage chunk came: the router shows its count
+                meter.needs_usage = True
             return True
         if not data:
             return True
@@ -79,19 +117,49 @@ class OpenAIChat:
         if not isinstance(chunk, dict):
             return True
         if "error" in chunk:
-            meter.upstream_error = str((chunk["error"] or {}).get("message", "error"))[:200]
+            error = chunk["error"] if isinstance(chunk["error"], dict) else {}
+            meter.upstream_error = str(error.get("message", "error"))[:200]
+            meter.upstream_error_type = str(error.get("type") or "server_error")
             return True
+        if meter.identity is None:
+            meter.identity = {key: chunk[key] for key in ("id", "created", "model")
+                              if key in chunk}
         choices = chunk.get("choices") or ()
         for choice in choices:
+            index = choice.get("index", 0)
+            if choice.get("finish_reason"):
+                meter.open_choices.discard(index)
+            else:
+                meter.open_choices.add(index)
             delta = choice.get("delta")
             if delta:
                 _meter_delta(meter, delta)
         usage = chunk.get("usage")
         if usage:
             _record_usage(meter, usage)
+            if meter.input_tokens is None or not meter.output_tokens and meter.output_deltas:
+                meter.needs_usage = True
             if not choices and not request.wants_usage:
                 return False
         return True
+
+    def usage_events(self, request: ClientRequest, meter: Meter, event: SseEvent,
+                     usage: Usage) -> list[tuple[SseEvent, bool]]:
+        if event.data == b"[DONE]":
+            return [(_usage_chunk(meter, usage), request.wants_usage), (event, True)]
+        chunk = orjson.loads(event.data)
+        chunk["usage"] = TokenCounts.of(usage).openai()
+        return [(render_json_event(event, chunk), bool(chunk.get("choices"))
+                 or request.wants_usage)]
+
+    def end_events(self, request: ClientRequest, meter: Meter,
+                   usage: Usage) -> list[tuple[SseEvent, bool]]:
+        base = {**(meter.identity or {}), "object": "chat.completion.chunk"}
+        out = [(new_event(None, {**base, "choices": [{"index": index, "delta": {},
+                                                      "logprobs": None,
+                                                      "finish_reason": "length"}]}), True)
+               for index in sorted(meter.open_choices)]
+        return out + [(_usage_chunk(meter, usage), request.wants_usage), (_DONE, True)]
 
     def on_body(self, meter: Meter, body: bytes) -> None:
         parsed = json_object(body)
@@ -104,3 +172,8 @@ class OpenAIChat:
         meter.completed = True
         if parsed.get("usage"):
             _record_usage(meter, parsed["usage"])
+
+    def body_with_usage(self, body: bytes, usage: Usage) -> bytes:
+        parsed = orjson.loads(body)
+        parsed["usage"] = TokenCounts.of(usage).openai()
+        return orjson.dumps(parsed)

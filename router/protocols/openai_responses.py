@@ -17,15 +17,19 @@ from typing import Any
 import orjson
 
 from router.errors import BadRequest
-from router.protocols.api import (ClientRequest, Meter, check_service_tier, json_object,
-                                  optional_limit, require_model_and_stream)
+from router.protocols.api import (ClientRequest, Meter, UpstreamOptions, check_service_tier,
+                                  json_object, new_event, optional_limit,
+                                  render_json_event, require_model_and_stream)
 from router.protocols.sse import SseEvent
+from router.protocols.translate import TokenCounts
 from router.tokens import measure
+from router.usage import Usage
 
 _TEXT_DELTAS = (b"response.output_text.delta", b"response.function_call_arguments.delta",
                 b"response.reasoning_summary_text.delta", b"response.reasoning_text.delta",
                 b"response.refusal.delta", b"response.custom_tool_call_input.delta")
 _FINAL = (b"response.completed", b"response.incomplete", b"response.failed")
+_LIFECYCLE = (b"response.created", b"response.in_progress")
 _STATEFUL = {"previous_response_id": "a stored conversation's size cannot be reserved for; "
                                      "send the whole input",
              "conversation": "a stored conversation's size cannot be reserved for; send the "
@@ -39,7 +43,7 @@ CLIENT_TOOL_TYPES = ("function", "custom")
 def _record_usage(meter: Meter, usage: dict[str, Any]) -> None:
     total = int(usage.get("input_tokens") or 0)
     cached = int((usage.get("input_tokens_details") or {}).get("cached_tokens") or 0)
-    meter.input_tokens = max(total - cached, 0)
+    meter.reported_input(max(total - cached, 0), cached)
     meter.cache_read_tokens = cached
     meter.output_tokens = int(usage.get("output_tokens") or 0)
     meter.reasoning_tokens = int((usage.get("output_tokens_details") or {})
@@ -103,22 +107,29 @@ class OpenAIResponses:
                              max_output=optional_limit(body, "max_output_tokens"),
                              size=measure(body))
 
-    def upstream_body(self, request: ClientRequest, upstream_model: str,
-                      max_output: int) -> bytes:
+    def upstream_body(self, request: ClientRequest, options: UpstreamOptions) -> bytes:
         body = dict(request.body)
-        body["model"] = upstream_model
-        body["max_output_tokens"] = max_output
+        body["model"] = options.model
+        body[options.limit_field] = options.max_output
         return orjson.dumps(body)
 
     def on_event(self, request: ClientRequest, meter: Meter, event: SseEvent) -> bool:
         name = event.name
         if name in _TEXT_DELTAS:
             try:
-                delta = orjson.loads(event.data).get("delta")
+                payload = orjson.loads(event.data)
+                delta = payload.get("delta")
+                meter.last_seq = payload.get("sequence_number", meter.last_seq)
             except (orjson.JSONDecodeError, AttributeError):
                 return True
             if isinstance(delta, str):
                 meter.add_text(delta)
+        elif name in _LIFECYCLE:
+            payload = json_object(event.data)
+            if payload is not None:
+                meter.last_seq = payload.get("sequence_number", meter.last_seq)
+                if isinstance(payload.get("response"), dict):
+                    meter.identity = payload["response"]
         elif name in _FINAL or name == b"error":
             try:
                 payload = orjson.loads(event.data)
@@ -131,11 +142,36 @@ class OpenAIResponses:
                 error = payload.get("error") or response.get("error") or payload
                 meter.upstream_error = str(error.get("message", "error"))[:200] \
                     if isinstance(error, dict) else "error"
+                meter.upstream_error_type = str(error.get("code") or error.get("type")
+                                                or "server_error") \
+                    if isinstance(error, dict) else "server_error"
             usage = response.get("usage")
             if isinstance(usage, dict):
                 _record_usage(meter, usage)
+            if name != b"error" and name != b"response.failed":
                 meter.completed = True
+                meter.needs_usage = (meter.input_tokens is None or not meter.output_tokens
+                                     and meter.output_deltas > 0)
         return True
+
+    def usage_events(self, request: ClientRequest, meter: Meter, event: SseEvent,
+                     usage: Usage) -> list[tuple[SseEvent, bool]]:
+        payload = orjson.loads(event.data)
+        payload["response"] = {**(payload.get("response") or {}),
+                               "usage": TokenCounts.of(usage).responses()}
+        return [(render_json_event(event, payload), True)]
+
+    def end_events(self, request: ClientRequest, meter: Meter,
+                   usage: Usage) -> list[tuple[SseEvent, bool]]:
+        # `output` is left out: the SDKs fill an incomplete response's output from the
+        # items they accumulated, which is exactly what streamed.
+        response = {key: value for key, value in (meter.identity or {}).items()
+                    if key != "output"}
+        response.update(status="incomplete", incomplete_details={"reason": "max_output_tokens"},
+                        usage=TokenCounts.of(usage).responses())
+        return [(new_event("response.incomplete", {
+            "type": "response.incomplete", "response": response,
+            "sequence_number": meter.last_seq + 1}), True)]
 
     def on_body(self, meter: Meter, body: bytes) -> None:
         parsed = json_object(body)
@@ -146,3 +182,8 @@ class OpenAIResponses:
         meter.completed = True
         if isinstance(parsed.get("usage"), dict):
             _record_usage(meter, parsed["usage"])
+
+    def body_with_usage(self, body: bytes, usage: Usage) -> bytes:
+        parsed = orjson.loads(body)
+        parsed["usage"] = TokenCounts.of(usage).responses()
+        return orjson.dumps(parsed)

@@ -26,6 +26,7 @@ import orjson
 
 from router.errors import BadRequest
 from router.protocols.sse import SseEvent
+from router.usage import Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,13 +112,22 @@ def anthropic_stop(openai_reason: str | None) -> str | None:
 
 @dataclass
 class TokenCounts:
-    """Usage in neutral terms: `input` excludes cached tokens on both sides."""
+    """Usage in neutral terms: `input` excludes cached tokens on both sides.
+
+    `estimated` marks figures that are the router's count, not the provider's (the
+    router's own `"estimated": true` field, carried across translation)."""
 
     input: int = 0
     output: int = 0
     cache_read: int = 0
     cache_write: int = 0
     reasoning: int = 0
+    estimated: bool = False
+
+    @classmethod
+    def of(cls, usage: Usage) -> "TokenCounts":
+        return cls(usage.input_tokens, usage.output_tokens, usage.cache_read_tokens,
+                   usage.cache_write_tokens, usage.reasoning_tokens, not usage.reported)
 
     def take_anthropic(self, usage: dict[str, Any]) -> None:
         for field, key in (("input", "input_tokens"), ("output", "output_tokens"),
@@ -126,6 +136,7 @@ class TokenCounts:
             value = usage.get(key)
             if isinstance(value, int):
                 setattr(self, field, value)
+        self.estimated = self.estimated or usage.get("estimated") is True
 
     def take_openai(self, usage: dict[str, Any]) -> None:
         prompt = int(usage.get("prompt_tokens") or 0)
@@ -134,25 +145,32 @@ class TokenCounts:
         self.output = int(usage.get("completion_tokens") or 0)
         self.reasoning = int((usage.get("completion_tokens_details") or {})
                              .get("reasoning_tokens") or 0)
+        self.estimated = self.estimated or usage.get("estimated") is True
+
+    def _marked(self, usage: dict[str, Any]) -> dict[str, Any]:
+        if self.estimated:
+            usage["estimated"] = True
+        return usage
 
     def openai(self) -> dict[str, Any]:
         prompt = self.input + self.cache_read + self.cache_write
-        return {"prompt_tokens": prompt, "completion_tokens": self.output,
-                "total_tokens": prompt + self.output,
-                "prompt_tokens_details": {"cached_tokens": self.cache_read},
-                "completion_tokens_details": {"reasoning_tokens": self.reasoning}}
+        return self._marked({"prompt_tokens": prompt, "completion_tokens": self.output,
+                             "total_tokens": prompt + self.output,
+                             "prompt_tokens_details": {"cached_tokens": self.cache_read},
+                             "completion_tokens_details": {"reasoning_tokens": self.reasoning}})
 
     def anthropic(self) -> dict[str, Any]:
-        return {"input_tokens": self.input, "output_tokens": self.output,
-                "cache_read_input_tokens": self.cache_read,
-                "cache_creation_input_tokens": self.cache_write}
+        return self._marked({"input_tokens": self.input, "output_tokens": self.output,
+                             "cache_read_input_tokens": self.cache_read,
+                             "cache_creation_input_tokens": self.cache_write})
 
     def responses(self) -> dict[str, Any]:
         prompt = self.input + self.cache_read + self.cache_write
-        return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": self.cache_read},
-                "output_tokens": self.output,
-                "output_tokens_details": {"reasoning_tokens": self.reasoning},
-                "total_tokens": prompt + self.output}
+        return self._marked({"input_tokens": prompt,
+                             "input_tokens_details": {"cached_tokens": self.cache_read},
+                             "output_tokens": self.output,
+                             "output_tokens_details": {"reasoning_tokens": self.reasoning},
+                             "total_tokens": prompt + self.output})
 
 
 # --- images ----------------------------------------------------------------------------

@@ -40,6 +40,10 @@ class UpstreamResponse(Protocol):
     content_type: str
     retry_after: str | None
 
+    async def next_chunk(self) -> bytes | None:
+        """The next piece of the body (None at its end); cancel-safe."""
+        ...
+
     def aiter_bytes(self) -> AsyncIterator[bytes]: ...
 
     async def read(self, limit: int) -> bytes: ...

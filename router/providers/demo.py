@@ -103,6 +103,7 @@ class DemoResponse:
         stopped = ("end_turn" if full else "max_tokens") if anthropic else (
             "stop" if full else "length")
         input_tokens = measure(body).input_estimate(0)
+        self._sent = 0
         self.content_type = "text/event-stream" if request.stream else "application/json"
         if request.stream:
             make = _anthropic_events if anthropic else _openai_events
@@ -110,11 +111,17 @@ class DemoResponse:
         else:
             self._parts = [_whole(request.api, body, words, input_tokens, stopped)]
 
+    async def next_chunk(self) -> bytes | None:
+        if self._sent >= len(self._parts):
+            return None
+        if self._sent:
+            await trio.sleep(CHUNK_DELAY_S)
+        self._sent += 1
+        return self._parts[self._sent - 1]
+
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        for i, part in enumerate(self._parts):
-            if i:
-                await trio.sleep(CHUNK_DELAY_S)
-            yield part
+        while (chunk := await self.next_chunk()) is not None:
+            yield chunk
 
     async def read(self, limit: int) -> bytes:
         return b"".join(self._parts)[:limit]

@@ -68,7 +68,9 @@ class H11Response:
         self.retry_after = headers.get("retry-after")
         self.finished = False
 
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+    async def next_chunk(self) -> bytes | None:
+        """The next piece of the body, or None at its end. Safe to cancel and call again
+        (nothing is lost: the read either happened whole or not at all)."""
         protocol = self._conn.protocol
         while not self.finished:
             try:
@@ -78,11 +80,16 @@ class H11Response:
             if event is h11.NEED_DATA:
                 await self._pool._receive(self._conn, midstream=True)
             elif isinstance(event, h11.Data):
-                yield bytes(event.data)
+                return bytes(event.data)
             elif isinstance(event, h11.EndOfMessage):
                 self.finished = True
             elif isinstance(event, h11.ConnectionClosed):
                 raise UpstreamUnavailable("provider closed the connection mid-answer")
+        return None
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        while (chunk := await self.next_chunk()) is not None:
+            yield chunk
 
     async def read(self, limit: int) -> bytes:
         out = bytearray()

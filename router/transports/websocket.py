@@ -64,7 +64,8 @@ def done_frame(stream_id: str, settled: Settled | None) -> bytes:
             "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
             "cache_read_tokens": usage.cache_read_tokens,
             "cache_write_tokens": usage.cache_write_tokens,
-            "reasoning_tokens": usage.reasoning_tokens},
+            "reasoning_tokens": usage.reasoning_tokens,
+            "estimated": not usage.reported},
         "cost_micros": settled.cost_micros if settled is not None else 0,
         "available_micros": settled.settlement.available
         if settled is not None and settled.settlement is not None else None}

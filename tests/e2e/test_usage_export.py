@@ -21,9 +21,9 @@ from tests.harness import RouterProcess, router_config
 
 MESSAGES = [{"role": "user", "content": "Say hello to the billing router."}]
 INT_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-              "reasoning_tokens", "cost_micros")
+              "reasoning_tokens", "cost_micros", "overrun_micros")
 COLUMNS = ["request_id", "account", "model", "provider", *INT_FIELDS[:5], "reported",
-           "cost_micros", "at"]
+           "cost_micros", "at", "overrun_micros", "recovered"]
 
 
 def _client(router: RouterProcess, key: str) -> openai.OpenAI:
@@ -64,7 +64,8 @@ def _from_csv(text: str) -> list[dict[str, Any]]:
     reader = csv.DictReader(io.StringIO(text))
     assert reader.fieldnames == COLUMNS
     return [{**row, **{f: int(row[f]) for f in INT_FIELDS},
-             "reported": {"true": True, "false": False}[row["reported"]]} for row in reader]
+             **{f: {"true": True, "false": False}[row[f]] for f in ("reported", "recovered")}}
+            for row in reader]
 
 
 @pytest.fixture()
@@ -149,7 +150,9 @@ def test_usage_rows_since_is_inclusive_and_until_exclusive(tmp_path: Path) -> No
     db = SqliteDatabase(tmp_path / "ledger.sqlite3")
     for i, at in enumerate((100.0, 200.0, 200.0, 300.0)):
         db.run_blocking(lambda conn, i=i, at=at: conn.execute(
-            "INSERT INTO usage VALUES (?, 'acct', 'm', 'p', 1, 2, 0, 0, 0, 1, 7, ?)",
+            "INSERT INTO usage (request_id, account, model, provider, input_tokens, "
+            "output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, reported, "
+            "cost_micros, at) VALUES (?, 'acct', 'm', 'p', 1, 2, 0, 0, 0, 1, 7, ?)",
             (f"req_{i}", at)))
     ids = lambda since, until: [r["request_id"] for r in  # noqa: E731
                                 db.run_blocking(usage_rows, None, since, until, 10)]

@@ -1,9 +1,11 @@
 """The billing invariants (SPEC §4.5), property-tested with a hypothesis state machine.
 
 The same random sequence of grants, adjustments, holds, settlements, replays, unknown
-requests and sweeps drives the pure `LedgerModel` (the oracle) and the SQLite backend
-through its public async interface (one `trio.run` per step). After every step both
-must agree, and I1-I5 and I8-style replays must hold on both.
+requests, checkpoints of streamed usage, router crashes and restarts, requests that lose
+track of their hold, and sweeps drives the pure `LedgerModel` (the oracle) and the SQLite
+backend through its public async interface (one `trio.run` per step). After every step
+both must agree, and I1-I5, I7 (a crashed router's holds are settled from their last
+checkpoint, streamed usage never at 0) and I8-style replays must hold on both.
 """
 
 from __future__ import annotations
@@ -20,15 +22,18 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (Bundle, RuleBasedStateMachine, consumes, invariant,
                                  precondition, rule)
 
-from actors.ledger_maintenance import sweep_expired_holds
-from router.ledger.base import (DuplicateRequest, InsufficientFunds, LedgerError, LedgerModel,
-                                SpendCapReached, UnknownRequest, UsageRecord)
+from actors.ledger_maintenance import sweep_abandoned_holds
+from router.ledger.base import (Checkpoint, DuplicateRequest, Instance, InsufficientFunds,
+                                LedgerError, LedgerModel, SpendCapReached, UnknownRequest,
+                                UsageRecord)
 from router.ledger.sqlite import SqliteLedger
 from router.ledger.sqlite_db import SqliteDatabase
 from router.usage import Usage
 
 ACCOUNTS = st.sampled_from(["alice", "bob", "carol"])
 AMOUNTS = st.integers(min_value=1, max_value=5_000_000)
+LEASE_S = 15.0
+HOST = "h1"  # the sweeping instance's host; instances elsewhere die only by their lease
 
 
 def _outcome(fn: Any, *args: Any) -> Any:
@@ -53,6 +58,25 @@ class LedgerMachine(RuleBasedStateMachine):
         self.now = 1_000.0
         self.next_id = 0
         self.settled: dict[str, int] = {}  # request id -> captured, as first reported
+        self.instances: dict[str, Instance] = {}
+        self.crashed: set[str] = set()
+        self.live: set[str] = set()  # requests still running in a live instance
+        self.owner_of: dict[str, str] = {}
+        self.checkpointed: dict[str, int] = {}  # request id -> highest checkpointed cost
+        self.next_pid = 100
+        for host in (HOST, HOST, "h2"):
+            self._start_instance(host)
+
+    def _start_instance(self, host: str) -> Instance:
+        self.next_pid += 1
+        instance = Instance(f"{host}:{self.next_pid}", host, self.next_pid, self.now,
+                            self.now + LEASE_S)
+        self.instances[instance.id] = instance
+        self._both("register_instance", instance)
+        return instance
+
+    def _alive(self) -> list[str]:
+        return sorted(i for i in self.instances if i not in self.crashed)
 
     def teardown(self) -> None:
         self.db.close()
@@ -70,6 +94,10 @@ class LedgerMachine(RuleBasedStateMachine):
     def _record(self, request_id: str, account: str, cost: int) -> UsageRecord:
         return UsageRecord(request_id, account, "m", "p", Usage(1, 1), cost, self.now)
 
+    @invariant()
+    def instances_agree(self) -> None:
+        assert trio.run(self.sqlite.instances) == self.model.instances()
+
     @rule(account=ACCOUNTS, amount=AMOUNTS)
     def grant(self, account: str, amount: int) -> None:
         self._both("grant", account, amount, "grant", self.now)
@@ -79,12 +107,70 @@ class LedgerMachine(RuleBasedStateMachine):
         self._both("grant", account, -amount, "adjust", self.now)
 
     @rule(target=holds, account=ACCOUNTS, amount=st.integers(0, 3_000_000),
-          ttl=st.sampled_from([5.0, 50.0, 500.0]))
-    def hold(self, account: str, amount: int, ttl: float) -> tuple[str, str, int]:
+          ttl=st.sampled_from([5.0, 50.0, 500.0]), which=st.integers(0, 5))
+    def hold(self, account: str, amount: int, ttl: float, which: int) -> tuple[str, str, int]:
         self.next_id += 1
         request_id = f"req-{self.next_id}"
-        result = self._both("hold", account, request_id, amount, self.now + ttl, self.now)
-        return (request_id, account, amount if not isinstance(result, str) else -1)
+        alive = self._alive()
+        owner = alive[which % len(alive)]
+        expected = _outcome(lambda: self.model.hold(account, request_id, amount,
+                                                    self.now + ttl, self.now, owner=owner,
+                                                    model="m"))
+        actual = _outcome(lambda: trio.run(partial(self.sqlite.hold, owner=owner, model="m"),
+                                           account, request_id, amount, self.now + ttl,
+                                           self.now))
+        assert actual == expected
+        if not isinstance(actual, str):
+            self.live.add(request_id)
+            self.owner_of[request_id] = owner
+        return (request_id, account, amount if not isinstance(actual, str) else -1)
+
+    @rule(held=holds, cost_factor=st.fractions(0, 2), tokens=st.integers(0, 5_000))
+    def checkpoint_streamed_usage(self, held: tuple[str, str, int], cost_factor: Any,
+                                  tokens: int) -> None:
+        request_id, _account, amount = held
+        if amount < 0:
+            return
+        cost = int(amount * cost_factor)
+        point = Checkpoint(request_id, "p", Usage(7, tokens), cost, self.now)
+        self._both("checkpoint", [point])
+        if request_id not in self.settled:
+            self.checkpointed[request_id] = max(cost, self.checkpointed.get(request_id, 0))
+
+    @rule(held=holds)
+    def request_loses_track_of_its_hold(self, held: tuple[str, str, int]) -> None:
+        """A settlement that never ran in a live router: the hold waits for its deadline."""
+        self.live.discard(held[0])
+
+    @precondition(lambda self: len(self._alive()) > 1)
+    @rule(which=st.integers(0, 5), restart=st.booleans())
+    def a_router_is_killed(self, which: int, restart: bool) -> None:
+        alive = self._alive()
+        victim = alive[which % len(alive)]
+        self.crashed.add(victim)
+        self.live -= {r for r, o in self.owner_of.items() if o == victim}
+        if restart:  # the same host comes back at once: it settles its predecessor's holds
+            me = self._start_instance(self.instances[victim].host)
+            self._sweep(me)
+
+    def _sweep(self, me: Instance) -> None:
+        """The model's verdict, then the real sweeper's, then the I7 checks."""
+        dead = {i for i in self.crashed
+                if self.instances[i].host == me.host or self.instances[i].lease_until < self.now}
+        recovered = []
+        for request_id, _account, _amount, deadline in self.model.open_holds():
+            owner = self.owner_of.get(request_id)
+            if request_id in self.live:
+                continue
+            if owner in dead or (owner in (None, me.id) and deadline < self.now):
+                recovered.append(request_id)
+                self.settled[request_id] = self.model.recover(request_id, self.now).captured
+        pids = {i.pid for i in self.instances.values() if i.id not in self.crashed}
+        trio.run(partial(sweep_abandoned_holds, exists=lambda pid: pid in pids),
+                 self.sqlite, self.live, self.now, me)
+        for request_id in recovered:  # I7: what was checkpointed is billed, up to the hold
+            amount = self.model.holds[request_id].amount
+            assert self.settled[request_id] == min(self.checkpointed.get(request_id, 0), amount)
 
     @rule(target=holds, account=ACCOUNTS, delta=st.integers(-1, 1))
     def hold_at_the_edge_of_available(self, account: str, delta: int) -> tuple[str, str, int]:
@@ -119,6 +205,8 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(held=holds, cost_factor=st.fractions(0, 2))
     def settle(self, held: tuple[str, str, int], cost_factor: Any) -> None:
         request_id, account, amount = held
+        if self.owner_of.get(request_id) in self.crashed:
+            return  # a dead router settles nothing
         cost = int(max(amount, 0) * cost_factor)
         result = self._both("settle", request_id, cost, self._record(request_id, account, cost),
                             self.now)
@@ -131,23 +219,24 @@ class LedgerMachine(RuleBasedStateMachine):
         else:
             assert not result.replay and result.captured == min(cost, amount)
             self.settled[request_id] = result.captured
+        self.live.discard(request_id)
 
     @rule(request_id=st.text("xyz", min_size=1, max_size=3))
     def settle_unknown(self, request_id: str) -> None:
         record = self._record(request_id, "alice", 5)
         assert self._both("settle", request_id, 5, record, self.now) == "UnknownRequest"
 
-    @rule(seconds=st.sampled_from([1.0, 10.0, 100.0, 1000.0]))
-    def time_passes_and_the_sweeper_runs(self, seconds: float) -> None:
+    @rule(seconds=st.sampled_from([1.0, 10.0, 100.0, 1000.0]), which=st.integers(0, 5))
+    def time_passes_and_the_sweeper_runs(self, seconds: float, which: int) -> None:
         self.now += seconds
-        live: set[str] = set()
-        for request_id, account, _amount, deadline in self.model.open_holds():
-            if deadline < self.now:
-                settlement = self.model.settle(request_id, 0,
-                                               UsageRecord(request_id, account, "", "sweeper",
-                                                           Usage(), 0, self.now), self.now)
-                self.settled[request_id] = settlement.captured
-        trio.run(sweep_expired_holds, self.sqlite, live, self.now)
+        for instance_id in self._alive():  # live routers renew their leases
+            self._both("renew_lease", instance_id, self.now + LEASE_S)
+            old = self.instances[instance_id]
+            self.instances[instance_id] = Instance(old.id, old.host, old.pid, old.started_at,
+                                                   self.now + LEASE_S)
+        alive = [i for i in self._alive() if self.instances[i].host == HOST]
+        if alive:
+            self._sweep(self.instances[alive[which % len(alive)]])
 
     async def _snapshot(self, account: str) -> tuple[Any, ...]:
         return (await self.sqlite.account(account),
@@ -169,6 +258,9 @@ class LedgerMachine(RuleBasedStateMachine):
             assert all(n == 1 for n in captures.values())  # I4: at most once
             captured = -sum(e.amount for e in entries if e.kind == "capture")
             assert captured == sum(r.cost_micros for r in usage)  # I5
+            assert sorted(usage, key=lambda r: r.request_id) == sorted(
+                (r for r in self.model.usage.values() if r.account == account),
+                key=lambda r: r.request_id)
             model_entries = [(e.kind, e.amount, e.held_delta) for e in self.model.log
                              if e.account == account]
             assert [(e.kind, e.amount, e.held_delta) for e in entries] == model_entries

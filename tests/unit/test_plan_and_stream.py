@@ -13,13 +13,13 @@ import pytest
 import trio
 
 from actors.pipeline.plan import plan_route
-from actors.pipeline.stream import StreamOutcome, run_stream
+from actors.pipeline.stream import StreamJob, StreamOutcome, run_stream
 from router.catalog import Catalog, ModelSpec, ProviderSpec, Target
 from router.errors import BadRequest, RouterError
 from router.pricing import Prices
 from router.providers.breaker import CircuitBreaker
 from router.providers.credentials import CredentialPool
-from router.protocols.api import Meter
+from router.protocols.api import Meter, UpstreamOptions
 from router.protocols.formats import FORMATS
 from router.tokens import TOOL_USE_OVERHEAD_TOKENS, measure
 
@@ -32,13 +32,31 @@ class CannedResponse:
 
     def __init__(self, parts: list[bytes], status: int = 200) -> None:
         self.parts, self.status = parts, status
+        self._chunks: AsyncIterator[bytes] | None = None
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
         for part in self.parts:
             yield part
 
+    async def next_chunk(self) -> bytes | None:
+        if self._chunks is None:
+            self._chunks = self.aiter_bytes()
+        try:
+            return await self._chunks.__anext__()
+        except StopAsyncIteration:
+            return None
+
     async def read(self, limit: int) -> bytes:
         return b"".join(self.parts)[:limit]
+
+
+class NoDelivery:
+    async def before_content(self, whole: bool) -> None:
+        pass
+
+
+def job(api: str, request: Any, max_output: int = 100) -> StreamJob:
+    return StreamJob(FORMATS[api], request, max_output, 10, ())
 
 
 class CannedProvider:
@@ -91,7 +109,8 @@ def test_each_provider_kind_gets_its_own_translation() -> None:
                  "local": CannedProvider("local", "ollama")}
     legs, _ = plan_route(providers, FORMATS["anthropic.messages"], anthropic_request(),
                          model(("oai", "gpt-x"), ("local", "llama")))
-    bodies = [orjson.loads(leg.native.upstream_body(leg.request, leg.target.upstream_model, 50))
+    bodies = [orjson.loads(leg.native.upstream_body(leg.request, UpstreamOptions(
+        leg.target.upstream_model, 50, leg.provider.spec.limit_field(leg.native.name))))
               for leg in legs]
     assert bodies[0]["max_completion_tokens"] == 50 and "max_tokens" not in bodies[0]
     assert bodies[1]["max_tokens"] == 50 and "max_completion_tokens" not in bodies[1]
@@ -174,8 +193,7 @@ async def test_an_answer_that_cannot_be_translated_is_a_502_and_costs_nothing() 
         {"role": "user", "content": "x"}]})
     legs, _ = plan_route(providers, FORMATS["openai.chat"], request, model(("ant", "c")))
     meter, outcome, sink = Meter(), StreamOutcome(), Sink()
-    failed = await run_stream(legs, FORMATS["openai.chat"], request, 100, (), "", (), meter,
-                              outcome, sink)
+    failed = await run_stream(legs, job("openai.chat", request), meter, outcome, sink, NoDelivery())
     assert failed is not None and failed.status == 502
     assert not sink.started
     assert meter.usage(10).is_empty, "the client got nothing: nothing is billed"
@@ -197,8 +215,7 @@ async def test_a_stream_whose_end_cannot_be_translated_ends_with_an_error_event(
     request = anthropic_request(stream=True)
     legs, _ = plan_route(providers, FORMATS["anthropic.messages"], request, model(("oai", "g")))
     meter, outcome, sink = Meter(), StreamOutcome(), Sink()
-    await run_stream(legs, FORMATS["anthropic.messages"], request, 100, (), "", (), meter,
-                     outcome, sink)
+    await run_stream(legs, job("anthropic.messages", request), meter, outcome, sink, NoDelivery())
     assert sink.data.count(b"event: message_stop") == 1
     assert sink.data.endswith(b"\n\n") and b"event: error" in sink.data
     assert meter.completed and meter.output_tokens == 2
@@ -274,8 +291,8 @@ async def test_a_half_open_probe_closes_the_breaker_as_soon_as_the_answer_starts
                          model(("slow", "c")))
     states = []
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(run_stream, legs, FORMATS["anthropic.messages"], request, 100, (), "",
-                           (), Meter(), StreamOutcome(), Sink())
+        nursery.start_soon(run_stream, legs, job("anthropic.messages", request), Meter(),
+                           StreamOutcome(), Sink(), NoDelivery())
         await trio.sleep(3)  # mid-answer
         states.append(provider.breaker.state)
     assert states == ["closed"], "healthy answers flow: others need not wait for its end"
@@ -288,8 +305,7 @@ async def test_the_whole_answer_deadline_does_not_blame_the_provider(
     legs, _ = plan_route({"slow": provider}, FORMATS["anthropic.messages"], request,
                          model(("slow", "c")))
     meter, sink = Meter(), Sink()
-    await run_stream(legs, FORMATS["anthropic.messages"], request, 100, (), "", (), meter,
-                     StreamOutcome(), sink)
+    await run_stream(legs, job("anthropic.messages", request), meter, StreamOutcome(), sink, NoDelivery())
     assert b"did not finish within 4.5 s" in sink.data
     assert meter.output_deltas == 2, "billed for what streamed before the deadline"
     assert provider.breaker.state == "closed" and provider.breaker.failures == 0

@@ -10,7 +10,8 @@ import pytest
 
 from router.errors import BadRequest
 from router.protocols.anthropic import AnthropicMessages
-from router.protocols.api import ClientRequest, Meter
+from router.catalog import ProviderSpec
+from router.protocols.api import ClientRequest, Meter, UpstreamOptions
 from router.protocols.openai_chat import OpenAIChat
 from router.protocols.sse import SseEvent, SseParser
 from router.usage import Usage
@@ -115,15 +116,23 @@ def test_valid_bodies_parse() -> None:
 
 # --- upstream_body ---------------------------------------------------------------------------
 
+OPENAI_ITSELF = ProviderSpec("oai", "openai", "http://x")
+LLAMA_CPP = ProviderSpec("local", "openai_compatible", "http://x")
+
+
+def to(spec: ProviderSpec, model: str, limit: int, api: str = "openai.chat") -> UpstreamOptions:
+    return UpstreamOptions(model, limit, spec.limit_field(api), spec.flattens_text)
+
 def test_openai_upstream_body_swaps_model_and_limit_and_asks_for_usage() -> None:
     client = {"model": "fast", "messages": MESSAGES, "stream": True, "max_tokens": 50,
               "temperature": 0.2, "tools": [{"type": "function",
                                              "function": {"name": "f", "parameters": {}}}]}
     req = OPENAI.parse(client)
-    up = orjson.loads(OPENAI.upstream_body(req, "gpt-4o-mini-2024-07-18", 1000))
+    up = orjson.loads(OPENAI.upstream_body(req, to(OPENAI_ITSELF, "gpt-4o-mini-2024-07-18",
+                                                   1000)))
     assert up["model"] == "gpt-4o-mini-2024-07-18"
-    assert up["max_tokens"] == 1000
-    assert "max_completion_tokens" not in up
+    assert up["max_completion_tokens"] == 1000, "OpenAI itself reads max_completion_tokens"
+    assert "max_tokens" not in up
     assert up["stream_options"] == {"include_usage": True}
     assert up["messages"] == MESSAGES
     assert up["temperature"] == 0.2
@@ -131,29 +140,71 @@ def test_openai_upstream_body_swaps_model_and_limit_and_asks_for_usage() -> None
     # the client's request is untouched: a retry on the next target starts from it again
     assert client["model"] == "fast" and client["max_tokens"] == 50
     assert "stream_options" not in client
-    second = orjson.loads(OPENAI.upstream_body(req, "other-upstream", 500))
+    second = orjson.loads(OPENAI.upstream_body(req, to(LLAMA_CPP, "other-upstream", 500)))
     assert second["model"] == "other-upstream" and second["max_tokens"] == 500
+    assert "max_completion_tokens" not in second, "llama.cpp ignores it: only max_tokens"
 
 
 def test_openai_upstream_body_sets_a_limit_when_the_client_gave_none() -> None:
     req = OPENAI.parse({"model": "m", "messages": MESSAGES})
-    up = orjson.loads(OPENAI.upstream_body(req, "up", 777))
+    up = orjson.loads(OPENAI.upstream_body(req, to(OPENAI_ITSELF, "up", 777)))
     assert up["max_completion_tokens"] == 777
     assert "stream_options" not in up  # not a stream: nothing to ask for
 
 
-def test_openai_upstream_body_keeps_max_completion_tokens() -> None:
+def test_compatible_servers_get_the_limit_as_max_tokens_whatever_the_client_sent() -> None:
     req = OPENAI.parse({"model": "m", "messages": MESSAGES, "max_completion_tokens": 10})
-    up = orjson.loads(OPENAI.upstream_body(req, "up", 10))
-    assert up["max_completion_tokens"] == 10
-    assert "max_tokens" not in up
+    up = orjson.loads(OPENAI.upstream_body(req, to(LLAMA_CPP, "up", 10)))
+    assert up["max_tokens"] == 10
+    assert "max_completion_tokens" not in up
+
+
+def test_a_provider_can_override_the_limit_field() -> None:
+    odd = ProviderSpec("odd", "openai_compatible", "http://x", max_tokens_field="n_predict")
+    req = OPENAI.parse({"model": "m", "messages": MESSAGES, "max_tokens": 10})
+    up = orjson.loads(OPENAI.upstream_body(req, to(odd, "up", 7)))
+    assert up["n_predict"] == 7 and "max_tokens" not in up
+
+
+def test_compatible_servers_get_text_only_content_arrays_as_strings() -> None:
+    messages = [{"role": "system", "content": [{"type": "text", "text": "be brief"}]},
+                {"role": "user", "content": [{"type": "text", "text": "one"},
+                                             {"type": "text", "text": "two"}]},
+                {"role": "user", "content": [{"type": "text", "text": "look"},
+                                             {"type": "image_url",
+                                              "image_url": {"url": "data:image/png;base64,AA"}}]}]
+    req = OPENAI.parse({"model": "m", "messages": messages})
+    up = orjson.loads(OPENAI.upstream_body(req, to(LLAMA_CPP, "up", 10)))
+    assert [m["content"] for m in up["messages"][:2]] == ["be brief", "one\ntwo"]
+    assert up["messages"][2] == messages[2], "an image keeps its array"
+    kept = orjson.loads(OPENAI.upstream_body(req, to(OPENAI_ITSELF, "up", 10)))
+    assert kept["messages"] == messages, "OpenAI itself reads arrays"
+
+
+@pytest.mark.parametrize("n", [0, -1, 129, 1.5, "2", True])
+def test_bad_n_is_a_400_naming_it(n: Any) -> None:
+    with pytest.raises(BadRequest) as caught:
+        OPENAI.parse({"model": "m", "messages": MESSAGES, "n": n})
+    assert caught.value.param == "n"
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
+def test_an_absurd_limit_is_a_400_naming_it(field: str) -> None:
+    with pytest.raises(BadRequest) as caught:
+        OPENAI.parse({"model": "m", "messages": MESSAGES, field: 10**40})
+    assert caught.value.param == field
+
+
+def test_n_choices_are_counted() -> None:
+    assert OPENAI.parse({"model": "m", "messages": MESSAGES, "n": 8}).choices == 8
+    assert OPENAI.parse({"model": "m", "messages": MESSAGES}).choices == 1
 
 
 def test_openai_upstream_stream_forces_include_usage_and_keeps_other_options() -> None:
     req = OPENAI.parse({"model": "m", "messages": MESSAGES, "stream": True,
                         "stream_options": {"include_usage": False, "include_obfuscation": False}})
     assert req.wants_usage is False
-    up = orjson.loads(OPENAI.upstream_body(req, "up", 10))
+    up = orjson.loads(OPENAI.upstream_body(req, to(OPENAI_ITSELF, "up", 10)))
     assert up["stream_options"] == {"include_usage": True, "include_obfuscation": False}
 
 
@@ -163,7 +214,8 @@ def test_anthropic_upstream_body_swaps_model_and_limit() -> None:
                           "cache_control": {"type": "ephemeral"}}],
               "metadata": {"user_id": "u1"}}
     req = ANTHROPIC.parse(client)
-    up = orjson.loads(ANTHROPIC.upstream_body(req, "claude-haiku-4-5-20251001", 2048))
+    up = orjson.loads(ANTHROPIC.upstream_body(req, UpstreamOptions(
+        "claude-haiku-4-5-20251001", 2048, "max_tokens")))
     assert up["model"] == "claude-haiku-4-5-20251001"
     assert up["max_tokens"] == 2048
     assert up["system"] == client["system"]

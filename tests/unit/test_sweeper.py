@@ -7,10 +7,12 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from actors.ledger_maintenance import SWEEP_INTERVAL_S, HoldSweeper
+from actors.ledger_maintenance import HoldSweeper
 from actors.supervisor import Supervisor
 from router.ledger.sqlite import SqliteLedger
 from router.ledger.sqlite_db import SqliteDatabase
+
+SWEEP_INTERVAL_S = 5.0
 
 
 async def test_expired_holds_are_released_and_live_ones_kept(
@@ -23,7 +25,7 @@ async def test_expired_holds_are_released_and_live_ones_kept(
     await ledger.hold("alice", "expires-later", 200_000, 1_010.0, wall[0])
     await ledger.hold("alice", "still-streaming", 300_000, 1_010.0, wall[0])
     live = {"still-streaming"}
-    actor = HoldSweeper(ledger, live, clock=lambda: wall[0])
+    actor = HoldSweeper(ledger, live, clock=lambda: wall[0], interval_s=SWEEP_INTERVAL_S)
     async with trio.open_nursery() as nursery:
         await nursery.start(Supervisor("maintenance", lambda: actor).run)
         # crash leftovers go at start-up, before the server takes traffic

@@ -1,0 +1,371 @@
+"""Money against upstreams that misbehave: the router enforces the limit it held for,
+multiplies the hold by `n`, shows the client its bill when the upstream reports none,
+hides an upstream that fails before its first content, and lowers a limit the account
+cannot afford (SPEC §4.3, §4.4, §5).
+
+Every test checks the same promise through the real server and the official SDKs:
+capture <= hold, and the ledger's usage row is what the client was told.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.fakes import FakeProviderServer
+from tests.harness import RouterProcess, router_config
+
+MESSAGES = [{"role": "user", "content": "hello there"}]
+ENDLESS = 10**9
+
+
+@pytest.fixture(scope="module")
+def healthy() -> Iterator[FakeProviderServer]:
+    """A second, well-behaved upstream to fail over to."""
+    with FakeProviderServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def hostile_router(fake: FakeProviderServer, healthy: FakeProviderServer,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterProcess]:
+    extra = f"""
+[[providers]]
+name = "local"
+kind = "openai_compatible"
+base_url = "{fake.openai_base_url}"
+timeout_connect_s = 2
+timeout_idle_s = 5
+
+[[providers]]
+name = "good"
+kind = "anthropic"
+base_url = "{healthy.anthropic_base_url}"
+api_keys = ["sk-ant-good"]
+
+[[models]]
+id = "llama"
+route = ["local:llama-3"]
+input_per_mtok = "1"
+output_per_mtok = "2"
+max_output_tokens = 4096
+
+[[models]]
+id = "claude-with-backup"
+route = ["ant:claude-haiku-4-5", "good:claude-haiku-4-5"]
+input_per_mtok = "1"
+output_per_mtok = "5"
+max_output_tokens = 64000
+"""
+    config = router_config(fake.openai_base_url, fake.anthropic_base_url, extra)
+    with RouterProcess(tmp_path_factory.mktemp("hostile"), config) as proc:
+        yield proc
+
+
+def usage_row(router: RouterProcess, key: str, request_id: str) -> dict[str, Any]:
+    rows = [r for r in router.usage(key)["recent"] if r["request_id"] == request_id]
+    assert len(rows) == 1, f"one usage row for {request_id}"
+    return rows[0]
+
+
+def money(router: RouterProcess, account: str, request_id: str) -> tuple[int, int]:
+    """(hold, capture) of one request, from the ledger."""
+    entries = [e for e in router.ledger(account) if e["request_id"] == request_id]
+    hold = sum(e["held_delta_micros"] for e in entries if e["kind"] == "hold")
+    capture = -sum(e["amount_micros"] for e in entries if e["kind"] == "capture")
+    assert sum(e["held_delta_micros"] for e in entries) == 0, "no hold left open"
+    return hold, capture
+
+
+def words(n: int) -> str:
+    return " ".join(f"w{i}" for i in range(n))
+
+
+# --- the router ends what the upstream will not -------------------------------------------
+
+def test_an_upstream_that_ignores_limits_and_streams_forever_is_cut_at_the_limit(
+        hostile_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.ignore_limits = True
+    clean_fake.state.reply_words = ENDLESS
+    account, key = hostile_router.new_account(5_000_000)
+    client = openai.OpenAI(base_url=hostile_router.base_url + "/v1", api_key=key, max_retries=0)
+    with client.chat.completions.with_streaming_response.create(
+            model="gpt-4o-mini", messages=MESSAGES, max_tokens=20, stream=True,
+            stream_options={"include_usage": True}) as raw:
+        request_id = raw.headers["x-request-id"]
+        chunks = list(raw.parse())
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices
+                and c.choices[0].finish_reason]
+    assert text == words(20) and finishes == ["length"], "a normal end, at the limit"
+    usage = chunks[-1].usage
+    assert usage is not None and usage.completion_tokens == 20
+    assert getattr(usage, "estimated", None) is True, "the router's count, marked"
+    hold, capture = money(hostile_router, account, request_id)
+    row = usage_row(hostile_router, key, request_id)
+    assert 0 < capture <= hold and row["cost_micros"] == capture
+    assert (row["input_tokens"], row["output_tokens"]) == (usage.prompt_tokens, 20)
+
+
+def test_anthropic_sdk_sees_max_tokens_when_the_router_cuts(
+        hostile_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.ignore_limits = True
+    clean_fake.state.reply_words = ENDLESS
+    account, key = hostile_router.new_account(5_000_000)
+    client = anthropic.Anthropic(base_url=hostile_router.base_url, api_key=key, max_retries=0)
+    with client.messages.stream(model="claude-haiku-4-5", max_tokens=32,
+                                messages=MESSAGES) as stream:
+        final = stream.get_final_message()
+        request_id = stream.response.headers["x-request-id"]
+    assert final.stop_reason == "max_tokens"
+    assert final.content[0].text == words(32)  # type: ignore[union-attr]
+    assert final.usage.output_tokens == 32
+    hold, capture = money(hostile_router, account, request_id)
+    row = usage_row(hostile_router, key, request_id)
+    assert 0 < capture <= hold and row["cost_micros"] == capture
+    assert (row["input_tokens"], row["output_tokens"]) == (final.usage.input_tokens, 32)
+
+
+def test_a_translated_stream_is_cut_in_the_clients_format(
+        hostile_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.ignore_limits = True
+    clean_fake.state.reply_words = ENDLESS
+    account, key = hostile_router.new_account(5_000_000)
+    client = anthropic.Anthropic(base_url=hostile_router.base_url, api_key=key, max_retries=0)
+    with client.messages.stream(model="llama", max_tokens=16, messages=MESSAGES) as stream:
+        final = stream.get_final_message()
+        request_id = stream.response.headers["x-request-id"]
+    assert final.stop_reason == "max_tokens" and final.usage.output_tokens == 16
+    sent = clean_fake.state.last
+    assert sent is not None and sent.body["max_tokens"] == 16, "compatible servers: max_tokens"
+    assert "max_completion_tokens" not in sent.body
+    hold, capture = money(hostile_router, account, request_id)
+    row = usage_row(hostile_router, key, request_id)
+    assert 0 < capture <= hold and row["cost_micros"] == capture and row["output_tokens"] == 16
+
+
+def test_responses_stream_ends_incomplete_at_the_limit(
+        hostile_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.ignore_limits = True
+    clean_fake.state.reply_words = ENDLESS
+    account, key = hostile_router.new_account(5_000_000)
+    client = openai.OpenAI(base_url=hostile_router.base_url + "/v1", api_key=key, max_retries=0)
+    with client.responses.stream(model="gpt-4o-mini", input="hello",
+                                 max_output_tokens=24) as stream:
+        events = list(stream)
+    final = events[-1]
+    assert final.type == "response.incomplete"
+    assert final.response.incomplete_details.reason == "max_output_tokens"
+    assert final.response.usage.output_tokens == 24
+    request_id = final.response.id  # not ours; find the row by the account's only request
+    rows = hostile_router.usage(key)["recent"]
+    assert len(rows) == 1 and rows[0]["output_tokens"] == 24
+    hold, capture = money(hostile_router, account, rows[0]["request_id"])
+    assert 0 < capture <= hold and rows[0]["cost_micros"] == capture and request_id
+
+
+def test_a_whole_answer_over_the_limit_is_billed_at_most_the_hold(
+        hostile_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.ignore_limits = True
+    clean_fake.state.reply_words = 400
+    account, key = hostile_router.new_account(5_000_000)
+    client = openai.OpenAI(base_url=hostile_router.base_url + "/v1", api_key=key, max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, max_tokens=10)
+    hold, capture = money(hostile_router, account, raw.headers["x-request-id"])
+    assert capture == hold, "the hold is all the platform can charge"
+    assert raw.parse().usage.completion_tokens == 400  # type: ignore[union-attr]
+
+
+# --- n choices -------------------------------------------------------------------------------
+
+def test_n_choices_multiply_the_hold(
+        hostile_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.honour_n = True
+    clean_fake.state.reply_words = 200
+    account, key = hostile_router.new_account(5_000_000)
+    client = openai.OpenAI(base_url=hostile_router.base_url + "/v1", api_key=key, max_retries=0)
+    one = client.chat.completions.with_raw_response.create(
+        model="llama", messages=MESSAGES, max_tokens=100)
+    eight = client.chat.completions.with_raw_response.create(
+        model="llama", messages=MESSAGES, max_tokens=100, n=8)
+    answer = eight.parse()
+    assert len(answer.choices) == 8 and answer.usage.completion_tokens == 800  # type: ignore
+    hold_1, _ = money(hostile_router, account, one.headers["x-request-id"])
+    hold_8, capture_8 = money(hostile_router, account, eight.headers["x-request-id"])
+    output_price = 2  # micro-USD per token at 2 USD per million
+    assert hold_8 - hold_1 == 7 * 100 * output_price, "seven more choices of 100 tokens"
+    row = usage_row(hostile_router, key, eight.headers["x-request-id"])
+    assert capture_8 <= hold_8 and row["output_tokens"] == 800 and row["cost_micros"] == capture_8
+
+
+def test_n_streams_are_cut_at_n_times_the_limit(
+        hostile_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.honour_n = clean_fake.state.ignore_limits = True
+    clean_fake.state.reply_words = ENDLESS
+    account, key = hostile_router.new_account(5_000_000)
+    client = openai.OpenAI(base_url=hostile_router.base_url + "/v1", api_key=key, max_retries=0)
+    with client.chat.completions.with_streaming_response.create(
+            model="llama", messages=MESSAGES, max_tokens=10, n=3, stream=True,
+            stream_options={"include_usage": True}) as raw:
+        chunks = list(raw.parse())
+        request_id = raw.headers["x-request-id"]
+    finished = {c.choices[0].index for c in chunks if c.choices and c.choices[0].finish_reason}
+    assert finished == {0, 1, 2} and chunks[-1].usage.completion_tokens == 30  # type: ignore
+    hold, capture = money(hostile_router, account, request_id)
+    assert 0 < capture <= hold
+
+
+# --- the client always sees its bill ----------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["none", "zero_input"])
+def test_openai_clients_see_the_routers_count_when_the_upstream_reports_none(
+        hostile_router: RouterProcess, clean_fake: FakeProviderServer, mode: str) -> None:
+    clean_fake.state.usage_mode = mode
+    _, key = hostile_router.new_account(5_000_000)
+    client = openai.OpenAI(base_url=hostile_router.base_url + "/v1", api_key=key, max_retries=0)
+    with client.chat.completions.with_streaming_response.create(
+            model="llama", messages=MESSAGES, stream=True,
+            stream_options={"include_usage": True}) as raw:
+        chunks = list(raw.parse())
+        request_id = raw.headers["x-request-id"]
+    usage = chunks[-1].usage
+    assert usage is not None and getattr(usage, "estimated", None) is True
+    row = usage_row(hostile_router, key, request_id)
+    assert usage.prompt_tokens == row["input_tokens"] > 0
+    assert usage.completion_tokens == row["output_tokens"] == 12
+    whole = client.chat.completions.with_raw_response.create(model="llama", messages=MESSAGES)
+    row = usage_row(hostile_router, key, whole.headers["x-request-id"])
+    shown = whole.parse().usage
+    assert shown is not None and (shown.prompt_tokens, shown.completion_tokens) == (
+        row["input_tokens"], row["output_tokens"]) and row["input_tokens"] > 0
+
+
+@pytest.mark.parametrize("mode", ["none", "zero_input"])
+def test_anthropic_clients_see_the_routers_count_when_the_upstream_reports_none(
+        hostile_router: RouterProcess, clean_fake: FakeProviderServer, mode: str) -> None:
+    clean_fake.state.usage_mode = mode
+    _, key = hostile_router.new_account(5_000_000)
+    client = anthropic.Anthropic(base_url=hostile_router.base_url, api_key=key, max_retries=0)
+    with client.messages.stream(model="claude-haiku-4-5", max_tokens=100,
+                                messages=MESSAGES) as stream:
+        final = stream.get_final_message()
+        request_id = stream.response.headers["x-request-id"]
+    row = usage_row(hostile_router, key, request_id)
+    assert final.usage.input_tokens == row["input_tokens"] > 0
+    assert final.usage.output_tokens == row["output_tokens"] == 12
+    assert row["cost_micros"] > 0
+    raw = client.messages.with_raw_response.create(model="claude-haiku-4-5", max_tokens=100,
+                                                   messages=MESSAGES)
+    row = usage_row(hostile_router, key, raw.headers["x-request-id"])
+    shown = raw.parse().usage
+    assert (shown.input_tokens, shown.output_tokens) == (row["input_tokens"],
+                                                         row["output_tokens"])
+
+
+# --- failing before the first content ------------------------------------------------------
+
+def test_an_error_before_any_content_is_a_typed_error_with_its_status(
+        hostile_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.error_before_content = "overloaded_error"
+    account, key = hostile_router.new_account(1_000_000)
+    client = anthropic.Anthropic(base_url=hostile_router.base_url, api_key=key, max_retries=0)
+    with pytest.raises(anthropic.APIStatusError) as raised:
+        with client.messages.stream(model="claude-haiku-4-5", max_tokens=50,
+                                    messages=MESSAGES) as stream:
+            stream.get_final_message()
+    assert raised.value.status_code == 503
+    assert hostile_router.account(account)["balance_micros"] == 1_000_000, "it cost nothing"
+    clean_fake.state.error_before_content = "server_error"
+    oai = openai.OpenAI(base_url=hostile_router.base_url + "/v1", api_key=key, max_retries=0)
+    with pytest.raises(openai.APIStatusError) as failed:
+        list(oai.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    assert failed.value.status_code == 502
+
+
+def test_an_error_or_a_cut_before_content_fails_over_to_the_next_target(
+        hostile_router: RouterProcess, clean_fake: FakeProviderServer,
+        healthy: FakeProviderServer) -> None:
+    _, key = hostile_router.new_account(1_000_000)
+    client = anthropic.Anthropic(base_url=hostile_router.base_url, api_key=key, max_retries=0)
+    for fault in ("error", "cut"):
+        clean_fake.state.reset()
+        if fault == "error":
+            clean_fake.state.error_before_content = "overloaded_error"
+        else:
+            clean_fake.state.cut_after_chunks = 0
+        with client.messages.stream(model="claude-with-backup", max_tokens=50,
+                                    messages=MESSAGES) as stream:
+            final = stream.get_final_message()
+            assert stream.response.headers["x-aura-provider"] == "good", fault
+        assert final.content[0].text == words(12)  # type: ignore[union-attr]
+        assert final.stop_reason == "end_turn"
+
+
+# --- what the account can afford ----------------------------------------------------------
+
+def test_an_unaffordable_limit_is_lowered_and_said_so(
+        hostile_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.reply_words = 50
+    account, key = hostile_router.new_account(20_000)  # $0.02: not 64 000 tokens at $5/M
+    r = httpx.post(hostile_router.base_url + "/v1/messages", headers={"x-api-key": key},
+                   json={"model": "claude-with-backup", "max_tokens": 64000,
+                         "messages": MESSAGES}, timeout=10)
+    assert r.status_code == 200, r.text
+    lowered = int(r.headers["x-aura-max-tokens"])
+    assert 256 <= lowered < 64000
+    assert clean_fake.state.last is not None
+    assert clean_fake.state.last.body["max_tokens"] == lowered, "enforced upstream too"
+    hold, capture = money(hostile_router, account, r.headers["x-request-id"])
+    assert hold <= 20_000 and 0 < capture <= hold
+
+
+def test_below_the_minimum_output_it_is_a_402(
+        hostile_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    _, key = hostile_router.new_account(1_000)  # 1 000 µUSD: fewer than 256 tokens at $5/M
+    r = httpx.post(hostile_router.base_url + "/v1/messages", headers={"x-api-key": key},
+                   json={"model": "claude-with-backup", "max_tokens": 64000,
+                         "messages": MESSAGES}, timeout=10)
+    assert r.status_code == 402, r.text
+    assert r.headers["x-should-retry"] == "false"
+    assert clean_fake.state.snapshot() == [], "nothing was sent upstream"
+
+
+def test_strict_policy_refuses_what_affordable_lowers(
+        fake: FakeProviderServer, clean_fake: FakeProviderServer,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    config = router_config(fake.openai_base_url, fake.anthropic_base_url)
+    with RouterProcess(tmp_path_factory.mktemp("strict"), config,
+                       env={"HOLD_POLICY": "strict"}) as strict:
+        _, key = strict.new_account(20_000)
+        r = httpx.post(strict.base_url + "/v1/messages", headers={"x-api-key": key},
+                       json={"model": "claude-haiku-4-5", "max_tokens": 64000,
+                             "messages": MESSAGES}, timeout=10)
+        assert r.status_code == 402 and "insufficient credits" in r.text
+        assert clean_fake.state.snapshot() == []
+        client = anthropic.Anthropic(base_url=strict.base_url, api_key=key, max_retries=0)
+        answer = client.messages.create(model="claude-haiku-4-5", max_tokens=100,
+                                        messages=MESSAGES)
+        assert answer.stop_reason == "end_turn"
+
+
+# --- bad input ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("field,value", [("n", 0), ("n", -3), ("n", 1000), ("n", 2.5),
+                                         ("n", "2"), ("max_tokens", 10**30),
+                                         ("max_completion_tokens", "many")])
+def test_bad_multipliers_and_limits_are_400s_naming_the_field(
+        hostile_router: RouterProcess, clean_fake: FakeProviderServer, field: str,
+        value: Any) -> None:
+    account, key = hostile_router.new_account(1_000_000)
+    client = openai.OpenAI(base_url=hostile_router.base_url + "/v1", api_key=key, max_retries=0)
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES,
+                                       extra_body={field: value})
+    assert raised.value.body["param"] == field  # type: ignore[index]
+    assert clean_fake.state.snapshot() == []
+    assert hostile_router.ledger(account)[-1]["kind"] == "grant", "nothing held"
