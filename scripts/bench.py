@@ -54,6 +54,15 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
                    help="load generator HTTP client (raw sockets, or httpx for comparison)")
     p.add_argument("--output", type=Path, help=f"markdown report (default {DOC} for full runs)")
     p.add_argument("--no-write", action="store_true", help="print only")
+    p.add_argument("--ab", metavar="PYTHON",
+                   help="only compare router CPU (per non-streaming and streaming request, "
+                        "and per paced chunk with --paced N) of this tree against the router "
+                        "that PYTHON runs (another checkout's .venv/bin/python), alternating "
+                        "the two in every run: this machine's noise hits both alike")
+    p.add_argument("--paced", type=int, metavar="N",
+                   help="only measure the router's CPU per streamed chunk: N concurrent "
+                        "streams of one token per SSE event, paced (20 ms apart), at 10 and "
+                        "110 words; the difference per extra chunk; medians of --runs")
     p.add_argument("--resumable-streams", type=int, metavar="N",
                    help="only measure the router's memory for N resumable streams (x-aura-"
                         "resumable: true) held open by their clients, then after the clients "
@@ -177,6 +186,64 @@ def measure_resumable(args: argparse.Namespace, children: Children) -> dict[str,
          f"{out['attached_kib']:.1f} KiB/stream attached, {out['detached_kib']:.1f} detached")
     children.stop(router)
     children.stop(slow)
+    return out
+
+
+PACED_DELAY_S = 0.02
+PACED_WORDS = (10, 110)
+
+
+def measure_paced(args: argparse.Namespace, children: Children,
+                  python: str = sys.executable) -> dict[str, float]:
+    """Router CPU per streamed chunk: the same paced streams at two lengths; the extra CPU
+    per extra chunk is what a chunk costs (the per-request work cancels out)."""
+    per_request: dict[int, float] = {}
+    for words in PACED_WORDS:
+        fake = children.start_fake(reply_words=words, chunk_delay_s=PACED_DELAY_S)
+        router, key = children.start_router(fake, python)
+        target = load.Target(router.host, router.port, key, "bench-model")
+
+        def probe() -> dict[str, float]:
+            return {"server": cpu_seconds(router.pid), "fake": cpu_seconds(fake.pid)}
+
+        res: load.LoadResult = _run("raw", args.paced, target, load.run_load, True,
+                                    args.paced, 1.0, max(args.duration, 6.0), probe)
+        per_request[words] = res.per_request_ms("server")
+        _log(f"  {words} words, {res.phase.ok} streams ({res.phase.errors} errors): "
+             f"{per_request[words]:.3f} ms router CPU per stream")
+        children.stop(router)
+        children.stop(fake)
+    low, high = PACED_WORDS
+    out = {"per_chunk_us": (per_request[high] - per_request[low]) * 1000 / (high - low),
+           "per_stream_ms_low": per_request[low], "per_stream_ms_high": per_request[high]}
+    _log(f"  {out['per_chunk_us']:.1f} µs of router CPU per streamed chunk")
+    return out
+
+
+def measure_ab(args: argparse.Namespace, children: Children, run: int) -> dict[str, dict]:
+    """Router CPU per request of both routers, the order alternating from run to run."""
+    routers = {"this": sys.executable, "baseline": args.ab}
+    order = list(routers) if run % 2 == 0 else list(reversed(routers))
+    out: dict[str, dict] = {}
+    for name in order:
+        fake = children.start_fake(reply_words=args.reply_words)
+        router, key = children.start_router(fake, routers[name])
+        target = load.Target(router.host, router.port, key, "bench-model")
+
+        def probe() -> dict[str, float]:
+            return {"server": cpu_seconds(router.pid), "fake": cpu_seconds(fake.pid)}
+
+        figures: dict[str, float] = {}
+        for kind, stream in (("nonstream", False), ("stream", True)):
+            res = _run("raw", args.concurrency, target, load.run_load, stream,
+                       args.concurrency, args.warmup, args.duration, probe)
+            figures[f"{kind}_cpu_ms"] = res.per_request_ms("server")
+        children.stop(router)
+        children.stop(fake)
+        if args.paced:
+            figures.update(measure_paced(args, children, routers[name]))
+        _log(f"  {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items()))
+        out[name] = figures
     return out
 
 
@@ -312,6 +379,27 @@ def main(argv: list[str] | None = None) -> int:
     children = Children()
     runs: list[report.Run] = []
     try:
+        if args.ab:
+            pairs = []
+            for i in range(args.runs):
+                _log(f"run {i + 1}/{args.runs}")
+                pairs.append(measure_ab(args, children, i))
+            for name in pairs[0]["this"]:
+                this = statistics.median(p["this"][name] for p in pairs)
+                base = statistics.median(p["baseline"][name] for p in pairs)
+                ratio = statistics.median(p["this"][name] / p["baseline"][name] for p in pairs)
+                print(f"{name}: this {this:.3f}, baseline {base:.3f}, median ratio "
+                      f"{ratio:.3f} ({args.runs} alternating runs)")
+            return 0
+        if args.paced:
+            results = []
+            for i in range(args.runs):
+                _log(f"run {i + 1}/{args.runs}")
+                results.append(measure_paced(args, children))
+            for name in ("per_chunk_us", "per_stream_ms_low", "per_stream_ms_high"):
+                print(f"{name}: median {statistics.median(r[name] for r in results):.3f} "
+                      f"({args.paced} concurrent paced streams)")
+            return 0
         if args.resumable_streams:
             results = []
             for i in range(args.runs):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -52,6 +53,31 @@ max_output_tokens = 16384
 fast = "house-model"
 {extra}
 """
+
+
+def assert_ledger_invariants(path: Path) -> None:
+    """Every request any test sent through this router: capture <= hold, captured exactly
+    once, the usage row's cost is the capture, and balances and holds add up (I1-I5)."""
+    conn = sqlite3.connect(str(path))
+    try:
+        bad = conn.execute(
+            "SELECT h.request_id, h.amount, h.captured, u.cost_micros FROM holds h "
+            "LEFT JOIN usage u ON u.request_id = h.request_id WHERE h.settled = 1 AND "
+            "(h.captured > h.amount OR u.cost_micros IS NULL OR u.cost_micros != h.captured)"
+        ).fetchall()
+        assert bad == [], f"settlements that broke capture <= hold or lost their usage: {bad}"
+        twice = conn.execute("SELECT request_id FROM entries WHERE kind = 'capture' "
+                             "GROUP BY request_id HAVING COUNT(*) > 1").fetchall()
+        assert twice == [], f"captured more than once: {twice}"
+        accounts = conn.execute(
+            "SELECT a.id, a.balance, a.held, COALESCE(SUM(e.amount), 0), "
+            "COALESCE(SUM(e.held_delta), 0) FROM accounts a LEFT JOIN entries e "
+            "ON e.account = a.id GROUP BY a.id").fetchall()
+        for account, balance, held, entries_sum, held_sum in accounts:
+            assert (balance, held) == (entries_sum, held_sum), f"{account}: I1/I2 broken"
+            assert balance - held >= 0, f"{account}: available below 0"
+    finally:
+        conn.close()
 
 
 class RouterProcess:
@@ -106,6 +132,9 @@ class RouterProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        ledger = self.data_dir / "ledger.sqlite3"
+        if self.proc is not None and ledger.exists():
+            assert_ledger_invariants(ledger)
 
     def __enter__(self) -> "RouterProcess":
         return self.start()

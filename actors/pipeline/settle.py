@@ -61,7 +61,7 @@ class Billing:
         self.estimated_input = estimated_input
         self.clock = clock
         self.settled: Settled | None = None
-        self._checkpointed = (0, 0)  # (cost, output tokens) last written
+        self._checkpointed: tuple[int, int | None, bool] = (0, None, False)  # meter as written
 
     @property
     def request_id(self) -> str:
@@ -69,13 +69,15 @@ class Billing:
 
     def due_checkpoint(self) -> Checkpoint | None:
         """The running usage, if it grew since the last checkpoint."""
-        if self.settled is not None:
+        meter = self.meter
+        seen = (meter.output_deltas, meter.output_tokens, meter.completed)
+        if self.settled is not None or seen == self._checkpointed:
+            return None  # cheap enough to ask of every live stream every interval
+        self._checkpointed = seen
+        usage = meter.usage(self.estimated_input)
+        if usage.is_empty:
             return None
-        usage = self.meter.usage(self.estimated_input)
         cost = min(self.model.prices.cost_micros(usage), self.reservation.hold_micros)
-        if (cost, usage.output_tokens) == self._checkpointed or usage.is_empty:
-            return None
-        self._checkpointed = (cost, usage.output_tokens)
         return Checkpoint(self.request_id, self.outcome.provider or "", usage, cost,
                           self.clock())
 

@@ -208,9 +208,11 @@ async def _try_target(leg: Leg, job: StreamJob, upstream: UpstreamRequest, meter
     target, native, bridge, request = leg.target, leg.native, leg.bridge, job.request
     async with leg.provider.open(upstream) as response:
         outcome.status = response.status
-        # The verdict comes with the status: a half-open probe must not hold the provider
-        # shut for the whole length of a healthy stream.
-        outcome.judged = _judge(leg.provider.breaker, response.status)
+        # The verdict comes with the status (for a stream, with its first content or its
+        # failure before it): a half-open probe must not hold the provider shut for the
+        # whole length of a healthy stream.
+        if response.status != 200 or not request.stream:
+            outcome.judged = _judge(leg.provider.breaker, response.status)
         if response.status != 200:
             body = await response.read(MAX_ERROR_BODY)
             error = from_provider_status(response.status,
@@ -235,12 +237,14 @@ async def _try_target(leg: Leg, job: StreamJob, upstream: UpstreamRequest, meter
             await out.start(200, headers + _JSON_HEADERS)
             await out.body(body)
             return None
-        return await _stream_answer(leg, job, response, headers, meter, out, delivery)
+        return await _stream_answer(leg, job, response, headers, meter, outcome, out,
+                                    delivery)
 
 
 async def _stream_answer(leg: Leg, job: StreamJob, response: UpstreamResponse,
                          headers: tuple[tuple[bytes, bytes], ...], meter: Meter,
-                         out: ClientSink, delivery: Delivery) -> RouterError | None:
+                         outcome: StreamOutcome, out: ClientSink,
+                         delivery: Delivery) -> RouterError | None:
     native, request, upstream_request = leg.native, job.request, leg.request
     translator = leg.bridge.stream(request.body, request.wants_usage) if leg.bridge else None
     parser = SseParser()
@@ -249,6 +253,18 @@ async def _stream_answer(leg: Leg, job: StreamJob, response: UpstreamResponse,
     waiting_until: float | None = trio.current_time() + job.first_event_grace_s
     durable = False  # the first checkpoint of streamed usage is written
     at_limit = cut = unreadable = False
+
+    def commit() -> Any:
+        """The answer starts: the provider is healthy, and the client gets its status."""
+        outcome.judged = _judge(leg.provider.breaker, 200)
+        return out.start(200, headers + _SSE_HEADERS)
+
+    def failed(error: RouterError) -> RouterError:
+        """The provider failed before any content: its breaker hears of it."""
+        if error.status >= 500:
+            leg.provider.breaker.record_failure(trio.current_time())
+            outcome.judged = True
+        return error
 
     def emit(pairs: Any, forward: list[bytes]) -> None:
         for event, shown in pairs:
@@ -266,7 +282,7 @@ async def _stream_answer(leg: Leg, job: StreamJob, response: UpstreamResponse,
                 chunk = await response.next_chunk()
             if waiting.cancelled_caught:  # slow to start: commit to 200, heartbeats follow
                 waiting_until = None
-                await out.start(200, headers + _SSE_HEADERS)
+                await commit()
                 continue
         if chunk is None:
             break
@@ -298,16 +314,17 @@ async def _stream_answer(leg: Leg, job: StreamJob, response: UpstreamResponse,
             except Exception:  # noqa: BLE001 - a provider's garbage must not end the request
                 unreadable = True
                 log.warning("skipped an upstream event that could not be read")
-            if not at_limit and meter.counted_output() >= limit:
+            if not at_limit and (meter.output_deltas >= limit or (meter.output_tokens or 0)
+                                 >= limit) and meter.counted_output() >= limit:
                 at_limit = True
         if not out.started:
             if meter.upstream_error is not None:
-                return _error_before_content(meter)
+                return failed(_error_before_content(meter))
             if not meter.content_started:
                 held.extend(forward)
                 continue
             waiting_until = None
-            await out.start(200, headers + _SSE_HEADERS)
+            await commit()
         if not durable and meter.content_started:
             await delivery.before_content(whole=False)
             durable = True
@@ -318,8 +335,8 @@ async def _stream_answer(leg: Leg, job: StreamJob, response: UpstreamResponse,
             await out.body(data)
     if not out.started:  # the upstream ended (or was cut) before any content
         if meter.upstream_error is not None:
-            return _error_before_content(meter)
-        return ProviderFailed("the provider ended the stream before answering")
+            return failed(_error_before_content(meter))
+        return failed(ProviderFailed("the provider ended the stream before answering"))
     if held:
         await out.body(b"".join(held))
     if meter.upstream_error is None and (not meter.whole or unreadable):

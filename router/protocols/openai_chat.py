@@ -55,6 +55,22 @@ def _choices(body: dict[str, Any]) -> int:
     return n
 
 
+# Outputs the catalog's token prices do not cover: refused rather than under-billed.
+_UNPRICED = {"audio": "audio output is priced apart from this router's catalog",
+             "web_search_options": "web search carries fees outside the token prices"}
+
+
+def _refuse_unpriced(body: dict[str, Any]) -> None:
+    for name, why in _UNPRICED.items():
+        if body.get(name):
+            raise BadRequest(f"'{name}' is not supported by this router: {why}", param=name)
+    modalities = body.get("modalities")
+    if modalities is not None and (not isinstance(modalities, list) or any(
+            m != "text" for m in modalities)):
+        raise BadRequest("'modalities' may only ask for text: other outputs are priced apart "
+                         "from this router's catalog", param="modalities")
+
+
 def flatten_text_content(messages: list[Any]) -> list[Any]:
     """Text-only content arrays as plain strings: OpenAI-compatible servers' chat
     templates (llama.cpp's among them) render arrays as nothing."""
@@ -86,6 +102,7 @@ class OpenAIChat:
             raise BadRequest("'stream_options' must be an object", param="stream_options")
         request.wants_usage = bool(options and options.get("include_usage"))
         request.choices = _choices(body)
+        _refuse_unpriced(body)
         return request
 
     def upstream_body(self, request: ClientRequest, options: UpstreamOptions) -> bytes:

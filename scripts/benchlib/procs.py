@@ -195,8 +195,9 @@ class Children:
         child.wait_listening()
         return child
 
-    def start_router(self, fake: Child) -> tuple[Child, str]:
-        """A router in a fresh DATA_DIR routing `bench-model` to `fake`; (child, user key)."""
+    def start_router(self, fake: Child, python: str = sys.executable) -> tuple[Child, str]:
+        """A router in a fresh DATA_DIR routing `bench-model` to `fake`; (child, user key).
+        `python`: another checkout's interpreter, to run that checkout's router."""
         tmp = Path(tempfile.mkdtemp(prefix="aura-bench-"))
         self.dirs.append(tmp)
         config = tmp / "aura-router.toml"
@@ -218,8 +219,7 @@ output_per_mtok = "0.60"
                "ADMIN_API_KEY": ADMIN_KEY, "LOG_REQUESTS": "false", "AURA_CONFIG": str(config),
                "RATE_LIMIT_RPM": "0",  # the load generator is one account
                "PYTHONUNBUFFERED": "1"}
-        argv = [sys.executable, "-m", "router.cli", "serve", "--host", "127.0.0.1",
-                "--port", "0"]
+        argv = [python, "-m", "router.cli", "serve", "--host", "127.0.0.1", "--port", "0"]
         child = Child("router", argv, cwd=tmp, env=env)
         self.children.append(child)
         child.wait_listening()

@@ -161,6 +161,7 @@ def test_responses_stream_ends_incomplete_at_the_limit(
     assert final.type == "response.incomplete"
     assert final.response.incomplete_details.reason == "max_output_tokens"
     assert final.response.usage.output_tokens == 24
+    assert final.response.output_text == words(24), "the SDK keeps what streamed"
     request_id = final.response.id  # not ours; find the row by the account's only request
     rows = hostile_router.usage(key)["recent"]
     assert len(rows) == 1 and rows[0]["output_tokens"] == 24
@@ -369,3 +370,87 @@ def test_bad_multipliers_and_limits_are_400s_naming_the_field(
     assert raised.value.body["param"] == field  # type: ignore[index]
     assert clean_fake.state.snapshot() == []
     assert hostile_router.ledger(account)[-1]["kind"] == "grant", "nothing held"
+
+
+# --- translated answers, compatible servers, the websocket bill ----------------------------
+
+def test_openai_sdk_to_an_anthropic_model_that_ignores_limits_gets_length(
+        hostile_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.ignore_limits = True
+    clean_fake.state.reply_words = ENDLESS
+    account, key = hostile_router.new_account(5_000_000)
+    client = openai.OpenAI(base_url=hostile_router.base_url + "/v1", api_key=key, max_retries=0)
+    with client.chat.completions.with_streaming_response.create(
+            model="claude-haiku-4-5", messages=MESSAGES, max_tokens=15, stream=True,
+            stream_options={"include_usage": True}) as raw:
+        chunks = list(raw.parse())
+        request_id = raw.headers["x-request-id"]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == words(15)
+    assert [c.choices[0].finish_reason for c in chunks if c.choices
+            and c.choices[0].finish_reason] == ["length"]
+    usage = chunks[-1].usage
+    assert usage is not None and usage.completion_tokens == 15
+    hold, capture = money(hostile_router, account, request_id)
+    row = usage_row(hostile_router, key, request_id)
+    assert 0 < capture <= hold and row["cost_micros"] == capture and row["output_tokens"] == 15
+
+
+def test_responses_sdk_to_an_anthropic_model_that_ignores_limits_ends_incomplete(
+        hostile_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.ignore_limits = True
+    clean_fake.state.reply_words = ENDLESS
+    _, key = hostile_router.new_account(5_000_000)
+    client = openai.OpenAI(base_url=hostile_router.base_url + "/v1", api_key=key, max_retries=0)
+    with client.responses.stream(model="claude-haiku-4-5", input="hello",
+                                 max_output_tokens=18) as stream:
+        events = list(stream)
+    final = events[-1]
+    assert final.type == "response.incomplete"
+    assert final.response.usage.output_tokens == 18
+    assert final.response.output_text == words(18)
+    rows = hostile_router.usage(key)["recent"]
+    assert len(rows) == 1 and rows[0]["output_tokens"] == 18
+
+
+def test_compatible_servers_get_text_arrays_as_strings_and_max_tokens(
+        hostile_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.honour_only_max_tokens = True  # llama.cpp
+    _, key = hostile_router.new_account(5_000_000)
+    client = openai.OpenAI(base_url=hostile_router.base_url + "/v1", api_key=key, max_retries=0)
+    answer = client.chat.completions.create(model="llama", max_completion_tokens=5, messages=[
+        {"role": "system", "content": [{"type": "text", "text": "You are terse."}]},
+        {"role": "user", "content": [{"type": "text", "text": "Say"},
+                                     {"type": "text", "text": "hello"}]}])
+    sent = clean_fake.state.last
+    assert sent is not None
+    assert [m["content"] for m in sent.body["messages"]] == ["You are terse.", "Say\nhello"]
+    assert sent.body["max_tokens"] == 5 and "max_completion_tokens" not in sent.body
+    assert answer.choices[0].finish_reason == "length", "the server itself stopped at 5"
+    assert answer.choices[0].message.content == words(5)
+
+
+async def test_the_websocket_done_frame_carries_the_routers_count(
+        hostile_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    import json
+
+    import trio
+    from trio_websocket import open_websocket_url
+
+    clean_fake.state.usage_mode = "none"
+    _, key = hostile_router.new_account(5_000_000)
+    url = hostile_router.base_url.replace("http://", "ws://") + "/v1/ws"
+    async with open_websocket_url(url, extra_headers=[
+            (b"authorization", f"Bearer {key}".encode())]) as ws:
+        await ws.send_message(json.dumps({"type": "request", "id": "c1",
+                                          "api": "openai.chat", "body": {
+                                              "model": "llama", "stream": True,
+                                              "messages": MESSAGES}}))
+        with trio.fail_after(10):
+            while (frame := json.loads(await ws.get_message()))["type"] != "done":
+                assert frame["type"] == "event", frame
+    rows = (await trio.to_thread.run_sync(hostile_router.usage, key))["recent"]
+    assert frame["usage"]["estimated"] is True
+    assert (frame["usage"]["input_tokens"], frame["usage"]["output_tokens"]) == (
+        rows[0]["input_tokens"], rows[0]["output_tokens"])
+    assert frame["cost_micros"] == rows[0]["cost_micros"] > 0

@@ -259,10 +259,14 @@ class SlowProvider(CannedProvider):
         provider = self
 
         class Slow(CannedResponse):
-            async def aiter_bytes(self) -> AsyncIterator[bytes]:
-                for part in provider.parts:
-                    await trio.sleep(provider.pause_s)
-                    yield part
+            sent = 0
+
+            async def next_chunk(self) -> bytes | None:  # cancel-safe, like the real pool
+                if self.sent >= len(provider.parts):
+                    return None
+                await trio.sleep(provider.pause_s)
+                self.sent += 1
+                return provider.parts[self.sent - 1]
 
         yield Slow(self.parts)
 
@@ -293,9 +297,26 @@ async def test_a_half_open_probe_closes_the_breaker_as_soon_as_the_answer_starts
     async with trio.open_nursery() as nursery:
         nursery.start_soon(run_stream, legs, job("anthropic.messages", request), Meter(),
                            StreamOutcome(), Sink(), NoDelivery())
-        await trio.sleep(3)  # mid-answer
+        await trio.sleep(4)  # mid-answer: its first content came at 3 s
         states.append(provider.breaker.state)
     assert states == ["closed"], "healthy answers flow: others need not wait for its end"
+
+
+async def test_an_error_event_before_content_counts_against_the_provider() -> None:
+    error = [ANTHROPIC_STREAM[0], b'event: error\ndata: {"type":"error","error":{"type":'
+             b'"overloaded_error","message":"Overloaded"}}\n\n']
+    provider = CannedProvider("ant", "anthropic", error)
+    provider.breaker = CircuitBreaker(failure_threshold=2, cooldown_s=30)
+    request = anthropic_request(stream=True)
+    legs, _ = plan_route({"ant": provider}, FORMATS["anthropic.messages"], request,
+                         model(("ant", "c")))
+    for _ in range(2):
+        meter, sink = Meter(), Sink()
+        failed = await run_stream(legs, job("anthropic.messages", request), meter,
+                                  StreamOutcome(), sink, NoDelivery())
+        assert failed is not None and failed.status == 503 and not sink.started
+        assert meter.usage(10).is_empty, "nothing reached the client: nothing is billed"
+    assert provider.breaker.state == "open", "a 200 that fails before content is a failure"
 
 
 async def test_the_whole_answer_deadline_does_not_blame_the_provider(
@@ -309,3 +330,88 @@ async def test_the_whole_answer_deadline_does_not_blame_the_provider(
     assert b"did not finish within 4.5 s" in sink.data
     assert meter.output_deltas == 2, "billed for what streamed before the deadline"
     assert provider.breaker.state == "closed" and provider.breaker.failures == 0
+
+
+class RecordingSink(Sink):
+    """Notes when the status line went out, and what content had arrived by then."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started_at: float | None = None
+        self.deltas_at_start = -1
+        self.meter: Meter | None = None
+
+    async def start(self, status: int, headers: Any) -> None:
+        await super().start(status, headers)
+        self.started_at = trio.current_time()
+        assert self.meter is not None
+        self.deltas_at_start = self.meter.output_deltas
+
+
+async def test_the_status_line_waits_for_the_first_content(
+        autojump_clock: trio.abc.Clock) -> None:
+    provider = SlowProvider(ANTHROPIC_STREAM, pause_s=1.0)
+    request = anthropic_request(stream=True)
+    legs, _ = plan_route({"slow": provider}, FORMATS["anthropic.messages"], request,
+                         model(("slow", "c")))
+    meter, sink = Meter(), RecordingSink()
+    sink.meter = meter
+    start = trio.current_time()
+    await run_stream(legs, job("anthropic.messages", request), meter, StreamOutcome(), sink,
+                     NoDelivery())
+    assert sink.status == 200 and sink.deltas_at_start == 1, "committed on the first content"
+    assert sink.started_at is not None and sink.started_at - start == pytest.approx(3.0)
+    assert sink.data.startswith(b"event: message_start"), "what came before is not lost"
+
+
+async def test_a_slow_first_content_commits_after_the_grace(
+        autojump_clock: trio.abc.Clock) -> None:
+    provider = SlowProvider(ANTHROPIC_STREAM, pause_s=10.0)
+    request = anthropic_request(stream=True)
+    legs, _ = plan_route({"slow": provider}, FORMATS["anthropic.messages"], request,
+                         model(("slow", "c")))
+    meter, sink = Meter(), RecordingSink()
+    sink.meter = meter
+    start = trio.current_time()
+    grace = StreamJob(FORMATS["anthropic.messages"], request, 100, 10, (),
+                      first_event_grace_s=5.0)
+    await run_stream(legs, grace, meter, StreamOutcome(), sink, NoDelivery())
+    assert sink.started_at is not None and sink.started_at - start == pytest.approx(5.0)
+    assert sink.deltas_at_start == 0, "200 before any content: heartbeats keep it alive"
+    assert sink.data.count(b"event: message_stop") == 1 and meter.completed
+
+
+class Checkpoints:
+    """A `Delivery` that notes what the meter held when content was first let out."""
+
+    def __init__(self, meter: Meter) -> None:
+        self.meter, self.calls = meter, []  # type: ignore[var-annotated]
+
+    async def before_content(self, whole: bool) -> None:
+        self.calls.append((whole, self.meter.output_deltas))
+
+
+async def test_the_bill_is_made_durable_before_the_first_content_leaves() -> None:
+    chunks = [b"".join(ANTHROPIC_STREAM)]
+    provider = CannedProvider("ant", "anthropic", chunks)
+    request = anthropic_request(stream=True)
+    legs, _ = plan_route({"ant": provider}, FORMATS["anthropic.messages"], request,
+                         model(("ant", "c")))
+    meter, sink = Meter(), Sink()
+    delivery = Checkpoints(meter)
+    await run_stream(legs, job("anthropic.messages", request), meter, StreamOutcome(), sink,
+                     delivery)
+    assert delivery.calls == [(False, 10)], "once, before the body was sent"
+    whole = anthropic_request()
+    answer = orjson.dumps({"id": "m", "type": "message", "role": "assistant", "model": "c",
+                           "content": [{"type": "text", "text": "hi"}],
+                           "stop_reason": "end_turn",
+                           "usage": {"input_tokens": 3, "output_tokens": 1}})
+    provider = CannedProvider("ant", "anthropic", [answer])
+    legs, _ = plan_route({"ant": provider}, FORMATS["anthropic.messages"], whole,
+                         model(("ant", "c")))
+    meter = Meter()
+    delivery = Checkpoints(meter)
+    await run_stream(legs, job("anthropic.messages", whole), meter, StreamOutcome(), Sink(),
+                     delivery)
+    assert delivery.calls == [(True, 1)], "a whole answer is settled before it is sent"

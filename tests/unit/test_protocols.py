@@ -195,6 +195,18 @@ def test_an_absurd_limit_is_a_400_naming_it(field: str) -> None:
     assert caught.value.param == field
 
 
+@pytest.mark.parametrize("field,value", [("modalities", ["text", "audio"]),
+                                         ("audio", {"voice": "alloy", "format": "wav"}),
+                                         ("web_search_options", {}), ("modalities", "text")])
+def test_outputs_the_catalog_cannot_price_are_refused(field: str, value: Any) -> None:
+    body = {"model": "m", "messages": MESSAGES, field: value}
+    if field == "web_search_options":
+        body[field] = {"search_context_size": "low"}
+    with pytest.raises(BadRequest) as caught:
+        OPENAI.parse(body)
+    assert caught.value.param == field
+
+
 def test_n_choices_are_counted() -> None:
     assert OPENAI.parse({"model": "m", "messages": MESSAGES, "n": 8}).choices == 8
     assert OPENAI.parse({"model": "m", "messages": MESSAGES}).choices == 1

@@ -1,0 +1,148 @@
+"""Crash safety's moving parts against the real SQLite ledger (I7): batched checkpoints of
+streamed usage, leases and who counts as dead, settlement from a checkpoint with the
+request's Idempotency-Key freed, and a settlement that missed its deadline retried until
+it is recorded."""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import trio
+import trio.testing
+
+from actors.ledger_maintenance import LeaseKeeper, dead_instances, sweep_abandoned_holds
+from actors.pipeline.reserve import Reservation
+from actors.pipeline.settle import Billing, StreamOutcome
+from router.catalog import ModelSpec
+from router.ledger.base import Instance, Settlement, UsageRecord
+from router.ledger.idempotency import IdempotencyStore
+from router.ledger.sqlite import SqliteLedger
+from router.ledger.sqlite_db import SqliteDatabase
+from router.pricing import Prices
+from router.protocols.api import Meter
+
+MODEL = ModelSpec("m", "openai", Prices(Decimal(1), Decimal(2), Decimal(1), Decimal(1)), 1000)
+NOW = 1_000.0
+
+
+def instance(name: str, host: str = "h1", pid: int = 10, lease_until: float = NOW + 15
+             ) -> Instance:
+    return Instance(name, host, pid, NOW, lease_until)
+
+
+class CountingLedger(SqliteLedger):
+    """The real ledger, counting checkpoint batches; its first settlement can hang."""
+
+    def __init__(self, db: SqliteDatabase, hang_first_settle: bool = False) -> None:
+        super().__init__(db)
+        self.batches: list[list[str]] = []
+        self.hang = hang_first_settle
+
+    async def checkpoint(self, points: list[Any]) -> None:
+        if points:
+            self.batches.append([p.request_id for p in points])
+        await super().checkpoint(points)
+
+    async def settle(self, request_id: str, cost: int, record: UsageRecord,
+                     at: float) -> Settlement:
+        if self.hang:
+            self.hang = False
+            await trio.sleep_forever()  # a lock held elsewhere, longer than the deadline
+        return await super().settle(request_id, cost, record, at)
+
+
+async def _held(ledger: SqliteLedger, request_id: str, amount: int = 100_000,
+                owner: str = "me") -> Billing:
+    await ledger.hold("alice", request_id, amount, NOW + 3600, NOW, owner=owner, model="m")
+    reservation = Reservation(request_id, "alice", amount, 1000, 50)
+    return Billing(ledger, reservation, MODEL, Meter(), StreamOutcome(), 40, lambda: NOW)
+
+
+def _stream(billing: Billing, deltas: int) -> None:
+    for _ in range(deltas):
+        billing.meter.add_text("tok")
+
+
+def test_dead_instances_by_lease_pid_and_host() -> None:
+    me = instance("me", pid=os.getpid() + 1)
+    others = [instance("expired", lease_until=NOW - 1, host="h2"),
+              instance("gone", pid=4242), instance("earlier-me", pid=os.getpid()),
+              instance("alive-here", pid=7), instance("elsewhere", host="h2", pid=4242),
+              me]
+    dead = dead_instances(others, me, NOW, exists=lambda pid: pid == 7)
+    assert dead == {"expired", "gone", "earlier-me"}, "a pid elsewhere says nothing"
+
+
+async def test_the_lease_keeper_checkpoints_every_grown_stream_in_one_batch(
+        tmp_path: Path) -> None:
+    db = SqliteDatabase(tmp_path / "ledger.sqlite3")
+    ledger = CountingLedger(db)
+    await ledger.grant("alice", 1_000_000, "t", NOW)
+    me = instance("me")
+    await ledger.register_instance(me)
+    live = {rid: await _held(ledger, rid) for rid in ("a", "b", "c")}
+    _stream(live["a"], 5)
+    _stream(live["b"], 2)
+    keeper = LeaseKeeper(ledger, me, live, checkpoint_s=1, lease_s=15, clock=lambda: NOW + 5)
+    await keeper.tick()
+    assert ledger.batches == [["a", "b"]], "one write for all, none for a quiet stream"
+    await keeper.tick()
+    assert ledger.batches == [["a", "b"]], "nothing grew: nothing written"
+    _stream(live["b"], 1)
+    await keeper.tick()
+    assert ledger.batches == [["a", "b"], ["b"]]
+    assert (await ledger.instances())[0].lease_until == NOW + 20, "the lease was renewed"
+    db.close()
+
+
+async def test_a_dead_routers_hold_is_settled_from_its_checkpoint_and_frees_its_key(
+        tmp_path: Path) -> None:
+    db = SqliteDatabase(tmp_path / "ledger.sqlite3")
+    ledger = SqliteLedger(db)
+    claims = IdempotencyStore(db, stale_after_s=3600)
+    await ledger.grant("alice", 1_000_000, "t", NOW)
+    await ledger.register_instance(instance("dead", pid=4242))
+    streamed = await _held(ledger, "streamed", owner="dead")
+    await _held(ledger, "never-started", owner="dead")
+    assert (await claims.begin("alice", "key-1", b"{}", "streamed", NOW)).kind == "new"
+    _stream(streamed, 30)
+    point = streamed.due_checkpoint()
+    assert point is not None
+    await ledger.checkpoint([point])
+    me = instance("me", pid=99)
+    await ledger.register_instance(me)
+    assert await sweep_abandoned_holds(ledger, {}, NOW + 1, me,
+                                       exists=lambda pid: pid == 99) == 2
+    usage = {r.request_id: r for r in await ledger.recent_usage("alice")}
+    assert usage["streamed"].cost_micros == MODEL.prices.cost_micros(
+        streamed.meter.usage(40)) > 0, "billed what was checkpointed"
+    assert usage["streamed"].recovered and usage["streamed"].usage.output_tokens == 30
+    assert usage["never-started"].cost_micros == 0, "nothing streamed: released at 0"
+    assert (await ledger.account("alice")).held == 0
+    assert (await claims.begin("alice", "key-1", b"{}", "retry", NOW + 2)).kind == "new"
+    db.close()
+
+
+async def test_a_settlement_that_misses_its_deadline_is_retried_until_recorded(
+        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    db = SqliteDatabase(tmp_path / "ledger.sqlite3")
+    ledger = CountingLedger(db, hang_first_settle=True)
+    await ledger.grant("alice", 1_000_000, "t", NOW)
+    me = instance("me")
+    await ledger.register_instance(me)
+    billing = await _held(ledger, "slow")
+    billing.outcome = StreamOutcome(provider="p")
+    _stream(billing, 10)
+    live = {"slow": billing}
+    settled = await billing.settle()
+    assert settled.settlement is None and billing.unsettled, "missed its deadline"
+    assert await ledger.recent_usage("alice") == []
+    keeper = LeaseKeeper(ledger, me, live, checkpoint_s=1, lease_s=15, clock=lambda: NOW)
+    await keeper.tick()
+    rows = await ledger.recent_usage("alice")
+    assert [r.request_id for r in rows] == ["slow"] and rows[0].cost_micros > 0
+    assert live == {}, "recorded: the keeper lets it go"
+    db.close()
