@@ -88,8 +88,9 @@ def build_runtime(config: Config) -> Runtime:
     providers = {name: make_provider(spec) for name, spec in config.catalog.providers.items()}
     ledger = SqliteLedger(db)
     now = time.time()
-    instance = Instance(f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}",
-                        socket.gethostname(), os.getpid(), now, now + config.lease_s)
+    # A short id: every hold carries it (host and pid are in the instances table).
+    instance = Instance(secrets.token_hex(6), socket.gethostname(), os.getpid(), now,
+                        now + config.lease_s)
     return Runtime(config=config, db=db, ledger=ledger, keys=keys,
                    auth=Authenticator(config, keys, ledger, time.time), providers=providers,
                    idempotency=IdempotencyStore(db, stale_after_s=config.hold_ttl_s),

@@ -7,8 +7,9 @@ so no scaling step can lose precision.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 
 from router.usage import Usage
 
@@ -41,26 +42,39 @@ class Prices:
     cache_read: Decimal
     cache_write: Decimal
 
+    # The four prices as integers over one common denominator (exact: a decimal is a
+    # ratio of integers), so that costs are integer arithmetic, exact at any size and
+    # cheap enough for every checkpoint of every stream.
+    _scaled: tuple[int, int, int, int, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        ratios = [price.as_integer_ratio() for price in
+                  (self.input, self.output, self.cache_read, self.cache_write)]
+        scale = math.lcm(*(den for _, den in ratios))
+        scaled = tuple(num * (scale // den) for num, den in ratios)
+        object.__setattr__(self, "_scaled", (*scaled, scale))
+
     def cost_micros(self, usage: Usage) -> int:
-        exact = (usage.input_tokens * self.input + usage.output_tokens * self.output
-                 + usage.cache_read_tokens * self.cache_read
-                 + usage.cache_write_tokens * self.cache_write)
-        return int(exact.to_integral_value(rounding=ROUND_CEILING))
+        """Exact cost, rounded up to the next micro-USD (once, per request)."""
+        inp, out, read, write, scale = self._scaled
+        exact = (usage.input_tokens * inp + usage.output_tokens * out
+                 + usage.cache_read_tokens * read + usage.cache_write_tokens * write)
+        return -(-exact // scale)
 
     def bound_micros(self, input_tokens: int, output_tokens: int) -> int:
         """The worst case for a hold: every input token at the dearest input rate."""
-        dearest_input = max(self.input, self.cache_read, self.cache_write)
-        exact = input_tokens * dearest_input + output_tokens * self.output
-        return int(exact.to_integral_value(rounding=ROUND_CEILING))
+        inp, out, read, write, scale = self._scaled
+        return -(-(input_tokens * max(inp, read, write) + output_tokens * out) // scale)
 
     def affordable_output_tokens(self, budget_micros: int, input_tokens: int) -> int:
         """How many output tokens `budget_micros` pays for after the input bound."""
         left = budget_micros - self.bound_micros(input_tokens, 0)
         if left <= 0:
             return 0
-        if self.output == 0:
+        out, scale = self._scaled[1], self._scaled[4]
+        if out == 0:
             return 1 << 62
-        return int((Decimal(left) / self.output).to_integral_value(rounding="ROUND_FLOOR"))
+        return left * scale // out
 
     def as_strings(self) -> dict[str, str]:
         return {"input_per_mtok": str(self.input), "output_per_mtok": str(self.output),

@@ -220,31 +220,47 @@ def measure_paced(args: argparse.Namespace, children: Children,
     return out
 
 
-def measure_ab(args: argparse.Namespace, children: Children, run: int) -> dict[str, dict]:
-    """Router CPU per request of both routers, the order alternating from run to run."""
-    routers = {"this": sys.executable, "baseline": args.ab}
-    order = list(routers) if run % 2 == 0 else list(reversed(routers))
-    out: dict[str, dict] = {}
-    for name in order:
-        fake = children.start_fake(reply_words=args.reply_words)
-        router, key = children.start_router(fake, routers[name])
-        target = load.Target(router.host, router.port, key, "bench-model")
+def measure_ab(args: argparse.Namespace, children: Children) -> list[dict[str, dict]]:
+    """Router CPU per request of this tree and of the baseline, both running all along
+    against the same fakes and measured phase by phase in alternation, so that the
+    machine's drift falls on both alike. Per run and router: CPU per non-streaming and
+    streaming request, and (with --paced) per paced chunk."""
+    pythons = {"this": sys.executable, "baseline": args.ab}
+    fakes = {"plain": children.start_fake(reply_words=args.reply_words)}
+    phases = [("nonstream_cpu_ms", False, "plain"), ("stream_cpu_ms", True, "plain")]
+    if args.paced:
+        for words in PACED_WORDS:
+            fakes[f"paced{words}"] = children.start_fake(reply_words=words,
+                                                         chunk_delay_s=PACED_DELAY_S)
+            phases.append((f"paced{words}_ms", True, f"paced{words}"))
+    routers = {(name, fake): children.start_router(fakes[fake], python)
+               for name, python in pythons.items() for fake in fakes}
+    runs: list[dict[str, dict]] = []
+    for i in range(args.runs):
+        _log(f"run {i + 1}/{args.runs}")
+        run: dict[str, dict] = {name: {} for name in pythons}
+        for figure, stream, fake in phases:
+            for name in (list(pythons) if i % 2 == 0 else list(reversed(pythons))):
+                router, key = routers[(name, fake)]
+                target = load.Target(router.host, router.port, key, "bench-model")
+                concurrency = args.paced if fake != "plain" else args.concurrency
 
-        def probe() -> dict[str, float]:
-            return {"server": cpu_seconds(router.pid), "fake": cpu_seconds(fake.pid)}
+                def probe(router: Child = router) -> dict[str, float]:
+                    return {"server": cpu_seconds(router.pid), "fake": 0.0}
 
-        figures: dict[str, float] = {}
-        for kind, stream in (("nonstream", False), ("stream", True)):
-            res = _run("raw", args.concurrency, target, load.run_load, stream,
-                       args.concurrency, args.warmup, args.duration, probe)
-            figures[f"{kind}_cpu_ms"] = res.per_request_ms("server")
-        children.stop(router)
-        children.stop(fake)
-        if args.paced:
-            figures.update(measure_paced(args, children, routers[name]))
-        _log(f"  {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items()))
-        out[name] = figures
-    return out
+                res = _run("raw", concurrency, target, load.run_load, stream, concurrency,
+                           args.warmup, max(args.duration, 6.0) if fake != "plain"
+                           else args.duration, probe)
+                run[name][figure] = res.per_request_ms("server")
+        for figures in run.values():
+            if args.paced:
+                low, high = PACED_WORDS
+                figures["per_chunk_us"] = (figures[f"paced{high}_ms"]
+                                           - figures[f"paced{low}_ms"]) * 1000 / (high - low)
+        for name, figures in run.items():
+            _log(f"  {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items()))
+        runs.append(run)
+    return runs
 
 
 def one_run(args: argparse.Namespace, children: Children) -> report.Run:
@@ -380,16 +396,13 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[report.Run] = []
     try:
         if args.ab:
-            pairs = []
-            for i in range(args.runs):
-                _log(f"run {i + 1}/{args.runs}")
-                pairs.append(measure_ab(args, children, i))
+            pairs = measure_ab(args, children)
             for name in pairs[0]["this"]:
                 this = statistics.median(p["this"][name] for p in pairs)
                 base = statistics.median(p["baseline"][name] for p in pairs)
                 ratio = statistics.median(p["this"][name] / p["baseline"][name] for p in pairs)
-                print(f"{name}: this {this:.3f}, baseline {base:.3f}, median ratio "
-                      f"{ratio:.3f} ({args.runs} alternating runs)")
+                print(f"{name}: this {this:.3f}, baseline {base:.3f}, median of per-run "
+                      f"ratios {ratio:.3f} ({args.runs} runs)")
             return 0
         if args.paced:
             results = []

@@ -65,6 +65,13 @@ def _refusal(exc: InsufficientFunds | SpendCapReached, needed: int
     return refuse(needed, exc.available)
 
 
+async def _hold(ledger: Ledger, principal: Principal, request_id: str, amount: int,
+                cap: int | None, model: ModelSpec, now: float, policy: HoldPolicy) -> int:
+    await ledger.hold(principal.account, request_id, amount, now + policy.hold_ttl_s, now,
+                      key_id=principal.key_id, key_cap=cap, owner=policy.owner, model=model.id)
+    return amount
+
+
 async def reserve(ledger: Ledger, principal: Principal, request: ClientRequest,
                   model: ModelSpec, request_id: str, *, now: float,
                   policy: HoldPolicy) -> Reservation:
@@ -73,44 +80,40 @@ async def reserve(ledger: Ledger, principal: Principal, request: ClientRequest,
     prices = model.prices
     cap = principal.spend_cap_micros if principal.key_id else None
     wanted = min(request.max_output or model.max_output_tokens, model.max_output_tokens)
-    # The smallest limit worth lowering to: the policy's minimum, or less if that is all
-    # the client (or the model) wants.
-    floor = min(policy.min_output_tokens, wanted) if policy.affordable else 1
+    # The smallest limit worth lowering a client's limit to: the policy's minimum, or less
+    # if that is all the client (or the model) wants. Without a client limit, any.
+    floor = min(policy.min_output_tokens, wanted) \
+        if policy.affordable and request.max_output is not None else 1
     lowerable = request.max_output is None or policy.affordable
-
-    async def hold(max_output: int) -> int:
-        amount = prices.bound_micros(input_bound, max_output * choices)
-        await ledger.hold(principal.account, request_id, amount, now + policy.hold_ttl_s,
-                          now, key_id=principal.key_id, key_cap=cap, owner=policy.owner,
-                          model=model.id)
-        return amount
-
-    def affordable(budget: int) -> int:
-        return min(wanted, prices.affordable_output_tokens(budget, input_bound) // choices)
-
     max_output = wanted
     if request.max_output is None:  # the router sets the limit: what available affords
         available = (await ledger.account(principal.account)).available
         cap_left = cap - await ledger.key_spent(principal.key_id or "") \
             if cap is not None else available
-        max_output = affordable(min(available, cap_left))
+        max_output = min(wanted, prices.affordable_output_tokens(
+            min(available, cap_left), input_bound) // choices)
         if max_output < floor:
             needed = prices.bound_micros(input_bound, floor * choices)
             if cap_left < available:
                 raise cap_reached(needed, cap_left)
             raise refuse(needed, available)
     try:
-        amount = await hold(max_output)
+        amount = await _hold(ledger, principal, request_id,
+                             prices.bound_micros(input_bound, max_output * choices), cap,
+                             model, now, policy)
     except (InsufficientFunds, SpendCapReached) as exc:
         # Too dear (or the balance moved since it was read): lower once to what is left.
         left = exc.available if isinstance(exc, InsufficientFunds) else exc.remaining
-        lowered = affordable(left) if lowerable else 0
+        lowered = min(wanted, prices.affordable_output_tokens(left, input_bound) // choices) \
+            if lowerable else 0
         if lowered < floor or lowered >= max_output:
             raise _refusal(exc, exc.needed if not lowerable
                            else prices.bound_micros(input_bound, floor * choices)) from None
         max_output = lowered
         try:
-            amount = await hold(max_output)
+            amount = await _hold(ledger, principal, request_id,
+                                 prices.bound_micros(input_bound, max_output * choices), cap,
+                                 model, now, policy)
         except (InsufficientFunds, SpendCapReached) as again:
             raise _refusal(again, again.needed) from None
     return Reservation(request_id, principal.account, amount, max_output, input_bound,

@@ -82,7 +82,8 @@ class Billing:
                           self.clock())
 
     async def before_content(self, whole: bool) -> None:
-        """The answer is about to reach the client: make its bill durable first."""
+        """The answer is about to reach the client: make its bill durable first (settled,
+        if the answer is whole already; else a first checkpoint of what streamed)."""
         if whole:
             await self.settle()
             return

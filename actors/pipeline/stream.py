@@ -226,9 +226,11 @@ async def _try_target(leg: Leg, job: StreamJob, upstream: UpstreamRequest, meter
             body = await response.read(MAX_ANSWER_BODY)
             native.on_body(meter, body)
             try:
-                usage = meter.usage(job.estimated_input)
-                if meter.completed and not usage.reported:
-                    body = native.body_with_usage(body, usage)  # the bill the client reads
+                if meter.completed and (meter.input_tokens is None or meter.output_tokens
+                                        is None or not meter.output_tokens
+                                        and meter.output_deltas):
+                    # no usage (or zero) reported: the client reads the bill it pays
+                    body = native.body_with_usage(body, meter.usage(job.estimated_input))
                 if bridge is not None:
                     body = _translated_body(bridge, body, leg.request)
             except (ValueError, TypeError, AttributeError, ProviderFailed):
@@ -241,105 +243,115 @@ async def _try_target(leg: Leg, job: StreamJob, upstream: UpstreamRequest, meter
                                     delivery)
 
 
-async def _stream_answer(leg: Leg, job: StreamJob, response: UpstreamResponse,
-                         headers: tuple[tuple[bytes, bytes], ...], meter: Meter,
-                         outcome: StreamOutcome, out: ClientSink,
-                         delivery: Delivery) -> RouterError | None:
-    native, request, upstream_request = leg.native, job.request, leg.request
-    translator = leg.bridge.stream(request.body, request.wants_usage) if leg.bridge else None
-    parser = SseParser()
-    limit = job.max_output * request.choices
-    held: list[bytes] = []  # what came before the first content, until the status is sent
-    waiting_until: float | None = trio.current_time() + job.first_event_grace_s
-    durable = False  # the first checkpoint of streamed usage is written
-    at_limit = cut = unreadable = False
+class _Pump:
+    """Turns upstream bytes into the client's bytes: meters each event, supplies missing
+    usage, enforces the output limit, translates. Synchronous: the awaits are the
+    caller's, so the first-event grace can wrap reading alone."""
 
-    def commit() -> Any:
-        """The answer starts: the provider is healthy, and the client gets its status."""
-        outcome.judged = _judge(leg.provider.breaker, 200)
-        return out.start(200, headers + _SSE_HEADERS)
+    __slots__ = ("native", "upstream_request", "translator", "meter", "estimated_input",
+                 "limit", "parser", "at_limit", "cut", "unreadable")
 
-    def failed(error: RouterError) -> RouterError:
-        """The provider failed before any content: its breaker hears of it."""
-        if error.status >= 500:
-            leg.provider.breaker.record_failure(trio.current_time())
-            outcome.judged = True
-        return error
+    def __init__(self, leg: Leg, job: StreamJob, meter: Meter) -> None:
+        request = job.request
+        self.native, self.upstream_request = leg.native, leg.request
+        self.translator = leg.bridge.stream(request.body, request.wants_usage) \
+            if leg.bridge else None
+        self.meter, self.estimated_input = meter, job.estimated_input
+        self.limit = job.max_output * request.choices
+        self.parser = SseParser()
+        self.at_limit = self.cut = self.unreadable = False
 
-    def emit(pairs: Any, forward: list[bytes]) -> None:
+    def _emit(self, pairs: Any, forward: list[bytes]) -> None:
         for event, shown in pairs:
-            if translator is not None:
-                forward.append(translator.feed(event))
+            if self.translator is not None:
+                forward.append(self.translator.feed(event))
             elif shown:
                 forward.append(event.raw)
 
-    while not cut:
-        if waiting_until is None:
-            chunk = await response.next_chunk()
-        else:
-            chunk = None
-            with trio.move_on_at(waiting_until) as waiting:
-                chunk = await response.next_chunk()
-            if waiting.cancelled_caught:  # slow to start: commit to 200, heartbeats follow
-                waiting_until = None
-                await commit()
-                continue
-        if chunk is None:
-            break
-        events = parser.feed(chunk)
-        if not events:
-            continue
+    def feed(self, chunk: bytes) -> list[bytes]:
+        native, meter, translator, limit = self.native, self.meter, self.translator, self.limit
         forward: list[bytes] = []
-        for event in events:
-            if at_limit:
+        for event in self.parser.feed(chunk):
+            if self.at_limit:
                 before = (meter.output_bytes, meter.output_deltas)
             try:
-                shown = native.on_event(upstream_request, meter, event)
-                if at_limit and meter.output_deltas > before[1]:
+                shown = native.on_event(self.upstream_request, meter, event)
+                if self.at_limit and meter.output_deltas > before[1]:
                     # Content past the enforced limit: the upstream ignores it. The router
                     # ends the answer here, and bills none of what it did not pass on.
                     meter.output_bytes, meter.output_deltas = before
-                    meter.ended_by_router = cut = True
-                    emit(native.end_events(upstream_request, meter,
-                                           meter.usage(job.estimated_input)), forward)
+                    meter.ended_by_router = self.cut = True
+                    self._emit(native.end_events(self.upstream_request, meter,
+                                                 meter.usage(self.estimated_input)), forward)
                     break
                 if meter.needs_usage:
                     meter.needs_usage = False
-                    emit(native.usage_events(upstream_request, meter, event, meter.usage(
-                        job.estimated_input, so_far=True)), forward)
+                    self._emit(native.usage_events(self.upstream_request, meter, event,
+                                                   meter.usage(self.estimated_input,
+                                                               so_far=True)), forward)
                 elif translator is not None:
                     forward.append(translator.feed(event))
                 elif shown:
                     forward.append(event.raw)
             except Exception:  # noqa: BLE001 - a provider's garbage must not end the request
-                unreadable = True
+                self.unreadable = True
                 log.warning("skipped an upstream event that could not be read")
-            if not at_limit and (meter.output_deltas >= limit or (meter.output_tokens or 0)
-                                 >= limit) and meter.counted_output() >= limit:
-                at_limit = True
-        if not out.started:
-            if meter.upstream_error is not None:
-                return failed(_error_before_content(meter))
-            if not meter.content_started:
-                held.extend(forward)
-                continue
-            waiting_until = None
-            await commit()
+            if not self.at_limit and (meter.output_deltas >= limit or (
+                    meter.output_tokens or 0) >= limit) and meter.counted_output() >= limit:
+                self.at_limit = True
+        return forward
+
+
+async def _stream_answer(leg: Leg, job: StreamJob, response: UpstreamResponse,
+                         headers: tuple[tuple[bytes, bytes], ...], meter: Meter,
+                         outcome: StreamOutcome, out: ClientSink,
+                         delivery: Delivery) -> RouterError | None:
+    pump = _Pump(leg, job, meter)
+    breaker = leg.provider.breaker
+
+    def failed(error: RouterError) -> RouterError:
+        """The provider failed before any content: its breaker hears of it."""
+        if error.status >= 500:
+            breaker.record_failure(trio.current_time())
+            outcome.judged = True
+        return error
+
+    # Until the first content, what arrives is held back and the status line waits, so
+    # that a failure is still an HTTP error the next target can hide (at most the grace).
+    held: list[bytes] = []
+    ended = False
+    with trio.move_on_after(job.first_event_grace_s):
+        while not (meter.content_started or meter.upstream_error or pump.cut):
+            chunk = await response.next_chunk()  # cancel-safe: the grace may end it
+            if chunk is None:
+                ended = True
+                break
+            held += pump.feed(chunk)
+    if meter.upstream_error is not None:
+        return failed(_error_before_content(meter))
+    if ended and not meter.content_started:
+        return failed(ProviderFailed("the provider ended the stream before answering"))
+    # Content, or the grace is over (heartbeats keep a slow start alive): the answer starts.
+    outcome.judged = _judge(breaker, 200)
+    await out.start(200, headers + _SSE_HEADERS)
+    durable = False
+    forward = held
+    while True:
         if not durable and meter.content_started:
-            await delivery.before_content(whole=False)
+            # An answer already whole (a fast upstream, or cut at the limit) is settled
+            # now, before the client has it; a live stream gets its first checkpoint.
+            await delivery.before_content(whole=meter.whole)
             durable = True
-        if held:
-            forward, held = held + forward, []
         data = forward[0] if len(forward) == 1 else b"".join(forward)
         if data:
             await out.body(data)
-    if not out.started:  # the upstream ended (or was cut) before any content
-        if meter.upstream_error is not None:
-            return failed(_error_before_content(meter))
-        return failed(ProviderFailed("the provider ended the stream before answering"))
-    if held:
-        await out.body(b"".join(held))
-    if meter.upstream_error is None and (not meter.whole or unreadable):
+        if pump.cut or ended:
+            break
+        chunk = await response.next_chunk()
+        if chunk is None:
+            break
+        forward = pump.feed(chunk)
+    if meter.upstream_error is None and (not meter.whole or pump.unreadable):
         # The client must see that its answer is not whole (it got no end event, or
         # lost one); a provider's own error event already said so.
         await out.body(ProviderFailed("the provider stream ended before the answer was "

@@ -72,7 +72,6 @@ COLUMNS = (
     ("usage", "recovered", "INTEGER NOT NULL DEFAULT 0"),
 )
 INDEXES = """
-CREATE INDEX IF NOT EXISTS holds_by_owner ON holds(owner) WHERE settled = 0;
 CREATE INDEX IF NOT EXISTS idempotency_by_request ON idempotency(request_id) WHERE done = 0;
 """
 

@@ -64,8 +64,8 @@ class Meter:
     settlement and by the checkpoints of streamed usage.
 
     Besides usage it notes where the answer stands (`position`), so the router can end it
-    in the upstream's own format: the chunk/response identity seen first, the choices or
-    content block still open, the last sequence number.
+    in the upstream's own format: the chunk/response identity seen first, the choices
+    that ended or the content block still open, the last sequence number.
     """
 
     input_tokens: int | None = None
@@ -83,7 +83,7 @@ class Meter:
     needs_usage: bool = False
     usage_shown: bool = False  # a usage figure already went to the client
     identity: dict[str, Any] | None = None  # chat chunk id/created/model; Responses object
-    open_choices: set[int] = field(default_factory=set)  # chat choices not yet finished
+    finished_choices: set[int] = field(default_factory=set)  # chat choices that ended
     open_block: int | None = None  # Anthropic content block open now
     blocks: int = 0  # Anthropic content blocks started
     last_seq: int = -1  # Responses sequence_number

@@ -143,14 +143,11 @@ class OpenAIChat:
                               if key in chunk}
         choices = chunk.get("choices") or ()
         for choice in choices:
-            index = choice.get("index", 0)
-            if choice.get("finish_reason"):
-                meter.open_choices.discard(index)
-            else:
-                meter.open_choices.add(index)
             delta = choice.get("delta")
             if delta:
                 _meter_delta(meter, delta)
+            if choice.get("finish_reason"):
+                meter.finished_choices.add(choice.get("index", 0))
         usage = chunk.get("usage")
         if usage:
             _record_usage(meter, usage)
@@ -175,7 +172,7 @@ class OpenAIChat:
         out = [(new_event(None, {**base, "choices": [{"index": index, "delta": {},
                                                       "logprobs": None,
                                                       "finish_reason": "length"}]}), True)
-               for index in sorted(meter.open_choices)]
+               for index in range(request.choices) if index not in meter.finished_choices]
         return out + [(_usage_chunk(meter, usage), request.wants_usage), (_DONE, True)]
 
     def on_body(self, meter: Meter, body: bytes) -> None:

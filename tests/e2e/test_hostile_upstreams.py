@@ -81,20 +81,37 @@ def money(router: RouterProcess, account: str, request_id: str) -> tuple[int, in
     return hold, capture
 
 
+def billed_as_told(router: RouterProcess, account: str, key: str,
+                   request_id: str) -> dict[str, Any]:
+    """capture <= hold, and the usage row bills the capture; the row, to compare with what
+    the client was told."""
+    hold, capture = money(router, account, request_id)
+    row = usage_row(router, key, request_id)
+    assert 0 < capture <= hold and row["cost_micros"] == capture
+    return row
+
+
+def endless(fake: FakeProviderServer) -> None:
+    """An upstream that ignores every limit and would stream forever."""
+    fake.state.ignore_limits = True
+    fake.state.reply_words = ENDLESS
+
+
 def words(n: int) -> str:
     return " ".join(f"w{i}" for i in range(n))
 
 
 # --- the router ends what the upstream will not -------------------------------------------
 
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-haiku-4-5"],
+                         ids=["passed-through", "translated-from-anthropic"])
 def test_an_upstream_that_ignores_limits_and_streams_forever_is_cut_at_the_limit(
-        hostile_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
-    clean_fake.state.ignore_limits = True
-    clean_fake.state.reply_words = ENDLESS
+        hostile_router: RouterProcess, clean_fake: FakeProviderServer, model: str) -> None:
+    endless(clean_fake)
     account, key = hostile_router.new_account(5_000_000)
     client = openai.OpenAI(base_url=hostile_router.base_url + "/v1", api_key=key, max_retries=0)
     with client.chat.completions.with_streaming_response.create(
-            model="gpt-4o-mini", messages=MESSAGES, max_tokens=20, stream=True,
+            model=model, messages=MESSAGES, max_tokens=20, stream=True,
             stream_options={"include_usage": True}) as raw:
         request_id = raw.headers["x-request-id"]
         chunks = list(raw.parse())
@@ -105,16 +122,14 @@ def test_an_upstream_that_ignores_limits_and_streams_forever_is_cut_at_the_limit
     usage = chunks[-1].usage
     assert usage is not None and usage.completion_tokens == 20
     assert getattr(usage, "estimated", None) is True, "the router's count, marked"
-    hold, capture = money(hostile_router, account, request_id)
-    row = usage_row(hostile_router, key, request_id)
-    assert 0 < capture <= hold and row["cost_micros"] == capture
-    assert (row["input_tokens"], row["output_tokens"]) == (usage.prompt_tokens, 20)
+    row = billed_as_told(hostile_router, account, key, request_id)
+    assert (row["input_tokens"] + row["cache_read_tokens"], row["output_tokens"]) == (
+        usage.prompt_tokens, 20)
 
 
 def test_anthropic_sdk_sees_max_tokens_when_the_router_cuts(
         hostile_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
-    clean_fake.state.ignore_limits = True
-    clean_fake.state.reply_words = ENDLESS
+    endless(clean_fake)
     account, key = hostile_router.new_account(5_000_000)
     client = anthropic.Anthropic(base_url=hostile_router.base_url, api_key=key, max_retries=0)
     with client.messages.stream(model="claude-haiku-4-5", max_tokens=32,
@@ -124,16 +139,13 @@ def test_anthropic_sdk_sees_max_tokens_when_the_router_cuts(
     assert final.stop_reason == "max_tokens"
     assert final.content[0].text == words(32)  # type: ignore[union-attr]
     assert final.usage.output_tokens == 32
-    hold, capture = money(hostile_router, account, request_id)
-    row = usage_row(hostile_router, key, request_id)
-    assert 0 < capture <= hold and row["cost_micros"] == capture
+    row = billed_as_told(hostile_router, account, key, request_id)
     assert (row["input_tokens"], row["output_tokens"]) == (final.usage.input_tokens, 32)
 
 
 def test_a_translated_stream_is_cut_in_the_clients_format(
         hostile_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
-    clean_fake.state.ignore_limits = True
-    clean_fake.state.reply_words = ENDLESS
+    endless(clean_fake)
     account, key = hostile_router.new_account(5_000_000)
     client = anthropic.Anthropic(base_url=hostile_router.base_url, api_key=key, max_retries=0)
     with client.messages.stream(model="llama", max_tokens=16, messages=MESSAGES) as stream:
@@ -143,30 +155,26 @@ def test_a_translated_stream_is_cut_in_the_clients_format(
     sent = clean_fake.state.last
     assert sent is not None and sent.body["max_tokens"] == 16, "compatible servers: max_tokens"
     assert "max_completion_tokens" not in sent.body
-    hold, capture = money(hostile_router, account, request_id)
-    row = usage_row(hostile_router, key, request_id)
-    assert 0 < capture <= hold and row["cost_micros"] == capture and row["output_tokens"] == 16
+    assert billed_as_told(hostile_router, account, key, request_id)["output_tokens"] == 16
 
 
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-haiku-4-5"],
+                         ids=["passed-through", "translated-from-anthropic"])
 def test_responses_stream_ends_incomplete_at_the_limit(
-        hostile_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
-    clean_fake.state.ignore_limits = True
-    clean_fake.state.reply_words = ENDLESS
+        hostile_router: RouterProcess, clean_fake: FakeProviderServer, model: str) -> None:
+    endless(clean_fake)
     account, key = hostile_router.new_account(5_000_000)
     client = openai.OpenAI(base_url=hostile_router.base_url + "/v1", api_key=key, max_retries=0)
-    with client.responses.stream(model="gpt-4o-mini", input="hello",
-                                 max_output_tokens=24) as stream:
+    with client.responses.stream(model=model, input="hello", max_output_tokens=24) as stream:
         events = list(stream)
     final = events[-1]
     assert final.type == "response.incomplete"
     assert final.response.incomplete_details.reason == "max_output_tokens"
     assert final.response.usage.output_tokens == 24
     assert final.response.output_text == words(24), "the SDK keeps what streamed"
-    request_id = final.response.id  # not ours; find the row by the account's only request
-    rows = hostile_router.usage(key)["recent"]
+    rows = hostile_router.usage(key)["recent"]  # the account's only request
     assert len(rows) == 1 and rows[0]["output_tokens"] == 24
-    hold, capture = money(hostile_router, account, rows[0]["request_id"])
-    assert 0 < capture <= hold and rows[0]["cost_micros"] == capture and request_id
+    billed_as_told(hostile_router, account, key, rows[0]["request_id"])
 
 
 def test_a_whole_answer_over_the_limit_is_billed_at_most_the_hold(
@@ -180,6 +188,9 @@ def test_a_whole_answer_over_the_limit_is_billed_at_most_the_hold(
     hold, capture = money(hostile_router, account, raw.headers["x-request-id"])
     assert capture == hold, "the hold is all the platform can charge"
     assert raw.parse().usage.completion_tokens == 400  # type: ignore[union-attr]
+    exported = hostile_router.admin("GET", f"/admin/usage?account={account}").json()["data"]
+    assert [(r["cost_micros"], r["output_tokens"]) for r in exported] == [(capture, 400)]
+    assert exported[0]["overrun_micros"] > 0, "the platform's loss is visible"
 
 
 # --- n choices -------------------------------------------------------------------------------
@@ -373,45 +384,6 @@ def test_bad_multipliers_and_limits_are_400s_naming_the_field(
 
 
 # --- translated answers, compatible servers, the websocket bill ----------------------------
-
-def test_openai_sdk_to_an_anthropic_model_that_ignores_limits_gets_length(
-        hostile_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
-    clean_fake.state.ignore_limits = True
-    clean_fake.state.reply_words = ENDLESS
-    account, key = hostile_router.new_account(5_000_000)
-    client = openai.OpenAI(base_url=hostile_router.base_url + "/v1", api_key=key, max_retries=0)
-    with client.chat.completions.with_streaming_response.create(
-            model="claude-haiku-4-5", messages=MESSAGES, max_tokens=15, stream=True,
-            stream_options={"include_usage": True}) as raw:
-        chunks = list(raw.parse())
-        request_id = raw.headers["x-request-id"]
-    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text == words(15)
-    assert [c.choices[0].finish_reason for c in chunks if c.choices
-            and c.choices[0].finish_reason] == ["length"]
-    usage = chunks[-1].usage
-    assert usage is not None and usage.completion_tokens == 15
-    hold, capture = money(hostile_router, account, request_id)
-    row = usage_row(hostile_router, key, request_id)
-    assert 0 < capture <= hold and row["cost_micros"] == capture and row["output_tokens"] == 15
-
-
-def test_responses_sdk_to_an_anthropic_model_that_ignores_limits_ends_incomplete(
-        hostile_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
-    clean_fake.state.ignore_limits = True
-    clean_fake.state.reply_words = ENDLESS
-    _, key = hostile_router.new_account(5_000_000)
-    client = openai.OpenAI(base_url=hostile_router.base_url + "/v1", api_key=key, max_retries=0)
-    with client.responses.stream(model="claude-haiku-4-5", input="hello",
-                                 max_output_tokens=18) as stream:
-        events = list(stream)
-    final = events[-1]
-    assert final.type == "response.incomplete"
-    assert final.response.usage.output_tokens == 18
-    assert final.response.output_text == words(18)
-    rows = hostile_router.usage(key)["recent"]
-    assert len(rows) == 1 and rows[0]["output_tokens"] == 18
-
 
 def test_compatible_servers_get_text_arrays_as_strings_and_max_tokens(
         hostile_router: RouterProcess, clean_fake: FakeProviderServer) -> None:

@@ -143,10 +143,24 @@ class LedgerMachine(RuleBasedStateMachine):
         self.live.discard(held[0])
 
     @precondition(lambda self: len(self._alive()) > 1)
+    @rule(held=holds, cost_factor=st.fractions(0, 2), restart=st.booleans())
+    def a_router_dies_while_its_request_streams(self, held: tuple[str, str, int],
+                                                cost_factor: Any, restart: bool) -> None:
+        """The crash I7 is about: usage checkpointed, then kill -9 of the request's owner."""
+        request_id = held[0]
+        owner = self.owner_of.get(request_id)
+        if request_id not in self.live or owner in self.crashed or owner is None:
+            return
+        self.checkpoint_streamed_usage(held, cost_factor, 40)
+        self._kill(owner, restart)
+
+    @precondition(lambda self: len(self._alive()) > 1)
     @rule(which=st.integers(0, 5), restart=st.booleans())
     def a_router_is_killed(self, which: int, restart: bool) -> None:
         alive = self._alive()
-        victim = alive[which % len(alive)]
+        self._kill(alive[which % len(alive)], restart)
+
+    def _kill(self, victim: str, restart: bool) -> None:
         self.crashed.add(victim)
         self.live -= {r for r, o in self.owner_of.items() if o == victim}
         if restart:  # the same host comes back at once: it settles its predecessor's holds

@@ -392,16 +392,19 @@ class Checkpoints:
 
 
 async def test_the_bill_is_made_durable_before_the_first_content_leaves() -> None:
-    chunks = [b"".join(ANTHROPIC_STREAM)]
-    provider = CannedProvider("ant", "anthropic", chunks)
     request = anthropic_request(stream=True)
-    legs, _ = plan_route({"ant": provider}, FORMATS["anthropic.messages"], request,
-                         model(("ant", "c")))
-    meter, sink = Meter(), Sink()
-    delivery = Checkpoints(meter)
-    await run_stream(legs, job("anthropic.messages", request), meter, StreamOutcome(), sink,
-                     delivery)
-    assert delivery.calls == [(False, 10)], "once, before the body was sent"
+    for chunks, expected in ((ANTHROPIC_STREAM, (False, 1)),
+                             ([b"".join(ANTHROPIC_STREAM)], (True, 10))):
+        provider = CannedProvider("ant", "anthropic", chunks)
+        legs, _ = plan_route({"ant": provider}, FORMATS["anthropic.messages"], request,
+                             model(("ant", "c")))
+        meter, sink = Meter(), Sink()
+        delivery = Checkpoints(meter)
+        await run_stream(legs, job("anthropic.messages", request), meter, StreamOutcome(),
+                         sink, delivery)
+        # once, before the body was sent: a checkpoint of a live stream, or the settlement
+        # of an answer that was whole before its first byte left
+        assert delivery.calls == [expected]
     whole = anthropic_request()
     answer = orjson.dumps({"id": "m", "type": "message", "role": "assistant", "model": "c",
                            "content": [{"type": "text", "text": "hi"}],
