@@ -224,7 +224,8 @@ def measure_ab(args: argparse.Namespace, children: Children) -> list[dict[str, d
     """Router CPU per request of this tree and of the baseline, both running all along
     against the same fakes and measured phase by phase in alternation, so that the
     machine's drift falls on both alike. Per run and router: CPU per non-streaming and
-    streaming request, and (with --paced) per paced chunk."""
+    streaming request, time to first token (p50, concurrency 1) and (with --paced) CPU
+    per paced chunk."""
     pythons = {"this": sys.executable, "baseline": args.ab}
     fakes = {"plain": children.start_fake(reply_words=args.reply_words)}
     phases = [("nonstream_cpu_ms", False, "plain"), ("stream_cpu_ms", True, "plain")]
@@ -252,6 +253,12 @@ def measure_ab(args: argparse.Namespace, children: Children) -> list[dict[str, d
                            args.warmup, max(args.duration, 6.0) if fake != "plain"
                            else args.duration, probe)
                 run[name][figure] = res.per_request_ms("server")
+        for name in (list(pythons) if i % 2 else list(reversed(pythons))):
+            router, key = routers[(name, "plain")]
+            samples, _ = _run("raw", 1, load.Target(router.host, router.port, key,
+                                                    "bench-model"), load.run_ttft,
+                              args.ttft_requests)
+            run[name]["ttft_p50_ms"] = statistics.median(samples) if samples else float("nan")
         for figures in run.values():
             if args.paced:
                 low, high = PACED_WORDS

@@ -82,8 +82,8 @@ class Billing:
                           self.clock())
 
     async def before_content(self, whole: bool) -> None:
-        """The answer is about to reach the client: make its bill durable first (settled,
-        if the answer is whole already; else a first checkpoint of what streamed)."""
+        """The answer is about to reach the client: make its bill durable first (a whole
+        answer is settled; a stream gets a first checkpoint of what it streamed)."""
         if whole:
             await self.settle()
             return
