@@ -18,7 +18,7 @@ from router.pricing import Prices, PriceError, parse_price
 PROVIDER_KINDS = ("openai", "openai_compatible", "anthropic", "openrouter", "ollama", "demo")
 # Where each API reads its output limit. OpenAI itself wants `max_completion_tokens`
 # (reasoning models refuse `max_tokens`); compatible servers (llama.cpp, vLLM, Ollama,
-# LiteLLM) honour `max_tokens` and llama.cpp ignores the other (SPEC §4.3).
+# LiteLLM) honour `max_tokens` and llama.cpp ignores the other (docs/billing.md).
 _LIMIT_FIELDS = {"anthropic.messages": "max_tokens", "openai.responses": "max_output_tokens"}
 STRATEGIES = ("round_robin", "priority", "least_used")
 DEFAULT_PER_IMAGE_TOKENS = 1600

@@ -1,4 +1,4 @@
-"""Stage 2, reserve: hold the worst case before the provider is called (SPEC §4.3).
+"""Stage 2, reserve: hold the worst case before the provider is called (docs/billing.md).
 
 The hold covers the input bound (bytes of the text parts, images at the model's
 per-image maximum) at the dearest input price plus the output limit at the output
@@ -52,7 +52,7 @@ def refuse(needed: int, available: int) -> InsufficientCredits:
 
 
 def cap_reached(needed: int, remaining: int) -> RateLimited:
-    """429 that retrying cannot fix (SPEC §8): the key has spent what it may."""
+    """429 that retrying cannot fix (x-should-retry: false): the key has spent what it may."""
     return RateLimited(f"this key's spend cap is reached: the request needs a hold of "
                        f"{needed} micro-USD and {max(remaining, 0)} micro-USD is left under "
                        "the cap", retryable=False)

@@ -7,7 +7,7 @@ that a crash after that moment can never bill streamed tokens at 0 (I7). A whole
 is settled before it is sent. `settle` runs whatever happened before (success, provider
 error, client gone, cancel), shielded from cancellation with a deadline of its own; it
 runs once. The provider's reported usage is the truth; without it, output is counted
-from what was streamed and input estimated from the request (SPEC §4.4). Capture never
+from what was streamed and input estimated from the request (docs/billing.md). Capture never
 exceeds the hold; a cost beyond it is logged and recorded as the platform's loss.
 """
 
@@ -71,7 +71,7 @@ class Billing:
         """The running usage, if it grew since the last checkpoint."""
         meter = self.meter
         seen = (meter.output_deltas, meter.output_tokens, meter.completed)
-        if self.settled is not None or seen == self._checkpointed:
+        if seen == self._checkpointed or self.settled is not None and not self.unsettled:
             return None  # cheap enough to ask of every live stream every interval
         self._checkpointed = seen
         usage = meter.usage(self.estimated_input)

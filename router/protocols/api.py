@@ -4,10 +4,10 @@ A format validates the client's body (400s that name the field), writes the body
 upstream gets (model id, output limit in the field that provider honours, usage
 reporting), and meters the response: it decides which events the client sees, adds up
 the usage that will be billed, and can end an answer itself. The router never trusts an
-upstream to stop at the limit or to report usage (SPEC §4.3, §4.4):
+upstream to stop at the limit or to report usage (docs/billing.md):
 
-- `on_event` meters one upstream event and notes where the answer stands (open choices
-  or content block, the last sequence number), so that
+- `on_event` meters one upstream event and notes where the answer stands (choices that
+  ended, the open content block, the last sequence number), so that
 - `end_events` can close the answer in the upstream's own format when the router's count
   reaches the enforced limit (finish reason `length` / `max_tokens` / `incomplete`), and
 - `usage_events` rewrites an event that carries usage when the upstream's figures are
@@ -63,8 +63,8 @@ class Meter:
     """The running record of one upstream answer; owned by the stream stage, read by
     settlement and by the checkpoints of streamed usage.
 
-    Besides usage it notes where the answer stands (`position`), so the router can end it
-    in the upstream's own format: the chunk/response identity seen first, the choices
+    Besides usage it notes where the answer stands, so the router can end it in the
+    upstream's own format: the chunk/response identity seen first, the choices
     that ended or the content block still open, the last sequence number.
     """
 
@@ -81,7 +81,6 @@ class Meter:
     ended_by_router: bool = False  # cut at the enforced output limit: a whole answer too
     # An event just metered carries usage the router must supply (see `usage_events`).
     needs_usage: bool = False
-    usage_shown: bool = False  # a usage figure already went to the client
     identity: dict[str, Any] | None = None  # chat chunk id/created/model; Responses object
     finished_choices: set[int] = field(default_factory=set)  # chat choices that ended
     open_block: int | None = None  # Anthropic content block open now

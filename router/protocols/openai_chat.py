@@ -1,8 +1,8 @@
 """OpenAI Chat Completions: validation, the upstream body, and metering of answers.
 
 Streams ask the upstream for `stream_options.include_usage` so the provider's usage is
-the bill; the extra usage chunk is hidden from clients that did not ask for it (SPEC
-§4.4). A server that never sends it (llama.cpp) or reports a prompt of 0 gets the
+the bill; the extra usage chunk is hidden from clients that did not ask for it
+(docs/billing.md). A server that never sends it (llama.cpp) or reports a prompt of 0 gets the
 router's count in its place, marked `"estimated": true`. Usage: `prompt_tokens` includes
 cached tokens, which are billed at the cache-read price; `completion_tokens` includes
 reasoning tokens. `n` asks for several choices: the hold covers every one of them.

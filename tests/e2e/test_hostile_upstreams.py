@@ -1,7 +1,7 @@
 """Money against upstreams that misbehave: the router enforces the limit it held for,
 multiplies the hold by `n`, shows the client its bill when the upstream reports none,
 hides an upstream that fails before its first content, and lowers a limit the account
-cannot afford (SPEC §4.3, §4.4, §5).
+cannot afford (docs/billing.md).
 
 Every test checks the same promise through the real server and the official SDKs:
 capture <= hold, and the ledger's usage row is what the client was told.
