@@ -109,21 +109,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(target=holds, account=ACCOUNTS, amount=st.integers(0, 3_000_000),
           ttl=st.sampled_from([5.0, 50.0, 500.0]), which=st.integers(0, 5))
     def hold(self, account: str, amount: int, ttl: float, which: int) -> tuple[str, str, int]:
-        self.next_id += 1
-        request_id = f"req-{self.next_id}"
-        alive = self._alive()
-        owner = alive[which % len(alive)]
-        expected = _outcome(lambda: self.model.hold(account, request_id, amount,
-                                                    self.now + ttl, self.now, owner=owner,
-                                                    model="m"))
-        actual = _outcome(lambda: trio.run(partial(self.sqlite.hold, owner=owner, model="m"),
-                                           account, request_id, amount, self.now + ttl,
-                                           self.now))
-        assert actual == expected
-        if not isinstance(actual, str):
-            self.live.add(request_id)
-            self.owner_of[request_id] = owner
-        return (request_id, account, amount if not isinstance(actual, str) else -1)
+        return self._owned_hold(account, amount, self.now + ttl, which)
 
     @rule(held=holds, cost_factor=st.fractions(0, 2), tokens=st.integers(0, 5_000))
     def checkpoint_streamed_usage(self, held: tuple[str, str, int], cost_factor: Any,
@@ -186,28 +172,39 @@ class LedgerMachine(RuleBasedStateMachine):
             amount = self.model.holds[request_id].amount
             assert self.settled[request_id] == min(self.checkpointed.get(request_id, 0), amount)
 
-    @rule(target=holds, account=ACCOUNTS, delta=st.integers(-1, 1))
-    def hold_at_the_edge_of_available(self, account: str, delta: int) -> tuple[str, str, int]:
-        amount = max(self.model.state(account).available + delta, 0)
+    def _owned_hold(self, account: str, amount: int, deadline: float, which: int,
+                    **caps: Any) -> tuple[str, str, int]:
+        """A hold taken by one of the live routers, for a request that is now streaming."""
         self.next_id += 1
         request_id = f"req-{self.next_id}"
-        result = self._both("hold", account, request_id, amount, self.now + 50, self.now)
-        return (request_id, account, amount if not isinstance(result, str) else -1)
+        alive = self._alive()
+        owner = alive[which % len(alive)]
+        expected = _outcome(lambda: self.model.hold(account, request_id, amount, deadline,
+                                                    self.now, owner=owner, model="m", **caps))
+        actual = _outcome(lambda: trio.run(partial(self.sqlite.hold, owner=owner, model="m",
+                                                   **caps),
+                                           account, request_id, amount, deadline, self.now))
+        assert actual == expected, f"hold: sqlite {actual!r} != model {expected!r}"
+        if isinstance(actual, str):
+            return (request_id, account, -1)
+        self.live.add(request_id)
+        self.owner_of[request_id] = owner
+        return (request_id, account, amount)
+
+    @rule(target=holds, account=ACCOUNTS, delta=st.integers(-1, 1), which=st.integers(0, 5))
+    def hold_at_the_edge_of_available(self, account: str, delta: int,
+                                      which: int) -> tuple[str, str, int]:
+        amount = max(self.model.state(account).available + delta, 0)
+        return self._owned_hold(account, amount, self.now + 50, which)
 
     @rule(target=holds, account=ACCOUNTS, key=st.sampled_from(["k1", "k2"]),
-          amount=st.integers(0, 2_000_000), cap=st.sampled_from([1_000, 1_000_000, 3_000_000]))
+          amount=st.integers(0, 2_000_000), cap=st.sampled_from([1_000, 1_000_000, 3_000_000]),
+          which=st.integers(0, 5))
     def hold_under_a_key_spend_cap(self, account: str, key: str, amount: int,
-                                   cap: int) -> tuple[str, str, int]:
-        self.next_id += 1
-        request_id = f"req-{self.next_id}"
-        expected = _outcome(lambda: self.model.hold(account, request_id, amount, self.now + 50,
-                                                    self.now, key_id=key, key_cap=cap))
-        actual = _outcome(lambda: trio.run(partial(self.sqlite.hold, key_id=key, key_cap=cap),
-                                           account, request_id, amount, self.now + 50,
-                                           self.now))
-        assert actual == expected
+                                   cap: int, which: int) -> tuple[str, str, int]:
+        held = self._owned_hold(account, amount, self.now + 50, which, key_id=key, key_cap=cap)
         assert self.model.key_spent(key) == trio.run(self.sqlite.key_spent, key)
-        return (request_id, account, amount if not isinstance(actual, str) else -1)
+        return held
 
     @rule(held=holds)
     def hold_again_with_the_same_id(self, held: tuple[str, str, int]) -> None:
