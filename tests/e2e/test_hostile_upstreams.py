@@ -97,6 +97,14 @@ def endless(fake: FakeProviderServer) -> None:
     fake.state.reply_words = ENDLESS
 
 
+def oai(router: RouterProcess, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=router.base_url + "/v1", api_key=key, max_retries=0)
+
+
+def ant(router: RouterProcess, key: str) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=router.base_url, api_key=key, max_retries=0)
+
+
 def words(n: int) -> str:
     return " ".join(f"w{i}" for i in range(n))
 
@@ -109,7 +117,7 @@ def test_an_upstream_that_ignores_limits_and_streams_forever_is_cut_at_the_limit
         hostile_router: RouterProcess, clean_fake: FakeProviderServer, model: str) -> None:
     endless(clean_fake)
     account, key = hostile_router.new_account(5_000_000)
-    client = openai.OpenAI(base_url=hostile_router.base_url + "/v1", api_key=key, max_retries=0)
+    client = oai(hostile_router, key)
     with client.chat.completions.with_streaming_response.create(
             model=model, messages=MESSAGES, max_tokens=20, stream=True,
             stream_options={"include_usage": True}) as raw:
@@ -131,7 +139,7 @@ def test_anthropic_sdk_sees_max_tokens_when_the_router_cuts(
         hostile_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     endless(clean_fake)
     account, key = hostile_router.new_account(5_000_000)
-    client = anthropic.Anthropic(base_url=hostile_router.base_url, api_key=key, max_retries=0)
+    client = ant(hostile_router, key)
     with client.messages.stream(model="claude-haiku-4-5", max_tokens=32,
                                 messages=MESSAGES) as stream:
         final = stream.get_final_message()
@@ -147,7 +155,7 @@ def test_a_translated_stream_is_cut_in_the_clients_format(
         hostile_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     endless(clean_fake)
     account, key = hostile_router.new_account(5_000_000)
-    client = anthropic.Anthropic(base_url=hostile_router.base_url, api_key=key, max_retries=0)
+    client = ant(hostile_router, key)
     with client.messages.stream(model="llama", max_tokens=16, messages=MESSAGES) as stream:
         final = stream.get_final_message()
         request_id = stream.response.headers["x-request-id"]
@@ -164,7 +172,7 @@ def test_responses_stream_ends_incomplete_at_the_limit(
         hostile_router: RouterProcess, clean_fake: FakeProviderServer, model: str) -> None:
     endless(clean_fake)
     account, key = hostile_router.new_account(5_000_000)
-    client = openai.OpenAI(base_url=hostile_router.base_url + "/v1", api_key=key, max_retries=0)
+    client = oai(hostile_router, key)
     with client.responses.stream(model=model, input="hello", max_output_tokens=24) as stream:
         events = list(stream)
     final = events[-1]
@@ -182,7 +190,7 @@ def test_a_whole_answer_over_the_limit_is_billed_at_most_the_hold(
     clean_fake.state.ignore_limits = True
     clean_fake.state.reply_words = 400
     account, key = hostile_router.new_account(5_000_000)
-    client = openai.OpenAI(base_url=hostile_router.base_url + "/v1", api_key=key, max_retries=0)
+    client = oai(hostile_router, key)
     raw = client.chat.completions.with_raw_response.create(
         model="gpt-4o-mini", messages=MESSAGES, max_tokens=10)
     hold, capture = money(hostile_router, account, raw.headers["x-request-id"])
@@ -200,7 +208,7 @@ def test_n_choices_multiply_the_hold(
     clean_fake.state.honour_n = True
     clean_fake.state.reply_words = 200
     account, key = hostile_router.new_account(5_000_000)
-    client = openai.OpenAI(base_url=hostile_router.base_url + "/v1", api_key=key, max_retries=0)
+    client = oai(hostile_router, key)
     one = client.chat.completions.with_raw_response.create(
         model="llama", messages=MESSAGES, max_tokens=100)
     eight = client.chat.completions.with_raw_response.create(
@@ -220,7 +228,7 @@ def test_n_streams_are_cut_at_n_times_the_limit(
     clean_fake.state.honour_n = clean_fake.state.ignore_limits = True
     clean_fake.state.reply_words = ENDLESS
     account, key = hostile_router.new_account(5_000_000)
-    client = openai.OpenAI(base_url=hostile_router.base_url + "/v1", api_key=key, max_retries=0)
+    client = oai(hostile_router, key)
     with client.chat.completions.with_streaming_response.create(
             model="llama", messages=MESSAGES, max_tokens=10, n=3, stream=True,
             stream_options={"include_usage": True}) as raw:
@@ -239,7 +247,7 @@ def test_openai_clients_see_the_routers_count_when_the_upstream_reports_none(
         hostile_router: RouterProcess, clean_fake: FakeProviderServer, mode: str) -> None:
     clean_fake.state.usage_mode = mode
     _, key = hostile_router.new_account(5_000_000)
-    client = openai.OpenAI(base_url=hostile_router.base_url + "/v1", api_key=key, max_retries=0)
+    client = oai(hostile_router, key)
     with client.chat.completions.with_streaming_response.create(
             model="llama", messages=MESSAGES, stream=True,
             stream_options={"include_usage": True}) as raw:
@@ -262,7 +270,7 @@ def test_anthropic_clients_see_the_routers_count_when_the_upstream_reports_none(
         hostile_router: RouterProcess, clean_fake: FakeProviderServer, mode: str) -> None:
     clean_fake.state.usage_mode = mode
     _, key = hostile_router.new_account(5_000_000)
-    client = anthropic.Anthropic(base_url=hostile_router.base_url, api_key=key, max_retries=0)
+    client = ant(hostile_router, key)
     with client.messages.stream(model="claude-haiku-4-5", max_tokens=100,
                                 messages=MESSAGES) as stream:
         final = stream.get_final_message()
@@ -285,7 +293,7 @@ def test_an_error_before_any_content_is_a_typed_error_with_its_status(
         hostile_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     clean_fake.state.error_before_content = "overloaded_error"
     account, key = hostile_router.new_account(1_000_000)
-    client = anthropic.Anthropic(base_url=hostile_router.base_url, api_key=key, max_retries=0)
+    client = ant(hostile_router, key)
     with pytest.raises(anthropic.APIStatusError) as raised:
         with client.messages.stream(model="claude-haiku-4-5", max_tokens=50,
                                     messages=MESSAGES) as stream:
@@ -293,9 +301,9 @@ def test_an_error_before_any_content_is_a_typed_error_with_its_status(
     assert raised.value.status_code == 503
     assert hostile_router.account(account)["balance_micros"] == 1_000_000, "it cost nothing"
     clean_fake.state.error_before_content = "server_error"
-    oai = openai.OpenAI(base_url=hostile_router.base_url + "/v1", api_key=key, max_retries=0)
+    chat = oai(hostile_router, key)
     with pytest.raises(openai.APIStatusError) as failed:
-        list(oai.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+        list(chat.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
     assert failed.value.status_code == 502
 
 
@@ -303,7 +311,7 @@ def test_an_error_or_a_cut_before_content_fails_over_to_the_next_target(
         hostile_router: RouterProcess, clean_fake: FakeProviderServer,
         healthy: FakeProviderServer) -> None:
     _, key = hostile_router.new_account(1_000_000)
-    client = anthropic.Anthropic(base_url=hostile_router.base_url, api_key=key, max_retries=0)
+    client = ant(hostile_router, key)
     for fault in ("error", "cut"):
         clean_fake.state.reset()
         if fault == "error":
@@ -359,7 +367,7 @@ def test_strict_policy_refuses_what_affordable_lowers(
                              "messages": MESSAGES}, timeout=10)
         assert r.status_code == 402 and "insufficient credits" in r.text
         assert clean_fake.state.snapshot() == []
-        client = anthropic.Anthropic(base_url=strict.base_url, api_key=key, max_retries=0)
+        client = ant(strict, key)
         answer = client.messages.create(model="claude-haiku-4-5", max_tokens=100,
                                         messages=MESSAGES)
         assert answer.stop_reason == "end_turn"
@@ -374,7 +382,7 @@ def test_bad_multipliers_and_limits_are_400s_naming_the_field(
         hostile_router: RouterProcess, clean_fake: FakeProviderServer, field: str,
         value: Any) -> None:
     account, key = hostile_router.new_account(1_000_000)
-    client = openai.OpenAI(base_url=hostile_router.base_url + "/v1", api_key=key, max_retries=0)
+    client = oai(hostile_router, key)
     with pytest.raises(openai.BadRequestError) as raised:
         client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES,
                                        extra_body={field: value})
@@ -389,7 +397,7 @@ def test_compatible_servers_get_text_arrays_as_strings_and_max_tokens(
         hostile_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     clean_fake.state.honour_only_max_tokens = True  # llama.cpp
     _, key = hostile_router.new_account(5_000_000)
-    client = openai.OpenAI(base_url=hostile_router.base_url + "/v1", api_key=key, max_retries=0)
+    client = oai(hostile_router, key)
     answer = client.chat.completions.create(model="llama", max_completion_tokens=5, messages=[
         {"role": "system", "content": [{"type": "text", "text": "You are terse."}]},
         {"role": "user", "content": [{"type": "text", "text": "Say"},
