@@ -25,6 +25,26 @@ DEAD_AFTER_S = 20.0  # ... and give the socket up after this much
 MAX_RECONNECTS = 8
 
 
+def answer_pings_only_while_open() -> None:
+    """Work around trio-websocket 0.12 answering a ping that arrives after its own close
+    frame went out: wsproto refuses the pong and the error escapes `open_websocket_url`
+    (python-trio/trio-websocket#184; the fix, #198, is not released). The router pings
+    idle sockets, so a client that closes at that moment would crash. Idempotent."""
+    from trio_websocket._impl import WebSocketConnection
+    from wsproto.connection import ConnectionState
+
+    answer = WebSocketConnection._handle_ping_event
+    if getattr(answer, "only_while_open", False):
+        return
+
+    async def answer_while_open(self: Any, event: Any) -> None:
+        if self._wsproto.state is ConnectionState.OPEN:
+            await answer(self, event)
+
+    answer_while_open.only_while_open = True  # type: ignore[attr-defined]
+    WebSocketConnection._handle_ping_event = answer_while_open  # type: ignore[method-assign]
+
+
 class StreamFailed(Exception):
     """The router refused the request or the stream cannot be resumed."""
 
@@ -52,6 +72,7 @@ async def _frames(ws: Any) -> AsyncIterator[dict[str, Any]]:
 async def stream_completion(url: str, key: str, api: str, body: dict[str, Any]
                             ) -> AsyncIterator[dict[str, Any]]:
     """Yield the stream's `event` frames, then its `done` frame; resume across drops."""
+    answer_pings_only_while_open()
     stream_id = uuid.uuid4().hex
     last_seq = 0
     sent = False

@@ -11,6 +11,7 @@ from typing import Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
+from examples.ws_client import answer_pings_only_while_open
 from tests.fakes import FakeProviderServer
 from tests.harness import JWT_SECRET, RouterProcess, router_config
 
@@ -19,6 +20,8 @@ settings.register_profile("ci", max_examples=60, deadline=None,
 settings.register_profile("thorough", max_examples=10_000, deadline=None,
                           suppress_health_check=list(HealthCheck))
 settings.load_profile("ci")
+
+answer_pings_only_while_open()  # the tests' websocket client, as the reference client does
 
 
 @pytest.fixture(scope="session")
