@@ -28,7 +28,7 @@ from typing import Any, Awaitable, Callable
 
 import trio
 
-from benchlib import load, report
+from benchlib import instructions, load, report
 from benchlib.procs import ROOT, UPSTREAM_KEY, Child, Children, cpu_seconds, machine, rss_kib
 
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -63,6 +63,11 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
                    help="only measure the router's CPU per streamed chunk: N concurrent "
                         "streams of one token per SSE event, paced (20 ms apart), at 10 and "
                         "110 words; the difference per extra chunk; medians of --runs")
+    p.add_argument("--instructions", action="store_true",
+                   help="only count the instructions the router executes (under valgrind's "
+                        "callgrind, immune to this machine's drift) per non-streaming "
+                        "request, per streaming request and per paced chunk; with --ab, "
+                        "of both routers, alternating; medians of --runs")
     p.add_argument("--resumable-streams", type=int, metavar="N",
                    help="only measure the router's memory for N resumable streams (x-aura-"
                         "resumable: true) held open by their clients, then after the clients "
@@ -270,6 +275,30 @@ def measure_ab(args: argparse.Namespace, children: Children) -> list[dict[str, d
     return runs
 
 
+def _instructions(args: argparse.Namespace, children: Children) -> int:
+    if not instructions.available():
+        print("--instructions needs valgrind (apt-get install valgrind)", file=sys.stderr)
+        return 2
+    pythons = {"this": sys.executable, **({"baseline": args.ab} if args.ab else {})}
+    runs: list[dict[str, dict[str, float]]] = []
+    for i in range(args.runs):
+        _log(f"run {i + 1}/{args.runs}")
+        run = {}
+        for name in (list(pythons) if i % 2 == 0 else list(reversed(pythons))):
+            run[name] = instructions.measure(children, pythons[name])
+            _log(f"  {name}: " + ", ".join(f"{k} {v:,.0f}" for k, v in run[name].items()))
+        runs.append(run)
+    for figure in runs[0]["this"]:
+        this = statistics.median(r["this"][figure] for r in runs)
+        line = f"{figure}: this {this:,.0f}"
+        if args.ab:
+            base = statistics.median(r["baseline"][figure] for r in runs)
+            ratio = statistics.median(r["this"][figure] / r["baseline"][figure] for r in runs)
+            line += f", baseline {base:,.0f}, median of per-run ratios {ratio:.3f}"
+        print(line + f" ({args.runs} runs)")
+    return 0
+
+
 def one_run(args: argparse.Namespace, children: Children) -> report.Run:
     fake = children.start_fake(reply_words=args.reply_words)
     router, key = children.start_router(fake)
@@ -402,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     children = Children()
     runs: list[report.Run] = []
     try:
+        if args.instructions:
+            return _instructions(args, children)
         if args.ab:
             pairs = measure_ab(args, children)
             for name in pairs[0]["this"]:

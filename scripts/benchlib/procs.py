@@ -195,9 +195,12 @@ class Children:
         child.wait_listening()
         return child
 
-    def start_router(self, fake: Child, python: str = sys.executable) -> tuple[Child, str]:
+    def start_router(self, fake: Child, python: str = sys.executable,
+                     wrapper: tuple[str, ...] = (), start_timeout_s: float = 30.0
+                     ) -> tuple[Child, str]:
         """A router in a fresh DATA_DIR routing `bench-model` to `fake`; (child, user key).
-        `python`: another checkout's interpreter, to run that checkout's router."""
+        `python`: another checkout's interpreter, to run that checkout's router;
+        `wrapper`: a command line to run it under (valgrind, for instruction counts)."""
         tmp = Path(tempfile.mkdtemp(prefix="aura-bench-"))
         self.dirs.append(tmp)
         config = tmp / "aura-router.toml"
@@ -219,12 +222,13 @@ output_per_mtok = "0.60"
                "ADMIN_API_KEY": ADMIN_KEY, "LOG_REQUESTS": "false", "AURA_CONFIG": str(config),
                "RATE_LIMIT_RPM": "0",  # the load generator is one account
                "PYTHONUNBUFFERED": "1"}
-        argv = [python, "-m", "router.cli", "serve", "--host", "127.0.0.1", "--port", "0"]
+        argv = [*wrapper, python, "-m", "router.cli", "serve", "--host", "127.0.0.1",
+                "--port", "0"]
         child = Child("router", argv, cwd=tmp, env=env)
         self.children.append(child)
-        child.wait_listening()
+        child.wait_listening(start_timeout_s)
         admin = {"authorization": f"Bearer {ADMIN_KEY}"}
-        with httpx.Client(base_url=child.base_url, headers=admin, timeout=30,
+        with httpx.Client(base_url=child.base_url, headers=admin, timeout=start_timeout_s,
                           trust_env=False) as client:
             r = client.post("/admin/keys", json={"account": ACCOUNT, "label": "bench"})
             if r.status_code not in (200, 201):
