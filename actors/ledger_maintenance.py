@@ -1,8 +1,8 @@
 """Ledger upkeep actors, each with one job, started under supervisors in the root nursery.
 
-- `WalCheckpointer` moves the SQLite WAL into the main file from a worker thread, because
-  the inline connection that serves requests never checkpoints (an fsync would stall
-  the event loop).
+- `StoreUpkeep` runs the ledger backend's periodic upkeep (SQLite: move its WAL into
+  the main file from a worker thread, because the inline connection that serves
+  requests never checkpoints: an fsync would stall the event loop).
 - `LeaseKeeper` keeps this instance's promise to the others (I7): every `CHECKPOINT_S`
   it writes the running usage of every streaming request that grew, in one transaction
   for all of them, renews the instance's lease (`LEASE_S`), and retries settlements that
@@ -18,16 +18,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 import trio
 
 from actors.mailbox import Actor
 from actors.pipeline.settle import Billing
-from router.ledger.base import Instance, Ledger
-from router.ledger.sqlite_db import SqliteDatabase
+from router.ledger.base import BillingLedger, Instance
 
-CHECKPOINT_INTERVAL_S = 1.0
 log = logging.getLogger("aura.sweeper")
 
 
@@ -56,7 +54,7 @@ def dead_instances(instances: list[Instance], me: Instance | None, now: float,
     return dead
 
 
-async def sweep_abandoned_holds(ledger: Ledger, live: Mapping[str, Any], now: float,
+async def sweep_abandoned_holds(ledger: BillingLedger, live: Mapping[str, Any], now: float,
                                 me: Instance | None = None,
                                 exists: Callable[[int], bool] = process_exists) -> int:
     """Settle every abandoned hold from its last checkpoint; how many were settled."""
@@ -81,9 +79,9 @@ async def sweep_abandoned_holds(ledger: Ledger, live: Mapping[str, Any], now: fl
     return swept
 
 
-class WalCheckpointer(Actor[Any]):
-    def __init__(self, db: SqliteDatabase, interval_s: float = CHECKPOINT_INTERVAL_S) -> None:
-        self.db = db
+class StoreUpkeep(Actor[Any]):
+    def __init__(self, upkeep: Callable[[], Awaitable[None]], interval_s: float) -> None:
+        self.upkeep = upkeep
         self.interval_s = interval_s
 
     async def serve(self, mailbox: trio.MemoryReceiveChannel[Any], *,
@@ -91,11 +89,11 @@ class WalCheckpointer(Actor[Any]):
         task_status.started()
         while True:
             await trio.sleep(self.interval_s)
-            await self.db.checkpoint()
+            await self.upkeep()
 
 
 class LeaseKeeper(Actor[Any]):
-    def __init__(self, ledger: Ledger, me: Instance, live: dict[str, Billing], *,
+    def __init__(self, ledger: BillingLedger, me: Instance, live: dict[str, Billing], *,
                  checkpoint_s: float, lease_s: float,
                  clock: Callable[[], float] = time.time) -> None:
         self.ledger = ledger
@@ -122,7 +120,7 @@ class LeaseKeeper(Actor[Any]):
 
 
 class HoldSweeper(Actor[Any]):
-    def __init__(self, ledger: Ledger, live: Mapping[str, Any], me: Instance | None = None,
+    def __init__(self, ledger: BillingLedger, live: Mapping[str, Any], me: Instance | None = None,
                  clock: Callable[[], float] = time.time, interval_s: float = 5.0) -> None:
         self.ledger = ledger
         self.live = live

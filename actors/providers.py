@@ -14,14 +14,7 @@ import trio
 
 from actors.mailbox import Actor
 from actors.messages import PoolStats
-from router.catalog import ProviderSpec
 from router.providers.base import Provider
-from router.providers.demo import DemoProvider
-from router.providers.http import HttpProvider, new_pool
-
-
-def make_provider(spec: ProviderSpec) -> Provider:
-    return DemoProvider(spec) if spec.kind == "demo" else HttpProvider(spec)
 
 
 class ProviderActor(Actor[Any]):
@@ -29,26 +22,22 @@ class ProviderActor(Actor[Any]):
         self.provider = provider
 
     async def setup(self) -> None:
-        if isinstance(self.provider, HttpProvider):
-            self.provider.pool = new_pool(self.provider.spec)
+        await self.provider.start()
 
     async def teardown(self) -> None:
-        if isinstance(self.provider, HttpProvider) and self.provider.pool is not None:
-            pool, self.provider.pool = self.provider.pool, None
-            await pool.aclose()
+        await self.provider.aclose()
 
     async def handle(self, message: Any) -> None:
         if isinstance(message, PoolStats):
-            spec = self.provider.spec
-            pool = getattr(self.provider, "pool", None)
+            provider = self.provider
+            spec = provider.spec
             now = trio.current_time()
-            credentials = self.provider.credentials.describe(now)
-            breaker = self.provider.breaker.describe(now)
-            running = pool is not None or spec.kind == "demo"
+            credentials = provider.credentials.describe(now)
+            breaker = provider.breaker.describe(now)
+            running = provider.running
             usable = running and breaker["state"] != "open" and (
                 not credentials or any(c["state"] != "bad" for c in credentials))
             message.reply.set({"name": spec.name, "kind": spec.kind, "strategy": spec.strategy,
                                "max_concurrent": spec.max_concurrent,
                                "running": running, "usable": usable, "breaker": breaker,
-                               "credentials": credentials,
-                               "pool": pool.stats() if pool is not None else None})
+                               "credentials": credentials, "pool": provider.stats()})

@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
-from actors.messages import ModelCall
 from actors.pipeline.request import run_model_call
-from actors.pipeline.settle import Settled
-from router.errors import RouterError, StreamCancelled
+from router.errors import ApiShape, RouterError, StreamCancelled
+from router.gateway import ModelCall, ResumableStream, Settled
 from router.protocols.sse import SseParser
 from router.stream_log import StreamLog
+
+if TYPE_CHECKING:
+    from actors.runtime import Runtime
 
 log = logging.getLogger("aura.hub")
 SWEEP_INTERVAL_S = 1.0
@@ -61,7 +63,7 @@ class LogSink:
             if event.data or event.name:  # comments (upstream keep-alives) are not events
                 await self.log.append(event.name, event.data)
 
-    async def error(self, error: RouterError, shape: str) -> None:
+    async def error(self, error: RouterError, shape: ApiShape) -> None:
         if self.started:  # only reachable for answers already under way
             await self.body(error.sse_event(shape))  # type: ignore[arg-type]
             return
@@ -92,7 +94,26 @@ class HubStream:
     def log(self) -> StreamLog:
         return self.sink.log
 
-    def refusal(self, shape: str) -> tuple[RouterError, str]:
+    @property
+    def started(self) -> bool:
+        return self.sink.started
+
+    @property
+    def status(self) -> int:
+        return self.sink.status
+
+    @property
+    def headers(self) -> tuple[tuple[bytes, bytes], ...]:
+        return self.sink.headers
+
+    @property
+    def is_sse(self) -> bool:
+        return self.sink.is_sse
+
+    async def wait_ready(self) -> None:
+        await self.sink.wait_ready()
+
+    def refusal(self, shape: ApiShape) -> tuple[RouterError, ApiShape]:
         """Why a stream that never started has no answer, in the API shape to tell it."""
         if self.sink.error_sent is not None:
             return self.sink.error_sent
@@ -110,7 +131,7 @@ class HubStream:
 class StreamHub:
     """Owns the detached streams; `run` it in the root nursery before serving."""
 
-    def __init__(self, rt: Any, *, window_s: float, buffer_bytes: int) -> None:
+    def __init__(self, rt: "Runtime", *, window_s: float, buffer_bytes: int) -> None:
         self.rt = rt
         self.window_s = window_s
         self.buffer_bytes = buffer_bytes
@@ -125,7 +146,7 @@ class StreamHub:
             nursery.start_soon(self._expire_forever)
             task_status.started(self)
 
-    def streams(self) -> list[HubStream]:
+    def streams(self) -> list[ResumableStream]:
         return list(self._by_request.values())
 
     def start(self, call: ModelCall, account: str, client_id: str | None = None) -> HubStream:
@@ -139,23 +160,26 @@ class StreamHub:
         return stream
 
     def find(self, account: str, *, request_id: str | None = None,
-             client_id: str | None = None) -> HubStream | None:
+             client_id: str | None = None) -> ResumableStream | None:
         """A stream of this account; another account's streams do not exist for it."""
         stream = (self._by_request.get(request_id) if request_id is not None
                   else self._by_client.get((account, client_id or "")))
         return stream if stream is not None and stream.account == account else None
 
-    def attach(self, stream: HubStream) -> None:
+    def attach(self, stream: ResumableStream) -> None:
+        assert isinstance(stream, HubStream)
         stream.readers += 1
         stream.idle_since = None
 
-    def detach(self, stream: HubStream) -> None:
+    def detach(self, stream: ResumableStream) -> None:
+        assert isinstance(stream, HubStream)
         stream.readers -= 1
         if stream.readers == 0:
             stream.idle_since = trio.current_time()
 
-    def cancel(self, stream: HubStream) -> None:
+    def cancel(self, stream: ResumableStream) -> None:
         """Stop the stream now; settlement bills what was produced."""
+        assert isinstance(stream, HubStream)
         stream.cancelled = True
         stream.scope.cancel()
 

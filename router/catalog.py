@@ -9,64 +9,18 @@ has a price, or startup fails naming the file, the line and the field.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any, Mapping
 
-from router.pricing import Prices, PriceError, parse_price
+from router.errors import ConfigError, PriceError
+from router.pricing import Prices, parse_price
+from router.providers import registry
+from router.providers.spec import STRATEGIES, ProviderSpec
 
-PROVIDER_KINDS = ("openai", "openai_compatible", "anthropic", "openrouter", "ollama", "demo")
-# Where each API reads its output limit. OpenAI itself wants `max_completion_tokens`
-# (reasoning models refuse `max_tokens`); compatible servers (llama.cpp, vLLM, Ollama,
-# LiteLLM) honour `max_tokens` and llama.cpp ignores the other (docs/billing.md).
-_LIMIT_FIELDS = {"anthropic.messages": "max_tokens", "openai.responses": "max_output_tokens"}
-STRATEGIES = ("round_robin", "priority", "least_used")
+__all__ = ["Catalog", "ConfigError", "ModelSpec", "ProviderSpec", "Target", "build_catalog"]
+
 DEFAULT_PER_IMAGE_TOKENS = 1600
-
-
-class ConfigError(ValueError):
-    """A setting or config-file entry that cannot be used; the message names where."""
-
-
-@dataclass(frozen=True)
-class ProviderSpec:
-    name: str
-    kind: str
-    base_url: str
-    api_keys: tuple[str, ...] = field(repr=False, default=())
-    strategy: str = "round_robin"
-    max_concurrent: int = 256
-    timeout_connect_s: float = 10.0
-    timeout_idle_s: float = 300.0
-    timeout_total_s: float = 1800.0  # a whole answer, first byte to last
-    breaker_failures: int = 5  # consecutive failures that open the circuit
-    breaker_cooldown_s: float = 30.0  # before a half-open probe
-    max_tokens_field: str | None = None  # config override of where the output limit goes
-
-    def limit_field(self, api: str) -> str:
-        """The body field this provider reads the output limit from, for `api`."""
-        if self.max_tokens_field is not None:
-            return self.max_tokens_field
-        if api == "openai.chat":
-            return "max_completion_tokens" if self.kind in ("openai", "demo") else "max_tokens"
-        return _LIMIT_FIELDS.get(api, "max_tokens")
-
-    @property
-    def flattens_text(self) -> bool:
-        """OpenAI-compatible servers get text-only content arrays as plain strings
-        (OpenRouter passes arrays on to providers that read them, cache_control included)."""
-        return self.kind in ("openai_compatible", "ollama")
-
-    @property
-    def apis(self) -> tuple[str, ...]:
-        """The client API formats this provider speaks natively, preferred first."""
-        if self.kind == "anthropic":
-            return ("anthropic.messages",)
-        if self.kind == "demo":
-            return ("openai.chat", "anthropic.messages")
-        if self.kind == "openai":
-            return ("openai.chat", "openai.responses")
-        return ("openai.chat",)  # OpenRouter, Ollama, compatible servers: Chat Completions
 
 
 @dataclass(frozen=True)
@@ -200,8 +154,9 @@ def _parse_provider(i: int, entry: Any, env: Mapping[str, str], where: _Where) -
     name, kind = entry.get("name"), entry.get("kind")
     if not isinstance(name, str) or not name or "/" in name or ":" in name:
         raise fail("name", "a provider needs a unique name without '/' or ':'")
-    if kind not in PROVIDER_KINDS:
-        raise fail("kind", f"must be one of {', '.join(PROVIDER_KINDS)}; got {kind!r}")
+    if kind not in registry.kinds():
+        raise fail("kind", f"must be one of {', '.join(registry.kinds())}; got {kind!r}")
+    adapter = registry.adapter(kind)
     keys: list[str] = []
     if "api_keys" in entry:
         if not isinstance(entry["api_keys"], list) or not all(
@@ -210,8 +165,9 @@ def _parse_provider(i: int, entry: Any, env: Mapping[str, str], where: _Where) -
         keys = list(entry["api_keys"])
     if "api_key_env" in entry:
         keys += [k.strip() for k in env.get(str(entry["api_key_env"]), "").split(",") if k.strip()]
-    base_url = entry.get("base_url")
-    if kind != "demo" and (not isinstance(base_url, str) or "://" not in base_url):
+    base_url = entry.get("base_url", adapter.default_base_url or None)
+    if adapter.needs_base_url and (not isinstance(base_url, str) or not base_url.startswith(
+            ("http://", "https://"))):
         raise fail("base_url", "must be an http(s) URL")
     strategy = entry.get("strategy", "round_robin")
     if strategy not in STRATEGIES:

@@ -1,6 +1,6 @@
 """Settings: one frozen `Config` built once at startup and passed down.
 
-Precedence (SPEC §9): command-line flag > environment > `.env` > `aura-router.toml`
+Precedence (docs/configuration.md): command-line flag > environment > `.env` > `aura-router.toml`
 (or the file named by `AURA_CONFIG` / `--config`) > defaults. Nothing here runs at
 import time; `load_config` is the only entry point and reads only what it is given.
 The provider and model sections of the TOML file are parsed in `router.catalog`.
@@ -16,7 +16,9 @@ from typing import Any, Callable, Mapping
 
 from dotenv import dotenv_values
 
-from router.catalog import Catalog, ConfigError, build_catalog
+from router.catalog import Catalog, build_catalog
+from router.errors import ConfigError
+from router.ledger.stores import BACKENDS
 
 __all__ = ["Config", "ConfigError", "load_config"]
 
@@ -75,6 +77,8 @@ _SETTINGS: tuple[Setting, ...] = (
     Setting("rate_limit_rpm", ("RATE_LIMIT_RPM",), 60, _int),
     Setting("cors_origins", ("CORS_ORIGINS",), "*"),
     Setting("max_body_bytes", ("MAX_BODY_BYTES",), 10 * 1024 * 1024, _int),
+    Setting("body_timeout_s", ("BODY_TIMEOUT_S",), 30.0, _seconds),
+    Setting("header_timeout_s", ("HEADER_TIMEOUT_S",), 30.0, _seconds),
     Setting("starting_grant_micros", ("STARTING_GRANT_MICROS",), 0, _int),
     Setting("hold_ttl_s", ("HOLD_TTL_S",), 3600, _int),
     Setting("hold_policy", ("HOLD_POLICY",), "affordable"),
@@ -120,6 +124,8 @@ class Config:
     rate_limit_rpm: int
     cors_origins: str
     max_body_bytes: int
+    body_timeout_s: float
+    header_timeout_s: float
     starting_grant_micros: int
     hold_ttl_s: int
     hold_policy: str
@@ -139,9 +145,11 @@ class Config:
     config_path: str | None
     catalog: Catalog = field(repr=False)
 
-    @property
-    def ledger_path(self) -> Path:
-        return Path(self.data_dir) / "ledger.sqlite3"
+    def secrets(self) -> list[str]:
+        """Every secret setting that is set: never shown, and redacted wherever a
+        provider's or client's words are passed on."""
+        return [value for name in sorted(SECRET_FIELDS)
+                if isinstance(value := getattr(self, name), str) and value]
 
     def describe(self) -> dict[str, Any]:
         """Resolved settings with every secret shown only as present/absent."""
@@ -209,9 +217,9 @@ def load_config(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] |
         else:
             values[s.field] = s.parse(raw, source) if s.parse else raw
 
-    if values["billing_backend"] not in ("sqlite",):
+    if values["billing_backend"] not in BACKENDS:
         raise ConfigError(f"BILLING_BACKEND={values['billing_backend']!r} is not available "
-                          "in this build; use 'sqlite'")
+                          f"in this build; use one of {', '.join(BACKENDS)}")
     if values["rate_limit_rpm"] < 0:
         raise ConfigError("RATE_LIMIT_RPM must be 0 (no limit) or positive")
     if values["hold_policy"] not in ("affordable", "strict"):
@@ -222,9 +230,10 @@ def load_config(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] |
     if values["lease_s"] < 3 * values["checkpoint_s"]:
         raise ConfigError("LEASE_S must be at least three times CHECKPOINT_S (a lease is "
                           "renewed with the checkpoints)")
-    for name in ("checkpoint_s", "first_event_grace_s", "max_body_bytes", "resume_window_s", "stream_buffer_bytes", "sse_heartbeat_s",
-                 "ws_max_streams", "ws_max_frame_bytes", "ws_auth_timeout_s",
-                 "ws_ping_interval_s"):
+    for name in ("checkpoint_s", "first_event_grace_s", "max_body_bytes", "body_timeout_s",
+                 "header_timeout_s", "resume_window_s", "stream_buffer_bytes",
+                 "sse_heartbeat_s", "ws_max_streams", "ws_max_frame_bytes",
+                 "ws_auth_timeout_s", "ws_ping_interval_s"):
         if values[name] <= 0:
             raise ConfigError(f"{name.upper()} must be positive")
 

@@ -11,11 +11,8 @@ import math
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
+from router.errors import PriceError
 from router.usage import Usage
-
-
-class PriceError(ValueError):
-    """A price that is not a non-negative decimal string."""
 
 
 def parse_price(value: object, field: str) -> Decimal:

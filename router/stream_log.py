@@ -20,6 +20,10 @@ from typing import Any
 
 import trio
 
+from router.errors import EventsGone
+
+__all__ = ["EventsGone", "LoggedEvent", "StreamLog"]
+
 DEFAULT_MAX_BYTES = 1024 * 1024
 
 
@@ -32,10 +36,6 @@ class LoggedEvent:
     name: bytes | None  # the SSE `event:` field, if any
     data: bytes  # the SSE `data:` payload
     end: int  # bytes appended to the log up to and including this event
-
-
-class EventsGone(Exception):
-    """A resume from before the oldest event still kept."""
 
 
 class StreamLog:

@@ -364,7 +364,7 @@ itself, for scale: the targets are about the router's own figures.
 ## Method
 
 - Processes: the fake provider (`python -m tests.fakes`, hypercorn + trio, one process),
-  the router (`python -m router.cli serve`, fresh `DATA_DIR` in a temp dir with the SQLite
+  the router (`python -m actors.cli serve`, fresh `DATA_DIR` in a temp dir with the SQLite
   ledger, `LOG_REQUESTS=false`, one provider `fake` with `max_concurrent = 512`, model
   `bench-model` → `fake:gpt-4o-mini`), and the load generator (`scripts/bench.py`
   itself). All on loopback, not pinned: the scheduler shares the cores among them.

@@ -1,4 +1,4 @@
-"""Start the real router (`python -m router.cli serve`) as a subprocess on loopback.
+"""Start the real router (`python -m actors.cli serve`) as a subprocess on loopback.
 
 The router gets a fresh DATA_DIR, an environment scrubbed of provider keys, and the
 config text a test gives it; it binds port 0 and the harness reads the port it printed.
@@ -101,7 +101,7 @@ class RouterProcess:
 
     def start(self, timeout_s: float = 20.0) -> "RouterProcess":
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "router.cli", "serve", "--host", "127.0.0.1", "--port", "0"],
+            [sys.executable, "-m", "actors.cli", "serve", "--host", "127.0.0.1", "--port", "0"],
             cwd=str(self.data_dir), env=self.env, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True)
         found = threading.Event()

@@ -3,36 +3,24 @@
 from __future__ import annotations
 
 import hmac
+from typing import Callable
 
-from router.auth.jwt import JwtRejected, looks_like_jwt, verify_hs256
+from router.auth.jwt import looks_like_jwt, verify_hs256
 from router.auth.keys import looks_like_key
-from router.auth.keystore import KeyStore
 from router.auth.principal import Principal
 from router.config import Config
-from router.ledger.sqlite import SqliteLedger
-from router.errors import BadRequest, Forbidden, Unauthenticated
-
+from router.errors import BadRequest, Forbidden, JwtRejected, Unauthenticated
+from router.ledger.base import AccountBook, KeyStore
 
 KNOWN_SUBJECTS_MAX = 100_000
 
 
-def credential_from(authorization: str | None, x_api_key: str | None) -> str | None:
-    """What the OpenAI SDK (`Authorization: Bearer`) or Anthropic SDK (`x-api-key`) sent."""
-    if x_api_key:
-        return x_api_key.strip()
-    if authorization:
-        scheme, _, value = authorization.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-    return None
-
-
 class Authenticator:
-    def __init__(self, config: Config, keys: KeyStore, ledger: SqliteLedger,
-                 clock: object) -> None:
+    def __init__(self, config: Config, keys: KeyStore, accounts: AccountBook,
+                 clock: Callable[[], float]) -> None:
         self.config = config
         self.keys = keys
-        self.ledger = ledger
+        self.accounts = accounts
         self.clock = clock
         # JWT subjects whose account is known to exist: a cache, the ledger decides.
         self._known_subjects: set[str] = set()
@@ -53,7 +41,7 @@ class Authenticator:
                 raise Unauthenticated("invalid API key")
             if record.revoked_at is not None:
                 raise Forbidden("this API key has been revoked")
-            if not record.usable_at(self.clock()):  # type: ignore[operator]
+            if not record.usable_at(self.clock()):
                 raise Unauthenticated("this API key has expired")
             return Principal(account=record.account, key_id=record.id,
                              allowed_models=frozenset(record.models) if record.models else None,
@@ -65,8 +53,8 @@ class Authenticator:
             except JwtRejected as exc:
                 raise Unauthenticated(f"invalid token: {exc}") from None
             if subject not in self._known_subjects:
-                await self.ledger.open_account(subject, self.config.starting_grant_micros,
-                                               self.clock())  # type: ignore[operator]
+                await self.accounts.open_account(subject, self.config.starting_grant_micros,
+                                                 self.clock())
                 if len(self._known_subjects) >= KNOWN_SUBJECTS_MAX:
                     self._known_subjects.clear()  # a cache: forgetting costs one write each
                 self._known_subjects.add(subject)

@@ -1,16 +1,15 @@
 """The pipeline's side of idempotency keys: record the first answer, replay it later.
 
 `RecordingSink` sits between the stream stage and the client and keeps a copy of a
-successful answer (up to `MAX_STORED_BYTES`) so a replay can be served without calling
+successful answer (up to `MAX_STORED_ANSWER`) so a replay can be served without calling
 the provider or billing again.
 """
 
 from __future__ import annotations
 
-from router.errors import RouterError
-from router.ledger.idempotency import MAX_STORED_BYTES, Claim
-from actors.pipeline.settle import Settled
-from actors.pipeline.stream import ClientSink
+from router.errors import ApiShape, RouterError
+from router.gateway import ClientSink, Settled
+from router.ledger.base import MAX_STORED_ANSWER, Claim
 
 
 class RecordingSink:
@@ -34,11 +33,11 @@ class RecordingSink:
 
     async def body(self, data: bytes) -> None:
         self.size += len(data)
-        if self.size <= MAX_STORED_BYTES:
+        if self.size <= MAX_STORED_ANSWER:
             self.parts.append(data)
         await self.inner.body(data)
 
-    async def error(self, error: RouterError, shape: str) -> None:
+    async def error(self, error: RouterError, shape: ApiShape) -> None:
         self.status = error.status
         await self.inner.error(error, shape)
 
@@ -46,7 +45,7 @@ class RecordingSink:
         self.inner.settled(settled)
 
     def replayable(self) -> bytes | None:
-        if self.status != 200 or self.size > MAX_STORED_BYTES:
+        if self.status != 200 or self.size > MAX_STORED_ANSWER:
             return None
         return b"".join(self.parts)
 

@@ -47,7 +47,7 @@ def plan_route(providers: dict[str, Provider], fmt: ApiFormat, request: ClientRe
     translated: dict[tuple[str, str], ClientRequest | BadRequest] = {}
     for target in model.route:
         provider = providers[target.provider]
-        api = upstream_api(fmt.name, provider.spec.apis)
+        api = upstream_api(fmt.name, provider.adapter.apis)
         if api is None:
             refused = refused or BadRequest(
                 f"model {model.id!r} cannot be reached through the {fmt.name} API",

@@ -1,33 +1,38 @@
-"""One model call, end to end: auth -> reserve -> stream -> settle.
+"""One model call, end to end: auth -> plan -> reserve -> stream -> settle.
 
-Runs in the request's own task, inside the per-request nursery the transport owns (the
-nursery also holds the task that watches for the client going away). Each stage needs
-the previous one's answer, so they run in order; settlement runs in `finally`, shielded,
-whatever happened. Cancelling the request scope (client gone) closes the upstream at once.
+Runs in the task of whoever owns the call: the request's own task, in the per-request
+nursery the transport owns (a client gone cancels it), or a stream hub task for
+resumable streams (it outlives its client). Each stage needs the previous one's answer,
+so they run in order; settlement runs in `finally`, shielded, whatever happened, and
+every call ends with its `Outcome` told to the observers.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import orjson
 import trio
 
-from actors.messages import ModelCall
+from actors.pipeline.context import Outcome, RequestContext
 from actors.pipeline.idempotency import RecordingSink, replay
 from actors.pipeline.plan import plan_route
-from actors.pipeline.reserve import HoldPolicy, reserve
+from actors.pipeline.reserve import reserve
 from actors.pipeline.settle import Billing
-from actors.pipeline.stream import ClientSink, StreamJob, StreamOutcome, run_stream
-from router.catalog import ModelSpec
+from actors.pipeline.stream import run_stream
 from router.auth.principal import Principal
 from router.errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited, RouterError
-from router.ledger.idempotency import MAX_KEY_LENGTH
+from router.gateway import ClientSink, ModelCall
+from router.ledger.base import MAX_IDEMPOTENCY_KEY
 from router.protocols.api import Meter
 from router.protocols.formats import FORMATS
 from router.ratelimit import retry_after_header
+from router.redact import quote_input
+
+if TYPE_CHECKING:
+    from actors.runtime import Runtime
 
 log = logging.getLogger("aura.request")
 
@@ -42,39 +47,30 @@ def parse_body(raw: bytes) -> dict:
     return body
 
 
-async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> None:  # noqa: F821
+async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> None:
     fmt = FORMATS[call.api]
-    started_at = time.perf_counter()
+    outcome = Outcome(call.request_id, call.api)
     claimed: tuple[str, str] | None = None  # (account, idempotency key) this call holds
-    model: ModelSpec | None = None
     try:
         principal = await rt.auth.authenticate(call.credential, call.account_header)
+        outcome.account = principal.account
         request = fmt.parse(parse_body(call.body))
         model = rt.config.catalog.resolve(request.model)
         if model is None:
-            raise NotFound(f"model {request.model!r} does not exist or has no price",
-                           param="model")
+            raise NotFound(f"model {quote_input(request.model)} does not exist or has no "
+                           "price", param="model")
+        outcome.model = model.id
         if not principal.may_use(model.id):
-            raise Forbidden(f"this key may not use model {model.id!r}")
+            raise Forbidden(f"this key may not use model {quote_input(model.id)}")
         legs, size = plan_route(rt.providers, fmt, request, model, call.passthrough_headers)
         limit_rate(rt, principal)
         if size is not request.size:
             request = replace(request, size=size)
         if call.idempotency_key is not None:
-            if not 0 < len(call.idempotency_key) <= MAX_KEY_LENGTH:
-                raise BadRequest(f"'Idempotency-Key' must be 1 to {MAX_KEY_LENGTH} characters",
-                                 param="Idempotency-Key")
-            claim = await rt.idempotency.begin(principal.account, call.idempotency_key,
-                                               call.body, call.request_id, rt.clock())
-            if claim.kind == "replay":
-                await replay(sink, claim)
+            claimed, early = await _claim(rt, call, principal)
+            if early is not None:
+                await replay(sink, early)
                 return
-            if claim.kind == "in_flight":
-                raise Conflict("a request with this Idempotency-Key is still in progress "
-                               f"({claim.request_id})")
-            if claim.kind == "mismatch":
-                raise Conflict("this Idempotency-Key was used with a different request body")
-            claimed = (principal.account, call.idempotency_key)
             sink = RecordingSink(sink)
         try:
             reservation = await reserve(rt.ledger, principal, request, model, call.request_id,
@@ -90,43 +86,62 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
         else:
             log.exception("request %s failed before reaching a provider", call.request_id)
             exc = RouterError("the router failed to handle this request")
-        if model is not None:
-            exc.extra_headers.setdefault("x-aura-model", model.id)
+        if outcome.model is not None:
+            exc.extra_headers.setdefault("x-aura-model", outcome.model)
+        outcome.status = exc.status
         await sink.error(exc, fmt.shape)
-        rt.log_request(call, None, None, exc.status, None, started_at)
+        rt.observe(outcome)
         return
 
-    meter, outcome = Meter(), StreamOutcome()
     base_headers = ((b"x-request-id", call.request_id.encode()),
                     (b"x-aura-model", model.id.encode()))
     if reservation.lowered:  # the limit the router enforces, where the client did not set it
         base_headers += ((b"x-aura-max-tokens", str(reservation.max_output).encode()),)
-    estimated_input = request.size.input_estimate(model.per_image_tokens)
-    job = StreamJob(fmt, request, reservation.max_output, estimated_input, base_headers,
-                    call.query, call.passthrough_headers, rt.config.first_event_grace_s)
-    billing = Billing(rt.ledger, reservation, model, meter, outcome, estimated_input, rt.clock)
-    settlement = None
+    ctx = RequestContext(call, fmt, principal, model, request, tuple(legs), reservation,
+                         request.size.input_estimate(model.per_image_tokens), base_headers,
+                         rt.config.first_event_grace_s)
+    meter = Meter()
+    billing = Billing(rt.ledger, ctx, meter, outcome, rt.clock)
     rt.live_requests[call.request_id] = billing  # checkpointed by the lease keeper
     try:
-        failed = await run_stream(legs, job, meter, outcome, sink, billing)
+        failed = await run_stream(ctx, meter, outcome, sink, billing, rt.redactor)
         if failed is not None:
             outcome.status = failed.status
             failed.extra_headers.setdefault("x-aura-model", model.id)
             await sink.error(failed, fmt.shape)
     finally:
         try:
-            settled = await billing.settle()
-            settlement = settled.settlement
-            sink.settled(settled)
+            outcome.settled = await billing.settle()
+            sink.settled(outcome.settled)
             if claimed is not None:
                 await _close_claim(rt, claimed, sink, meter)
         finally:
             if not billing.unsettled:  # else the lease keeper retries it
                 rt.live_requests.pop(call.request_id, None)
-        rt.log_request(call, model.id, outcome.provider, outcome.status, settlement, started_at)
+        rt.observe(outcome)
 
 
-def limit_rate(rt: "Runtime", principal: Principal) -> None:  # noqa: F821
+async def _claim(rt: "Runtime", call: ModelCall, principal: Principal):  # type: ignore[no-untyped-def]
+    """Claim the call's Idempotency-Key: (the claim to release later, a stored answer to
+    replay instead of calling anyone)."""
+    key = call.idempotency_key
+    assert key is not None
+    if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise BadRequest(f"'Idempotency-Key' must be 1 to {MAX_IDEMPOTENCY_KEY} characters",
+                         param="Idempotency-Key")
+    claim = await rt.idempotency.begin(principal.account, key, call.body, call.request_id,
+                                       rt.clock())
+    if claim.kind == "replay":
+        return None, claim
+    if claim.kind == "in_flight":
+        raise Conflict("a request with this Idempotency-Key is still in progress "
+                       f"({claim.request_id})")
+    if claim.kind == "mismatch":
+        raise Conflict("this Idempotency-Key was used with a different request body")
+    return (principal.account, key), None
+
+
+def limit_rate(rt: "Runtime", principal: Principal) -> None:
     """RATE_LIMIT_RPM per account (0: none) and the key's own rpm, before any hold."""
     now = rt.clock()
     limits = []
@@ -142,7 +157,7 @@ def limit_rate(rt: "Runtime", principal: Principal) -> None:  # noqa: F821
                               headers={"retry-after": retry_after_header(wait)})
 
 
-async def _close_claim(rt: "Runtime", claimed: tuple[str, str], sink: ClientSink,  # noqa: F821
+async def _close_claim(rt: "Runtime", claimed: tuple[str, str], sink: ClientSink,
                        meter: Meter) -> None:
     """Keep a complete successful answer for replays; free the key otherwise."""
     assert isinstance(sink, RecordingSink)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from router.auth.principal import Principal
 from router.catalog import ModelSpec
-from router.errors import InsufficientCredits, RateLimited
-from router.ledger.base import InsufficientFunds, Ledger, SpendCapReached
+from router.errors import InsufficientCredits, InsufficientFunds, RateLimited, SpendCapReached
+from router.ledger.base import BillingLedger
 from router.protocols.api import ClientRequest
 
 
@@ -65,14 +65,14 @@ def _refusal(exc: InsufficientFunds | SpendCapReached, needed: int
     return refuse(needed, exc.available)
 
 
-async def _hold(ledger: Ledger, principal: Principal, request_id: str, amount: int,
+async def _hold(ledger: BillingLedger, principal: Principal, request_id: str, amount: int,
                 cap: int | None, model: ModelSpec, now: float, policy: HoldPolicy) -> int:
     await ledger.hold(principal.account, request_id, amount, now + policy.hold_ttl_s, now,
                       key_id=principal.key_id, key_cap=cap, owner=policy.owner, model=model.id)
     return amount
 
 
-async def reserve(ledger: Ledger, principal: Principal, request: ClientRequest,
+async def reserve(ledger: BillingLedger, principal: Principal, request: ClientRequest,
                   model: ModelSpec, request_id: str, *, now: float,
                   policy: HoldPolicy) -> Reservation:
     input_bound = request.size.input_bound(model.per_image_tokens)

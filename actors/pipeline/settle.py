@@ -14,51 +14,30 @@ exceeds the hold; a cost beyond it is logged and recorded as the platform's loss
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Callable
 
 import trio
 
-from actors.pipeline.reserve import Reservation
-from router.catalog import ModelSpec
-from router.ledger.base import Checkpoint, Ledger, Settlement, UsageRecord
+from actors.pipeline.context import Outcome, RequestContext
+from router.gateway import Settled
+from router.ledger.base import BillingLedger, Checkpoint, UsageRecord
 from router.protocols.api import Meter
-from router.usage import Usage
 
 SETTLE_DEADLINE_S = 30.0
 log = logging.getLogger("aura.settle")
 
 
-@dataclass(frozen=True, slots=True)
-class Settled:
-    """What a request was billed, for transports that report it (websocket `done`)."""
-
-    usage: Usage
-    cost_micros: int
-    settlement: Settlement | None  # None: the ledger missed the deadline (retried later)
-
-
-@dataclass
-class StreamOutcome:
-    """What settlement and the request log need to know of the upstream call."""
-
-    provider: str | None = None
-    status: int = 0
-    judged: bool = False  # the provider's breaker got a verdict from this attempt
-
-
 class Billing:
     """The money of one request between its hold and its settlement."""
 
-    def __init__(self, ledger: Ledger, reservation: Reservation, model: ModelSpec,
-                 meter: Meter, outcome: StreamOutcome, estimated_input: int,
-                 clock: Callable[[], float]) -> None:
+    def __init__(self, ledger: BillingLedger, ctx: RequestContext, meter: Meter,
+                 outcome: Outcome, clock: Callable[[], float]) -> None:
         self.ledger = ledger
-        self.reservation = reservation
-        self.model = model
+        self.reservation = ctx.reservation
+        self.model = ctx.model
         self.meter = meter
         self.outcome = outcome
-        self.estimated_input = estimated_input
+        self.estimated_input = ctx.estimated_input
         self.clock = clock
         self.settled: Settled | None = None
         self._checkpointed: tuple[int, int | None, bool] = (0, None, False)  # meter as written

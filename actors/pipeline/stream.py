@@ -17,28 +17,29 @@ translated like any event) and closes the upstream at once. Where the upstream r
 no usage, the client is shown the router's count, which is what is billed. Before the
 first content reaches the client, its `Delivery` makes the bill durable (a checkpoint of
 streamed usage, or the settlement of a whole answer), so a crash cannot lose it.
+
+A provider's words reach the client only through the router: error bodies redacted and
+bounded (`router.redact`), error events rebuilt in the router's own words.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from dataclasses import dataclass
-
 from typing import Any, Protocol
 
 import orjson
 import trio
 
+from actors.pipeline.context import Outcome, RequestContext
 from actors.pipeline.plan import Leg
-from actors.pipeline.settle import Settled, StreamOutcome
-from router.errors import (ApiShape, BadRequest, NoProvider, ProviderFailed, ProviderTimeout,
-                           RateLimited, RouterError, from_provider_status)
-from router.protocols.api import ApiFormat, ClientRequest, Meter, UpstreamOptions
-from router.protocols.sse import SseParser
+from router.errors import (AnswerDeadline, BadRequest, NoProvider, ProviderFailed,
+                           RouterError, UpstreamError, from_provider_status)
+from router.gateway import ClientSink
+from router.protocols.api import ClientRequest, Meter, UpstreamOptions
 from router.protocols.translate import Bridge
-from router.providers.base import UpstreamRequest, UpstreamResponse, UpstreamUnavailable
+from router.providers.base import UpstreamRequest, UpstreamResponse, limit_field
 from router.providers.breaker import CircuitBreaker
+from router.redact import Redactor
 
 log = logging.getLogger("aura.stream")
 MAX_ERROR_BODY = 64 * 1024
@@ -48,45 +49,16 @@ _SSE_HEADERS = ((b"content-type", b"text/event-stream; charset=utf-8"),
 _JSON_HEADERS = ((b"content-type", b"application/json"),)
 
 
-class ClientSink(Protocol):
-    """The transport's side of a response."""
-
-    started: bool
-
-    async def start(self, status: int, headers: tuple[tuple[bytes, bytes], ...]) -> None: ...
-
-    async def body(self, data: bytes) -> None: ...
-
-    async def error(self, error: RouterError, shape: str) -> None: ...
-
-    def settled(self, settled: Settled) -> None:
-        """What the request was billed (after settlement, whatever happened)."""
-        ...
-
-
 class Delivery(Protocol):
     """Called once, right before the first bytes of an answer's content reach the client."""
 
     async def before_content(self, whole: bool) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class StreamJob:
-    """What the stream stage needs to know of the request, fixed for all its targets."""
-
-    fmt: ApiFormat
-    request: ClientRequest
-    max_output: int  # the enforced limit, per choice
-    estimated_input: int  # the router's input count, for answers without usage
-    base_headers: tuple[tuple[bytes, bytes], ...]
-    query: str = ""
-    passthrough: tuple[tuple[str, str], ...] = ()
-    first_event_grace_s: float = 20.0
-
-
-def provider_message(status: int, body: bytes) -> str:
-    """A provider's error, safe to show: only its message for client errors, never
-    anything for auth errors (those are about the platform's key, not the user)."""
+def provider_message(status: int, body: bytes, redactor: Redactor) -> str:
+    """A provider's error, safe to show: only its message for client errors (redacted,
+    bounded), never anything for auth errors (those are about the platform's key, not
+    the user) or its own failures."""
     if status in (401, 403):
         return "the provider refused the platform's credentials"
     if status >= 500 or status == 429:
@@ -98,9 +70,10 @@ def provider_message(status: int, body: bytes) -> str:
         if not message and isinstance(parsed, dict):
             message = parsed.get("detail") or parsed.get("message")
     except orjson.JSONDecodeError:
-        message = None
-    text = str(message) if message else f"the provider refused the request (status {status})"
-    return text[:500]
+        message = None  # a body that is not JSON is not shown at all
+    if not message:
+        return f"the provider refused the request (status {status})"
+    return redactor.redact(str(message))
 
 
 def _translated_body(bridge: Bridge, body: bytes, request: ClientRequest) -> bytes:
@@ -133,33 +106,34 @@ _EVENT_ERROR_STATUS = {"overloaded_error": 529, "rate_limit_error": 429,
                        "timeout": 504}
 
 
-def _error_before_content(meter: Meter) -> RouterError:
-    """An upstream's error event before any content, in the router's own words."""
+def _upstream_error_event(meter: Meter, when: str) -> RouterError:
+    """An upstream's error event, in the router's own words (its type, never its text)."""
     kind = "".join(c for c in (meter.upstream_error_type or "error")[:40]
                    if c.isalnum() or c == "_")
     status = _EVENT_ERROR_STATUS.get(kind, 502)
-    return from_provider_status(status, f"the provider failed before answering ({kind})")
+    return from_provider_status(status, f"the provider failed {when} ({kind})")
 
 
-async def run_stream(legs: list[Leg], job: StreamJob, meter: Meter, outcome: StreamOutcome,
-                     out: ClientSink, delivery: Delivery) -> RouterError | None:
+async def run_stream(ctx: RequestContext, meter: Meter, outcome: Outcome, out: ClientSink,
+                     delivery: Delivery, redactor: Redactor) -> RouterError | None:
     """None once an answer went to the client; else why no target could answer."""
     error: RouterError = ProviderFailed("no provider could serve this request")
-    request, shape = job.request, job.fmt.shape
-    for leg in legs:
-        spec = leg.provider.spec
+    request, shape, call = ctx.request, ctx.fmt.shape, ctx.call
+    for leg in ctx.legs:
+        provider = leg.provider
+        spec = provider.spec
         try:
             body = leg.native.upstream_body(leg.request, UpstreamOptions(
-                leg.target.upstream_model, job.max_output, spec.limit_field(leg.native.name),
-                spec.flattens_text))
+                leg.target.upstream_model, ctx.max_output,
+                limit_field(provider, leg.native.name), provider.adapter.flattens_text))
         except (TypeError, ValueError) as exc:  # e.g. nesting orjson will not encode
             return BadRequest(f"the request body cannot be encoded for the provider: {exc}")
         # The client's query string and headers are for its own API, not a translated one.
-        upstream = (UpstreamRequest(job.fmt.name, body, request.stream, job.query,
-                                    job.passthrough)
-                    if leg.bridge is None else UpstreamRequest(leg.native.name, body,
-                                                               request.stream))
-        breaker = leg.provider.breaker
+        upstream = (UpstreamRequest(ctx.fmt.name, leg.target.upstream_model, body,
+                                    request.stream, call.query, call.passthrough_headers)
+                    if leg.bridge is None else UpstreamRequest(
+                        leg.native.name, leg.target.upstream_model, body, request.stream))
+        breaker = provider.breaker
         if not breaker.allow(trio.current_time()):
             error = NoProvider(f"provider {leg.target.provider!r} is failing (its circuit "
                                f"is {breaker.state.replace('_', '-')})")
@@ -168,19 +142,15 @@ async def run_stream(legs: list[Leg], job: StreamJob, meter: Meter, outcome: Str
         outcome.status, outcome.judged = 0, False
         try:
             with trio.move_on_after(total_s) as deadline:  # the whole answer's deadline
-                failed = await _try_target(leg, job, upstream, meter, outcome, out, delivery)
+                failed = await _try_target(leg, ctx, upstream, meter, outcome, out, delivery,
+                                           redactor)
             if deadline.cancelled_caught:  # may be a slow client too: not the provider's fault
-                raise UpstreamUnavailable(f"the provider did not finish within {total_s:g} s",
-                                          timeout=True, ours=True)
-        except UpstreamUnavailable as exc:
-            if exc.retry_after is not None:  # the provider is fine; its keys are resting
-                failed = RateLimited(str(exc), headers={
-                    "retry-after": str(math.ceil(exc.retry_after))})
-            else:
-                if not exc.ours:
-                    breaker.record_failure(trio.current_time())
-                    outcome.judged = True
-                failed = (ProviderTimeout if exc.timeout else ProviderFailed)(str(exc))
+                raise AnswerDeadline(f"the provider did not finish within {total_s:g} s")
+        except UpstreamError as exc:
+            if exc.sick:
+                breaker.record_failure(trio.current_time())
+                outcome.judged = True
+            failed = exc.as_refusal()
             if out.started:  # mid-stream: the client has bytes already
                 await out.body(failed.sse_event(shape))
                 return None
@@ -197,15 +167,15 @@ async def run_stream(legs: list[Leg], job: StreamJob, meter: Meter, outcome: Str
     return error
 
 
-async def _try_target(leg: Leg, job: StreamJob, upstream: UpstreamRequest, meter: Meter,
-                      outcome: StreamOutcome, out: ClientSink,
-                      delivery: Delivery) -> RouterError | None:
+async def _try_target(leg: Leg, ctx: RequestContext, upstream: UpstreamRequest,
+                      meter: Meter, outcome: Outcome, out: ClientSink, delivery: Delivery,
+                      redactor: Redactor) -> RouterError | None:
     """None once the answer went to the client; else why this target failed.
 
     The leg's native format meters what the provider sent (so the bill is the
     provider's word); a bridge, if any, rewrites it for the client.
     """
-    target, native, bridge, request = leg.target, leg.native, leg.bridge, job.request
+    target, native, bridge, request = leg.target, leg.native, leg.bridge, ctx.request
     async with leg.provider.open(upstream) as response:
         outcome.status = response.status
         # The verdict comes with the status (for a stream, with its first content or its
@@ -216,12 +186,12 @@ async def _try_target(leg: Leg, job: StreamJob, upstream: UpstreamRequest, meter
         if response.status != 200:
             body = await response.read(MAX_ERROR_BODY)
             error = from_provider_status(response.status,
-                                         provider_message(response.status, body))
+                                         provider_message(response.status, body, redactor))
             if response.status == 429 and response.retry_after:
                 error.extra_headers["retry-after"] = response.retry_after
             return error
         outcome.provider = target.provider
-        headers = job.base_headers + ((b"x-aura-provider", target.provider.encode()),)
+        headers = ctx.base_headers + ((b"x-aura-provider", target.provider.encode()),)
         if not request.stream:
             body = await response.read(MAX_ANSWER_BODY)
             native.on_body(meter, body)
@@ -230,7 +200,7 @@ async def _try_target(leg: Leg, job: StreamJob, upstream: UpstreamRequest, meter
                                         is None or not meter.output_tokens
                                         and meter.output_deltas):
                     # no usage (or zero) reported: the client reads the bill it pays
-                    body = native.body_with_usage(body, meter.usage(job.estimated_input))
+                    body = native.body_with_usage(body, meter.usage(ctx.estimated_input))
                 if bridge is not None:
                     body = _translated_body(bridge, body, leg.request)
             except (ValueError, TypeError, AttributeError, ProviderFailed):
@@ -239,7 +209,7 @@ async def _try_target(leg: Leg, job: StreamJob, upstream: UpstreamRequest, meter
             await out.start(200, headers + _JSON_HEADERS)
             await out.body(body)
             return None
-        return await _stream_answer(leg, job, response, headers, meter, outcome, out,
+        return await _stream_answer(leg, ctx, response, headers, meter, outcome, out,
                                     delivery)
 
 
@@ -249,17 +219,18 @@ class _Pump:
     caller's, so the first-event grace can wrap reading alone."""
 
     __slots__ = ("native", "upstream_request", "translator", "meter", "estimated_input",
-                 "limit", "parser", "at_limit", "cut", "unreadable")
+                 "limit", "decoder", "shape", "at_limit", "cut", "unreadable", "errored")
 
-    def __init__(self, leg: Leg, job: StreamJob, meter: Meter) -> None:
-        request = job.request
+    def __init__(self, leg: Leg, ctx: RequestContext, meter: Meter) -> None:
+        request = ctx.request
         self.native, self.upstream_request = leg.native, leg.request
         self.translator = leg.bridge.stream(request.body, request.wants_usage) \
             if leg.bridge else None
-        self.meter, self.estimated_input = meter, job.estimated_input
-        self.limit = job.max_output * request.choices
-        self.parser = SseParser()
-        self.at_limit = self.cut = self.unreadable = False
+        self.meter, self.estimated_input = meter, ctx.estimated_input
+        self.limit = ctx.max_output * request.choices
+        self.decoder = leg.provider.adapter.decoder()
+        self.shape = ctx.fmt.shape
+        self.at_limit = self.cut = self.unreadable = self.errored = False
 
     def _emit(self, pairs: Any, forward: list[bytes]) -> None:
         for event, shown in pairs:
@@ -271,7 +242,7 @@ class _Pump:
     def feed(self, chunk: bytes) -> list[bytes]:
         native, meter, translator, limit = self.native, self.meter, self.translator, self.limit
         forward: list[bytes] = []
-        for event in self.parser.feed(chunk):
+        for event in self.decoder.feed(chunk):
             if self.at_limit:
                 before = (meter.output_bytes, meter.output_deltas)
             try:
@@ -284,6 +255,13 @@ class _Pump:
                     self._emit(native.end_events(self.upstream_request, meter,
                                                  meter.usage(self.estimated_input)), forward)
                     break
+                if meter.upstream_error is not None and not self.errored:
+                    # The provider's error event: the client hears of it in the router's
+                    # words, in its own API's shape (never the provider's text).
+                    self.errored = True
+                    forward.append(_upstream_error_event(meter, "mid-answer")
+                                   .sse_event(self.shape))
+                    continue
                 if meter.needs_usage:
                     meter.needs_usage = False
                     self._emit(native.usage_events(self.upstream_request, meter, event,
@@ -302,11 +280,11 @@ class _Pump:
         return forward
 
 
-async def _stream_answer(leg: Leg, job: StreamJob, response: UpstreamResponse,
+async def _stream_answer(leg: Leg, ctx: RequestContext, response: UpstreamResponse,
                          headers: tuple[tuple[bytes, bytes], ...], meter: Meter,
-                         outcome: StreamOutcome, out: ClientSink,
+                         outcome: Outcome, out: ClientSink,
                          delivery: Delivery) -> RouterError | None:
-    pump = _Pump(leg, job, meter)
+    pump = _Pump(leg, ctx, meter)
     breaker = leg.provider.breaker
 
     def failed(error: RouterError) -> RouterError:
@@ -320,7 +298,7 @@ async def _stream_answer(leg: Leg, job: StreamJob, response: UpstreamResponse,
     # that a failure is still an HTTP error the next target can hide (at most the grace).
     held: list[bytes] = []
     ended = False
-    with trio.move_on_after(job.first_event_grace_s):
+    with trio.move_on_after(ctx.first_event_grace_s):
         while not (meter.content_started or meter.upstream_error or pump.cut):
             chunk = await response.next_chunk()  # cancel-safe: the grace may end it
             if chunk is None:
@@ -328,7 +306,7 @@ async def _stream_answer(leg: Leg, job: StreamJob, response: UpstreamResponse,
                 break
             held += pump.feed(chunk)
     if meter.upstream_error is not None:
-        return failed(_error_before_content(meter))
+        return failed(_upstream_error_event(meter, "before answering"))
     if ended and not meter.content_started:
         return failed(ProviderFailed("the provider ended the stream before answering"))
     # Content, or the grace is over (heartbeats keep a slow start alive): the answer starts.
@@ -355,5 +333,5 @@ async def _stream_answer(leg: Leg, job: StreamJob, response: UpstreamResponse,
         # The client must see that its answer is not whole (it got no end event, or
         # lost one); a provider's own error event already said so.
         await out.body(ProviderFailed("the provider stream ended before the answer was "
-                                      "complete").sse_event(job.fmt.shape))
+                                      "complete").sse_event(ctx.fmt.shape))
     return None

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import jwt
 
+from router.errors import JwtRejected
+
+__all__ = ["JwtRejected", "LEEWAY_S", "looks_like_jwt", "verify_hs256"]
+
 LEEWAY_S = 30
-
-
-class JwtRejected(ValueError):
-    """The token is not acceptable; the message is safe to show."""
 
 
 def looks_like_jwt(credential: str) -> bool:

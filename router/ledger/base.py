@@ -16,35 +16,20 @@ Idempotency-Key claim of its request freed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
+from router.auth.keys import KeyRecord
+from router.errors import (DuplicateRequest, InsufficientFunds, LedgerError, SpendCapReached,
+                           UnknownRequest)
 from router.usage import Usage
 
+__all__ = ["AccountBook", "AccountState", "BillingLedger", "Checkpoint", "Claim",
+           "DuplicateRequest", "Entry", "IdempotencyStore", "Instance", "InsufficientFunds",
+           "KeyStore", "LeasedHold", "LedgerError", "LedgerModel", "Settlement",
+           "SpendCapReached", "UnknownRequest", "UsageRecord", "UsageReports"]
 
-class LedgerError(Exception):
-    """A ledger rule refused the operation; nothing was changed."""
-
-
-class InsufficientFunds(LedgerError):
-    def __init__(self, needed: int, available: int) -> None:
-        super().__init__(f"needs {needed} micro-USD, {available} available")
-        self.needed, self.available = needed, available
-
-
-class SpendCapReached(LedgerError):
-    """The key's spend cap cannot cover this hold."""
-
-    def __init__(self, needed: int, remaining: int) -> None:
-        super().__init__(f"needs {needed} micro-USD, {remaining} left under the key's cap")
-        self.needed, self.remaining = needed, remaining
-
-
-class DuplicateRequest(LedgerError):
-    """A hold for this request id exists already."""
-
-
-class UnknownRequest(LedgerError):
-    """No hold for this request id."""
+MAX_IDEMPOTENCY_KEY = 255  # characters of an Idempotency-Key
+MAX_STORED_ANSWER = 4 * 1024 * 1024  # bytes of a first answer kept for replays
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +112,20 @@ class Settlement:
         return self.balance - self.held
 
 
-class Ledger(Protocol):
-    """What the pipeline, the admin API and the CLI need from any backend."""
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """An Idempotency-Key's state when a request claims it."""
 
-    async def grant(self, account: str, amount: int, reason: str | None,
-                    at: float) -> AccountState: ...
+    kind: str  # "new" | "in_flight" | "mismatch" | "replay"
+    request_id: str
+    status: int = 0
+    content_type: str = ""
+    response: bytes = b""
+
+
+class BillingLedger(Protocol):
+    """The pipeline's money: holds, checkpoints of streamed usage, settlement, and the
+    leases that let any instance settle a dead one's holds (I7)."""
 
     async def account(self, account: str) -> AccountState: ...
 
@@ -156,17 +150,81 @@ class Ledger(Protocol):
     async def instances(self) -> list[Instance]: ...
 
     async def key_spent(self, key_id: str) -> int:
-        """Captured plus still held under this key: what its spend cap counts."""
+        """Captured plus still held under this key: what its spend cap counts (a running
+        counter, not a scan of the key's history)."""
         ...
 
     async def settle(self, request_id: str, cost_micros: int, record: UsageRecord,
                      at: float) -> Settlement: ...
 
+
+class AccountBook(Protocol):
+    """Accounts as the admin API, the CLI and JWT sign-up see them."""
+
+    async def grant(self, account: str, amount: int, reason: str | None,
+                    at: float) -> AccountState:
+        """Credits (negative: an adjustment, refused below available 0)."""
+        ...
+
+    async def open_account(self, account: str, starting_grant: int, at: float) -> bool:
+        """Create the account with its starting grant if it is new; True if it was."""
+        ...
+
+    async def account(self, account: str) -> AccountState: ...
+
+    async def exists(self, account: str) -> bool: ...
+
     async def entries(self, account: str, after: int, limit: int) -> list[Entry]: ...
+
+    async def open_holds(self, account: str | None = None
+                         ) -> list[tuple[str, str, int, float]]: ...
+
+
+class UsageReports(Protocol):
+    """What was used and billed, for `/v1/usage`, `/admin/usage` and the CLI export."""
+
+    async def spent(self, account: str) -> int:
+        """Everything captured from the account (a running counter)."""
+        ...
 
     async def recent_usage(self, account: str, limit: int) -> list[UsageRecord]: ...
 
-    async def open_holds(self, account: str | None = None) -> list[tuple[str, str, int, float]]: ...
+    async def usage_rows(self, account: str | None, since: float | None,
+                         until: float | None, limit: int) -> list[dict[str, Any]]:
+        """Usage rows oldest first, `since <= at < until`, at most `limit` (export shape,
+        router.ledger.export)."""
+        ...
+
+
+class KeyStore(Protocol):
+    """Router API keys, stored only as a hash."""
+
+    async def issue(self, account: str, *, label: str | None = None,
+                    models: list[str] | None = None, rpm: int | None = None,
+                    spend_cap_micros: int | None = None, expires_at: float | None = None,
+                    at: float) -> tuple[str, KeyRecord]:
+        """A new key and its record: the only time the key is seen."""
+        ...
+
+    async def find(self, key: str) -> KeyRecord | None: ...
+
+    async def list(self, account: str | None = None) -> list[KeyRecord]: ...
+
+    async def revoke(self, key_id: str, at: float) -> KeyRecord | None: ...
+
+
+class IdempotencyStore(Protocol):
+    """Idempotency keys (I8): the same key from the same account is billed once. A
+    replay while the first runs or with another body is refused; a finished first
+    answer is replayed; a failed first attempt frees the key."""
+
+    async def begin(self, account: str, key: str, body: bytes, request_id: str,
+                    now: float) -> Claim: ...
+
+    async def finish(self, account: str, key: str, status: int, content_type: str,
+                     response: bytes) -> None: ...
+
+    async def abandon(self, account: str, key: str) -> None: ...
 
 
 @dataclass

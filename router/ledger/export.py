@@ -1,10 +1,10 @@
-"""Usage export (SPEC §7 `GET /admin/usage`, SPEC §10 `aura-router usage export`).
+"""Usage export (`GET /admin/usage`, `aura-router usage export`; docs/api.md).
 
-One read of the `usage` table, shared by the admin route (through `SqliteDatabase.run`)
-and the CLI (through `SqliteDatabase.run_blocking`); both call `usage_rows(conn, ...)`.
-Rows come out oldest first, `since` inclusive and `until` exclusive, so consecutive
-windows never count a request twice. Money stays an integer number of micro-USD in
-every format: no float ever touches it. `parse_time` reads the bounds the admin gives.
+The shape of an exported usage row and its CSV, whatever the backend (each backend's
+`usage_rows` reads the rows; the admin route and the CLI both call it). Rows come out
+oldest first, `since` inclusive and `until` exclusive, so consecutive windows never
+count a request twice. Money stays an integer number of micro-USD in every format: no
+float ever touches it. `parse_time` reads the bounds the admin gives.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import csv
 import io
 import math
 import re
-import sqlite3
 from datetime import datetime, timezone
 from typing import Any
 
@@ -25,9 +24,6 @@ COLUMNS: tuple[str, ...] = (
     "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "reported",
     "cost_micros", "at", "overrun_micros", "recovered")
 
-_SELECT = ("SELECT request_id, account, model, provider, input_tokens, output_tokens, "
-           "cache_read_tokens, cache_write_tokens, reasoning_tokens, reported, cost_micros, "
-           "at, overrun_micros, recovered FROM usage")
 _UNIX_SECONDS = re.compile(r"[+-]?\d+(\.\d+)?")
 
 
@@ -36,37 +32,14 @@ def iso_utc(at: float) -> str:
     return datetime.fromtimestamp(at, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _where(account: str | None, since: float | None,
-           until: float | None) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    if account is not None:
-        clauses.append("account = ?")
-        params.append(account)
-    if since is not None:
-        clauses.append("at >= ?")
-        params.append(since)
-    if until is not None:
-        clauses.append("at < ?")
-        params.append(until)
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
-
-
-def _row(r: tuple[Any, ...]) -> dict[str, Any]:
+def row_dict(r: tuple[Any, ...]) -> dict[str, Any]:
+    """A usage row (in COLUMNS order) as the export shows it."""
     return {"request_id": r[0], "account": r[1], "model": r[2], "provider": r[3],
             "input_tokens": int(r[4]), "output_tokens": int(r[5]),
             "cache_read_tokens": int(r[6]), "cache_write_tokens": int(r[7]),
             "reasoning_tokens": int(r[8]), "reported": bool(r[9]),
             "cost_micros": int(r[10]), "at": iso_utc(r[11]),
             "overrun_micros": int(r[12]), "recovered": bool(r[13])}
-
-
-def usage_rows(conn: sqlite3.Connection, account: str | None, since: float | None,
-               until: float | None, limit: int) -> list[dict[str, Any]]:
-    """Usage rows oldest first: `account` exact, `since <= at < until`, at most `limit`."""
-    where, params = _where(account, since, until)
-    sql = f"{_SELECT}{where} ORDER BY at, request_id LIMIT ?"
-    return [_row(r) for r in conn.execute(sql, (*params, limit)).fetchall()]
 
 
 def _csv_value(value: Any) -> Any:

@@ -1,38 +1,55 @@
-"""The provider interface: send a prepared body upstream, get status and bytes back.
+"""The provider interface: what a provider kind is (an adapter) and what a running
+provider does (send a prepared body upstream, give back status and bytes).
 
-Everything above this line (pipeline, metering, billing) is the same for every provider;
-everything below it (URLs, auth headers, connection pools) is the provider's own. Keeping
-the interface this small is what lets the HTTP client be tuned or replaced in one place.
+Everything above this line (pipeline, metering, billing, translation) is the same for
+every provider; everything below it is the kind's own, in one module per kind
+(`router.providers.registry` maps a kind to its adapter). An adapter is pure: which
+client APIs the kind speaks natively, where the output limit goes, and how a call is
+addressed and signed (`build_request`: path, query, headers, body), and how its stream
+is framed (`decoder`: upstream bytes to the SSE events the meter and translators read).
+A running `Provider` owns the I/O: its connection pool, credentials and circuit breaker,
+started and closed by its supervisor actor.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import AsyncContextManager, AsyncIterator, Protocol
+from typing import TYPE_CHECKING, AsyncContextManager, AsyncIterator, Protocol
 
-from router.catalog import ProviderSpec
-from router.providers.breaker import CircuitBreaker
-from router.providers.credentials import CredentialPool
+from router.protocols.sse import SseEvent, SseParser
 
-
-class UpstreamUnavailable(Exception):
-    """The provider could not be reached or timed out before answering (retryable)."""
-
-    def __init__(self, message: str, *, timeout: bool = False,
-                 retry_after: float | None = None, ours: bool = False) -> None:
-        super().__init__(message)
-        self.timeout = timeout
-        self.retry_after = retry_after  # set when only rate limits stand in the way
-        self.ours = ours  # our own limit (pool full, whole-answer deadline), not sickness
+if TYPE_CHECKING:
+    from router.providers.breaker import CircuitBreaker
+    from router.providers.credentials import CredentialPool
+    from router.providers.spec import ProviderSpec
 
 
 @dataclass(frozen=True, slots=True)
 class UpstreamRequest:
-    api: str  # a key of router.providers.http.PATHS
+    """One call to make, in the API the provider is spoken to in."""
+
+    api: str  # e.g. "openai.chat", "anthropic.messages", "anthropic.count_tokens"
+    model: str  # the provider's own model id (some kinds put it in the URL)
     body: bytes
     stream: bool
-    query: str = ""  # the client's query string, e.g. "beta=true"
-    passthrough_headers: tuple[tuple[str, str], ...] = ()  # anthropic-beta, anthropic-version
+    query: str = ""  # the client's query string, when its own API is passed through
+    passthrough_headers: tuple[tuple[str, str], ...] = ()  # anthropic-beta, -version
+
+
+@dataclass(frozen=True, slots=True)
+class HttpCall:
+    """What goes on the wire: relative to the provider's base URL."""
+
+    path: str  # path and query string, appended to the base URL's path
+    headers: tuple[tuple[bytes, bytes], ...]
+    body: bytes
+    method: bytes = b"POST"
+
+
+class StreamDecoder(Protocol):
+    def feed(self, chunk: bytes) -> list[SseEvent]:
+        """The complete events that `chunk` finishes."""
+        ...
 
 
 class UpstreamResponse(Protocol):
@@ -50,10 +67,68 @@ class UpstreamResponse(Protocol):
 
 
 class Provider(Protocol):
-    spec: ProviderSpec
+    """A running provider: what its supervisor starts and the pipeline calls."""
+
+    spec: "ProviderSpec"
+    adapter: "ProviderAdapter"
     credentials: "CredentialPool"
     breaker: "CircuitBreaker"
+
+    async def start(self) -> None:
+        """Acquire what the provider owns (its pool); called by its supervisor."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+    @property
+    def running(self) -> bool: ...
+
+    def stats(self) -> dict[str, int] | None:
+        """Pool figures (None for providers without one)."""
+        ...
 
     def open(self, request: UpstreamRequest) -> AsyncContextManager[UpstreamResponse]:
         """Send the request; the context closes the upstream stream on exit."""
         ...
+
+
+# Where each API reads its output limit, unless the kind says otherwise.
+_LIMIT_FIELDS = {"openai.chat": "max_tokens", "openai.responses": "max_output_tokens",
+                 "anthropic.messages": "max_tokens"}
+
+
+class ProviderAdapter:
+    """A provider kind. Subclass it in the kind's module and add one line to the
+    registry; `docs/providers.md` walks through it."""
+
+    kind: str = ""
+    # The client API formats the kind speaks natively, preferred first; others reach
+    # it through a bridge (router.protocols.formats).
+    apis: tuple[str, ...] = ()
+    counts_tokens: bool = False  # serves "anthropic.count_tokens"
+    # OpenAI-compatible servers get text-only content arrays as plain strings.
+    flattens_text: bool = False
+    needs_base_url: bool = True
+    default_base_url: str = ""
+
+    def limit_field(self, api: str) -> str:
+        """The body field the kind reads the output limit from, for `api`."""
+        return _LIMIT_FIELDS.get(api, "max_tokens")
+
+    def build_request(self, request: UpstreamRequest, credential: str | None) -> HttpCall:
+        """Address and sign one call (pure)."""
+        raise NotImplementedError
+
+    def decoder(self) -> StreamDecoder:
+        """Turns the upstream's streamed bytes into events (SSE for most kinds)."""
+        return SseParser()
+
+    def connect(self, spec: "ProviderSpec") -> Provider:
+        """The running provider for one configured instance of this kind."""
+        raise NotImplementedError
+
+
+def limit_field(provider: Provider, api: str) -> str:
+    """Where this provider reads the output limit for `api`: its config's override, or
+    its kind's field."""
+    return provider.spec.max_tokens_field or provider.adapter.limit_field(api)

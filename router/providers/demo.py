@@ -13,10 +13,10 @@ from typing import Any, AsyncIterator
 import orjson
 import trio
 
-from router.catalog import ProviderSpec
-from router.providers.base import UpstreamRequest
+from router.providers.base import Provider, ProviderAdapter, UpstreamRequest
 from router.providers.breaker import CircuitBreaker
 from router.providers.credentials import CredentialPool
+from router.providers.spec import ProviderSpec
 from router.tokens import measure
 
 REPLY = ("Hello from Aura Router's demo model. Every word you read was reserved, "
@@ -128,12 +128,39 @@ class DemoResponse:
 
 
 class DemoProvider:
-    def __init__(self, spec: ProviderSpec) -> None:
+    running = True
+
+    def __init__(self, spec: ProviderSpec, adapter: ProviderAdapter) -> None:
         self.spec = spec
+        self.adapter = adapter
         self.credentials = CredentialPool(())
         self.breaker = CircuitBreaker()
+
+    async def start(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+    def stats(self) -> None:
+        return None
 
     @asynccontextmanager
     async def open(self, request: UpstreamRequest) -> AsyncIterator[DemoResponse]:
         await trio.lowlevel.checkpoint()
         yield DemoResponse(request)
+
+
+class DemoAdapter(ProviderAdapter):
+    kind = "demo"
+    apis = ("openai.chat", "anthropic.messages")
+    needs_base_url = False
+
+    def limit_field(self, api: str) -> str:
+        return "max_completion_tokens" if api == "openai.chat" else super().limit_field(api)
+
+    def connect(self, spec: ProviderSpec) -> Provider:
+        return DemoProvider(spec, self)
+
+
+ADAPTER = DemoAdapter()

@@ -31,7 +31,8 @@ from urllib.parse import urlsplit
 import h11
 import trio
 
-from router.providers.base import UpstreamUnavailable
+from router.errors import PoolExhausted, UpstreamTimeout, UpstreamUnreachable
+from router.providers.base import HttpCall
 
 READ_SIZE = 64 * 1024
 _BROKEN = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError)
@@ -76,7 +77,7 @@ class H11Response:
             try:
                 event = protocol.next_event()
             except h11.RemoteProtocolError:  # e.g. EOF in the middle of a chunked body
-                raise UpstreamUnavailable("provider connection broke mid-answer") from None
+                raise UpstreamUnreachable("provider connection broke mid-answer") from None
             if event is h11.NEED_DATA:
                 await self._pool._receive(self._conn, midstream=True)
             elif isinstance(event, h11.Data):
@@ -84,7 +85,7 @@ class H11Response:
             elif isinstance(event, h11.EndOfMessage):
                 self.finished = True
             elif isinstance(event, h11.ConnectionClosed):
-                raise UpstreamUnavailable("provider closed the connection mid-answer")
+                raise UpstreamUnreachable("provider closed the connection mid-answer")
         return None
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
@@ -137,9 +138,9 @@ class H11Pool:
                                             https_compatible=True)
                     await stream.do_handshake()
         except trio.TooSlowError:
-            raise UpstreamUnavailable("provider connect timed out", timeout=True) from None
+            raise UpstreamTimeout("provider connect timed out") from None
         except _BROKEN:
-            raise UpstreamUnavailable("provider could not be reached") from None
+            raise UpstreamUnreachable("provider could not be reached") from None
         self.opened += 1
         return _Connection(stream, h11.Connection(h11.CLIENT))
 
@@ -166,9 +167,9 @@ class H11Pool:
             with trio.fail_after(self.idle_timeout_s):
                 data = await conn.stream.receive_some(READ_SIZE)
         except trio.TooSlowError:
-            raise UpstreamUnavailable("provider went silent", timeout=True) from None
+            raise UpstreamTimeout("provider went silent") from None
         except _BROKEN:
-            raise UpstreamUnavailable("provider connection broke") from None
+            raise UpstreamUnreachable("provider connection broke") from None
         conn.protocol.receive_data(data)
 
     async def _start(self, conn: _Connection, head: bytes) -> h11.Response:
@@ -178,7 +179,7 @@ class H11Pool:
         except _BROKEN:
             if reused:
                 raise _StaleConnection() from None
-            raise UpstreamUnavailable("provider connection broke") from None
+            raise UpstreamUnreachable("provider connection broke") from None
         protocol = conn.protocol
         while True:
             try:
@@ -190,12 +191,12 @@ class H11Pool:
                     # provider's fault: try again on a fresh connection.
                     raise _StaleConnection() from None
                 log.warning("%s:%d sent a malformed answer (%s)", self.host, self.port, exc)
-                raise UpstreamUnavailable("provider sent a malformed answer") from None
+                raise UpstreamUnreachable("provider sent a malformed answer") from None
             if event is h11.NEED_DATA:
                 try:
                     await self._receive(conn, midstream=False)
-                except UpstreamUnavailable as exc:
-                    if reused and not exc.timeout:
+                except UpstreamUnreachable:
+                    if reused:
                         raise _StaleConnection() from None
                     raise
             elif isinstance(event, h11.Response):
@@ -203,26 +204,25 @@ class H11Pool:
             elif isinstance(event, h11.ConnectionClosed):
                 if reused:
                     raise _StaleConnection()
-                raise UpstreamUnavailable("provider closed the connection")
+                raise UpstreamUnreachable("provider closed the connection")
             # InformationalResponse (100 Continue): keep reading
 
     @asynccontextmanager
-    async def post(self, path: str, headers: list[tuple[bytes, bytes]],
-                   body: bytes) -> AsyncIterator[H11Response]:
-        target = (self.path_prefix + path).encode()
+    async def send(self, call: HttpCall) -> AsyncIterator[H11Response]:
+        target = (self.path_prefix + call.path).encode()
+        body = call.body
         request_headers = [(b"host", self.host_header),
-                           (b"content-length", str(len(body)).encode()), *headers]
+                           (b"content-length", str(len(body)).encode()), *call.headers]
         try:
             with trio.fail_after(self.connect_timeout_s):
                 await self._slots.acquire()
         except trio.TooSlowError:
-            raise UpstreamUnavailable("provider connection pool is exhausted",
-                                      timeout=True, ours=True) from None
+            raise PoolExhausted("provider connection pool is exhausted") from None
         try:
             for attempt in (0, 1):
                 conn = await self._checkout() if attempt == 0 else None
                 conn = conn or await self._connect()
-                head = conn.protocol.send(h11.Request(method=b"POST", target=target,
+                head = conn.protocol.send(h11.Request(method=call.method, target=target,
                                                       headers=request_headers))
                 head += conn.protocol.send(h11.Data(data=body))
                 head += conn.protocol.send(h11.EndOfMessage())

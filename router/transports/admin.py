@@ -1,24 +1,20 @@
-"""Admin routes (SPEC §7): accounts, credits, keys, usage export.
+"""Admin routes (docs/api.md): accounts, credits, keys, providers, streams, usage export.
 
 `Authorization: Bearer $ADMIN_API_KEY`."""
 
 from __future__ import annotations
 
 import re
-import sqlite3
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 from quart import Blueprint, Response, request
 
-from router.errors import BadRequest, Conflict, NotFound
-from router.ledger.base import InsufficientFunds, LedgerError
-from router.ledger.export import DEFAULT_LIMIT, MAX_LIMIT, parse_time, to_csv, usage_rows
+from router.errors import BadRequest, Conflict, InsufficientFunds, LedgerError, NotFound
+from router.gateway import Gateway
+from router.ledger.export import DEFAULT_LIMIT, MAX_LIMIT, parse_time, to_csv
+from router.redact import quote_input
 from router.transports.common import int_field, json_body, json_response, require_admin
-
-if TYPE_CHECKING:
-    from actors.root import Runtime
 
 MAX_ACCOUNT_ID = 200
 _DIGITS = re.compile(r"[0-9]{1,9}")
@@ -63,20 +59,6 @@ def _format_param() -> str:
     return fmt
 
 
-def _read_usage(path: Path, account: str | None, since: float | None, until: float | None,
-                limit: int) -> list[dict[str, Any]]:
-    """`usage_rows` on a read-only connection of its own, for a worker thread.
-
-    An export may read 100 000 rows (~0.6 s): run inline like the ledger's short
-    statements, it would stall every stream on the event loop. A WAL reader takes no lock
-    that the server's writers wait for."""
-    conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=10)
-    try:
-        return usage_rows(conn, account, since, until, limit)
-    finally:
-        conn.close()
-
-
 async def _csv_response(rows: list[dict[str, Any]], has_more: bool) -> Response:
     text = await trio.to_thread.run_sync(to_csv, rows)
     return Response(text, status=200, content_type="text/csv; charset=utf-8",
@@ -84,12 +66,12 @@ async def _csv_response(rows: list[dict[str, Any]], has_more: bool) -> Response:
                              "x-aura-has-more": "true" if has_more else "false"})
 
 
-def admin_routes(rt: "Runtime") -> Blueprint:
+def admin_routes(gw: Gateway) -> Blueprint:
     bp = Blueprint("admin", __name__, url_prefix="/admin")
 
     @bp.before_request
     async def gate() -> None:
-        require_admin(rt.config.admin_api_key)
+        require_admin(gw.config.admin_api_key)
 
     def account_json(state: Any) -> dict[str, Any]:
         return {"account": state.account, "balance_micros": state.balance,
@@ -105,7 +87,7 @@ def admin_routes(rt: "Runtime") -> Blueprint:
         if reason is not None and not isinstance(reason, str):
             raise BadRequest("'reason' must be a string", param="reason")
         try:
-            state = await rt.ledger.grant(_account_id(account), amount, reason, rt.clock())
+            state = await gw.accounts.grant(_account_id(account), amount, reason, gw.clock())
         except InsufficientFunds as exc:
             raise Conflict(f"an adjustment of {amount} would make available negative "
                            f"({exc.available} available)") from None
@@ -114,14 +96,14 @@ def admin_routes(rt: "Runtime") -> Blueprint:
         return json_response(account_json(state))
 
     async def known_account(account: str) -> str:
-        if not await rt.ledger.exists(_account_id(account)):
-            raise NotFound(f"no account {account!r}")
+        if not await gw.accounts.exists(_account_id(account)):
+            raise NotFound(f"no account {quote_input(account)}")
         return account
 
     @bp.get("/accounts/<account>")
     async def account(account: str):  # type: ignore[no-untyped-def]
-        state = await rt.ledger.account(await known_account(account))
-        keys = await rt.keys.list(account)
+        state = await gw.accounts.account(await known_account(account))
+        keys = await gw.keys.list(account)
         return json_response({**account_json(state),
                               "keys": [k.public() for k in keys]})
 
@@ -134,7 +116,7 @@ def admin_routes(rt: "Runtime") -> Blueprint:
             raise BadRequest("'after' and 'limit' must be integers") from None
         if after < 0 or limit < 1:
             raise BadRequest("'after' must be >= 0 and 'limit' >= 1")
-        entries = await rt.ledger.entries(await known_account(account), after, limit)
+        entries = await gw.accounts.entries(await known_account(account), after, limit)
         data = [{"seq": e.seq, "kind": e.kind, "amount_micros": e.amount,
                  "held_delta_micros": e.held_delta, "request_id": e.request_id,
                  "balance_after_micros": e.balance_after, "reason": e.reason, "at": e.at}
@@ -153,8 +135,8 @@ def admin_routes(rt: "Runtime") -> Blueprint:
         label = body.get("label")
         if label is not None and not isinstance(label, str):
             raise BadRequest("'label' must be a string", param="label")
-        now = rt.clock()
-        key, record = await rt.keys.issue(
+        now = gw.clock()
+        key, record = await gw.keys.issue(
             account, label=label, models=models, rpm=int_field(body, "rpm", positive=True),
             spend_cap_micros=int_field(body, "spend_cap_micros", positive=True),
             expires_at=now + ttl_hours * 3600 if ttl_hours else None, at=now)
@@ -162,14 +144,14 @@ def admin_routes(rt: "Runtime") -> Blueprint:
 
     @bp.get("/keys")
     async def list_keys():  # type: ignore[no-untyped-def]
-        keys = await rt.keys.list(request.args.get("account"))
+        keys = await gw.keys.list(request.args.get("account"))
         return json_response({"data": [k.public() for k in keys]})
 
     @bp.delete("/keys/<key_id>")
     async def revoke_key(key_id: str):  # type: ignore[no-untyped-def]
-        record = await rt.keys.revoke(key_id, rt.clock())
+        record = await gw.keys.revoke(key_id, gw.clock())
         if record is None:
-            raise NotFound(f"no key with id {key_id!r}")
+            raise NotFound(f"no key with id {quote_input(key_id)}")
         return json_response(record.public())
 
     @bp.get("/usage")
@@ -178,8 +160,7 @@ def admin_routes(rt: "Runtime") -> Blueprint:
         since, until = _time_param("since"), _time_param("until")
         limit, fmt = _limit_param(), _format_param()
         # One row past the limit tells a truncated export from a complete one.
-        rows = await trio.to_thread.run_sync(_read_usage, rt.db.path, account, since, until,
-                                             limit + 1)
+        rows = await gw.reports.usage_rows(account, since, until, limit + 1)
         has_more = len(rows) > limit
         rows = rows[:limit]
         if fmt == "csv":
@@ -190,14 +171,13 @@ def admin_routes(rt: "Runtime") -> Blueprint:
     async def providers():  # type: ignore[no-untyped-def]
         """Each provider's health: breaker, credentials (index and prefix, never the key),
         cooldowns, pool and in-flight figures."""
-        return json_response({"data": await rt.provider_stats()})
+        return json_response({"data": await gw.provider_stats()})
 
     @bp.get("/streams")
     async def streams():  # type: ignore[no-untyped-def]
         """The resumable streams the hub holds: who reads them and what they keep."""
-        hub = rt.hub
-        data = [] if hub is None else [stream.describe() for stream in hub.streams()]
+        data = [stream.describe() for stream in gw.streams.streams()]
         return json_response({"data": data, "count": len(data),
-                              "buffer_bytes": rt.config.stream_buffer_bytes})
+                              "buffer_bytes": gw.config.stream_buffer_bytes})
 
     return bp

@@ -1,10 +1,19 @@
 """The HTTP edge: one ASGI callable in front of hypercorn.
 
-Model calls (`/v1/chat/completions`, `/v1/messages`) are the hot path and are handled
-here directly on raw ASGI: Quart's request/response machinery costs 1-2 ms per request,
-more than the whole budget for time-to-first-token overhead. Everything else (admin,
-usage, models, health) goes to the Quart app. `ROUTES` below is the one routing table
-for the hot path; Quart's own table serves the rest.
+Model calls (`/v1/chat/completions`, `/v1/responses`, `/v1/messages`) are the hot path
+and are handled here directly on raw ASGI: Quart's request/response machinery costs 1-2
+ms per request, more than the whole budget for time-to-first-token overhead. Everything
+else (admin, usage, models, health) goes to the Quart app. `ROUTES` below is the one
+routing table for the hot path; Quart's own table serves the rest. The runtime is a
+`router.gateway.Gateway`: this module knows what it offers, not how it works.
+
+The edge never hangs and never leaks (docs/api.md, "Limits"): a body is read within
+`BODY_TIMEOUT_S` and at most `MAX_BODY_BYTES` (an oversize body is drained, up to a bound,
+so the client can read its 413, then the connection closes); an answer sent before the
+request's body was read whole closes its connection, so an unread body can never stall
+the next request on it; the client's query string is bounded and reaches a provider only
+where the provider reads it; admin paths are checked for the admin key before any
+routing, and every answer is JSON.
 """
 
 from __future__ import annotations
@@ -16,18 +25,15 @@ from typing import Any, Awaitable, Callable
 
 import trio
 
-from actors.messages import ModelCall
-from actors.pipeline.auth import credential_from
-from actors.pipeline.request import run_model_call
-from actors.pipeline.settle import Settled
-from actors.root import Runtime
-from actors.stream_hub import HubStream
-from router.errors import ApiShape, BadRequest, BodyTooLarge, Gone, NotFound, RouterError
+from router.auth.credentials import credential_in
+from router.errors import (ApiShape, BadRequest, BodyTooLarge, EventsGone, Gone, NotFound,
+                           RequestTimeout, RouterError)
+from router.gateway import Gateway, ModelCall, ResumableStream, Settled
 from router.protocols.formats import FORMATS
-from router.stream_log import EventsGone
+from router.transports.app import build_quart_app
+from router.transports.guard import admin_refusal, closing_when_unread
 from router.transports.sse import HEARTBEAT, number_events, parse_after, render
 from router.transports.websocket import serve_websocket
-from router.transports.app import build_quart_app
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -39,6 +45,11 @@ ROUTES: dict[str, str] = {"/v1/chat/completions": "openai.chat",
                           "/v1/responses": "openai.responses",
                           "/v1/messages": "anthropic.messages"}
 _PASSTHROUGH = (b"anthropic-beta", b"anthropic-version")
+MAX_QUERY_BYTES = 2048  # a client's query string (SDKs send `beta=true` at most)
+# An oversize body is read and dropped up to this many bytes, so that the client, still
+# sending, can read its 413; past it the connection is closed with the answer.
+DRAIN_BYTES = 64 * 1024 * 1024
+_CLOSE = (b"connection", b"close")
 
 
 REQUEST_ID = re.compile(r"req_[0-9a-f]{24}")
@@ -83,10 +94,13 @@ class AsgiSink:
     async def heartbeat(self) -> None:
         await self.body(HEARTBEAT)
 
-    async def error(self, error: RouterError, shape: str) -> None:
+    async def error(self, error: RouterError, shape: ApiShape, *, close: bool = False
+                    ) -> None:
         headers = error.headers() + [(b"x-request-id", self._request_id.encode())]
+        if close:
+            headers.append(_CLOSE)
         await self.start(error.status, tuple(headers))
-        await self.body(error.body(shape))  # type: ignore[arg-type]
+        await self.body(error.body(shape))
 
     def settled(self, settled: Settled) -> None:
         pass  # an HTTP answer carries its usage in its own body
@@ -97,6 +111,8 @@ class AsgiSink:
 
 
 async def read_body(receive: Receive, limit: int, declared: int | None) -> bytes:
+    """The whole body, or BodyTooLarge once it is known to be over `limit` (the rest is
+    then drained, see `drain`). The caller bounds the time."""
     if declared is not None and declared > limit:
         raise BodyTooLarge(f"request body is {declared} bytes; the limit is {limit}")
     parts: list[bytes] = []
@@ -112,6 +128,19 @@ async def read_body(receive: Receive, limit: int, declared: int | None) -> bytes
         parts.append(part)
         if not message.get("more_body", False):
             return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+async def drain(receive: Receive, bound: int) -> bool:
+    """Read and drop the rest of a body, up to `bound` bytes; True if it ended."""
+    seen = 0
+    while seen <= bound:
+        message = await receive()
+        if message["type"] != "http.request":
+            return False
+        seen += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return True
+    return False
 
 
 async def _watch(receive: Receive, scope: trio.CancelScope, sink: AsgiSink,
@@ -131,9 +160,10 @@ async def _watch(receive: Receive, scope: trio.CancelScope, sink: AsgiSink,
 class RouterApp:
     """The ASGI callable hypercorn serves."""
 
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
-        self.quart = build_quart_app(rt)
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+        self.config = gateway.config
+        self.quart = build_quart_app(gateway)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -148,8 +178,15 @@ class RouterApp:
             if path.startswith(STREAMS_PREFIX) and scope["method"] == "GET":
                 await self._resume(scope, receive, send, path[len(STREAMS_PREFIX):])
                 return
+            receive, send = closing_when_unread(receive, send)
+            refusal = admin_refusal(path, dict(scope["headers"]), self.config.admin_api_key)
+            if refusal is not None:
+                sink = AsgiSink(send, new_request_id())
+                await sink.error(refusal, "openai")
+                await sink.end()
+                return
         elif scope["type"] == "websocket" and scope["path"] == "/v1/ws":
-            await serve_websocket(self.rt, scope, receive, send)
+            await serve_websocket(self.gw, scope, receive, send)
             return
         await self.quart(scope, receive, send)
 
@@ -159,74 +196,83 @@ class RouterApp:
         sink = AsgiSink(send, request_id)
         shape = FORMATS[api].shape
         declared = headers.get(b"content-length")
+        query = scope.get("query_string", b"")
         try:
-            body = await read_body(receive, self.rt.config.max_body_bytes,
-                                   int(declared) if declared and declared.isdigit() else None)
-        except BodyTooLarge as exc:
-            await sink.error(exc, shape)
-            await sink.end()
-            return
+            if len(query) > MAX_QUERY_BYTES:
+                raise BadRequest(f"the query string is {len(query)} bytes; the limit is "
+                                 f"{MAX_QUERY_BYTES}", param="query")
+            with trio.fail_after(self.config.body_timeout_s):
+                body = await read_body(receive, self.config.max_body_bytes,
+                                       int(declared) if declared and declared.isdigit()
+                                       else None)
         except ConnectionAbortedError:
             return
-        authorization = headers.get(b"authorization")
-        api_key = headers.get(b"x-api-key")
-        account = headers.get(b"x-aura-account")
-        idempotency_key = headers.get(b"idempotency-key")
+        except (RouterError, trio.TooSlowError) as exc:
+            await self._refuse_unread(exc, sink, receive, shape)
+            return
         call = ModelCall(
-            api=api, body=body, request_id=request_id,
-            credential=credential_from(authorization.decode("latin-1") if authorization else None,
-                                       api_key.decode("latin-1") if api_key else None),
-            query=scope.get("query_string", b"").decode("latin-1"),
+            api=api, body=body, request_id=request_id, credential=credential_in(headers),
+            query=query.decode("latin-1"),
             passthrough_headers=tuple((k.decode(), v.decode("latin-1"))
                                       for k, v in scope["headers"] if k in _PASSTHROUGH),
-            account_header=account.decode("latin-1") if account else None,
-            idempotency_key=idempotency_key.decode("latin-1") if idempotency_key else None)
+            account_header=_text(headers.get(b"x-aura-account")),
+            idempotency_key=_text(headers.get(b"idempotency-key")))
         if headers.get(b"x-aura-resumable", b"").lower() == b"true":
             await self._resumable_call(call, sink, receive, shape)
             return
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch, receive, nursery.cancel_scope, sink,
-                               self.rt.config.sse_heartbeat_s)
-            await run_model_call(self.rt, call, sink)
+                               self.config.sse_heartbeat_s)
+            await self.gw.model_call(call, sink)
             await sink.end()
             nursery.cancel_scope.cancel()
+
+    async def _refuse_unread(self, exc: Exception, sink: AsgiSink, receive: Receive,
+                             shape: ApiShape) -> None:
+        """Refuse a call whose body was not read whole: drop what the client is still
+        sending (within the body timeout and a bound), so it can read the answer, and
+        close the connection after it."""
+        if isinstance(exc, trio.TooSlowError):
+            error: RouterError = RequestTimeout(
+                f"the request body did not arrive within {self.config.body_timeout_s:g} s")
+        else:
+            assert isinstance(exc, RouterError)
+            error = exc
+            with trio.move_on_after(self.config.body_timeout_s):
+                await drain(receive, DRAIN_BYTES)
+        await sink.error(error, shape, close=True)
+        await sink.end()
 
     async def _resumable_call(self, call: ModelCall, sink: AsgiSink, receive: Receive,
                               shape: ApiShape) -> None:
         """Run the call in the hub, then serve it from its log: the client going away
         detaches it instead of cancelling it (SPEC §5)."""
-        assert self.rt.hub is not None
         try:
-            principal = await self.rt.auth.authenticate(call.credential, call.account_header)
+            principal = await self.gw.authenticate(call.credential, call.account_header)
         except RouterError as exc:
             await sink.error(exc, shape)
             await sink.end()
             return
-        stream = self.rt.hub.start(call, principal.account)
+        stream = self.gw.streams.start(call, principal.account)
         await self._serve_stream(stream, sink, receive, 0, shape)
 
     async def _resume(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         """GET /v1/streams/{request_id}: replay after Last-Event-ID (or ?after=N), then live."""
-        assert self.rt.hub is not None
         headers: dict[bytes, bytes] = dict(scope["headers"])
         if not REQUEST_ID.fullmatch(request_id):
             request_id = "req_unknown"  # never echo raw input into a header
         sink = AsgiSink(send, request_id)
         shape: ApiShape = "anthropic" if b"anthropic-version" in headers else "openai"
-        authorization, api_key = headers.get(b"authorization"), headers.get(b"x-api-key")
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        query = parse_qs(scope.get("query_string", b"")[:MAX_QUERY_BYTES].decode("latin-1"))
         last_id = headers.get(b"last-event-id")
         try:
-            principal = await self.rt.auth.authenticate(
-                credential_from(authorization.decode("latin-1") if authorization else None,
-                                api_key.decode("latin-1") if api_key else None),
-                headers[b"x-aura-account"].decode("latin-1")
-                if b"x-aura-account" in headers else None)
-            stream = self.rt.hub.find(principal.account, request_id=request_id) \
+            principal = await self.gw.authenticate(credential_in(headers),
+                                                   _text(headers.get(b"x-aura-account")))
+            stream = self.gw.streams.find(principal.account, request_id=request_id) \
                 if request_id != "req_unknown" else None
             if stream is None:
                 raise NotFound(f"no resumable stream {request_id!r} (streams are kept for "
-                               f"{self.rt.config.resume_window_s} s after their client left)")
+                               f"{self.config.resume_window_s} s after their client left)")
             after = parse_after(last_id.decode("latin-1") if last_id else None,
                                 query["after"][0] if "after" in query else None)
             if after is None:
@@ -242,26 +288,25 @@ class RouterApp:
             return
         await self._serve_stream(stream, sink, receive, after, shape)
 
-    async def _serve_stream(self, stream: HubStream, sink: AsgiSink, receive: Receive,
+    async def _serve_stream(self, stream: ResumableStream, sink: AsgiSink, receive: Receive,
                             after: int, shape: ApiShape) -> None:
-        hub = self.rt.hub
-        assert hub is not None
+        hub = self.gw.streams
         hub.attach(stream)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_watch, receive, nursery.cancel_scope, sink,
-                                   self.rt.config.sse_heartbeat_s)
-                await stream.sink.wait_ready()
-                if not stream.sink.started:
+                                   self.config.sse_heartbeat_s)
+                await stream.wait_ready()
+                if not stream.started:
                     await sink.error(*stream.refusal(shape))
                 else:
                     sink.next_seq = 0  # the log numbers the events
-                    await sink.start(stream.sink.status, stream.sink.headers + (
+                    await sink.start(stream.status, stream.headers + (
                         (b"x-aura-resumable", b"true"),))
                     log = stream.log
                     try:
                         while events := await log.read_after(after):
-                            await sink.body(b"".join(map(render, events)) if stream.sink.is_sse
+                            await sink.body(b"".join(map(render, events)) if stream.is_sse
                                             else b"".join(e.data for e in events))
                             after = events[-1].seq
                     except EventsGone as exc:  # another reader ran far ahead of this one
@@ -273,5 +318,9 @@ class RouterApp:
             hub.detach(stream)
 
 
-def build_app(rt: Runtime) -> RouterApp:
-    return RouterApp(rt)
+def _text(value: bytes | None) -> str | None:
+    return value.decode("latin-1") if value is not None else None
+
+
+def build_app(gateway: Gateway) -> RouterApp:
+    return RouterApp(gateway)

@@ -1,4 +1,4 @@
-"""The websocket transport (`/v1/ws`, SPEC §6): several streams on one connection, built
+"""The websocket transport (`/v1/ws`, docs/websocket.md): several streams on one connection, built
 for mobile networks that drop.
 
 One connection = one nursery, owned by this handler: the frame reader runs in it, and one
@@ -19,21 +19,16 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import orjson
 import trio
 
-from actors.messages import ModelCall
-from actors.pipeline.auth import credential_from
-from actors.pipeline.settle import Settled
-from actors.stream_hub import HubStream
-from router.errors import RouterError
+from router.auth.credentials import credential_in
+from router.errors import EventsGone, RouterError
+from router.gateway import Gateway, ModelCall, ResumableStream, Settled
 from router.protocols.formats import FORMATS
-from router.stream_log import EventsGone, LoggedEvent
-
-if TYPE_CHECKING:
-    from actors.root import Runtime
+from router.stream_log import LoggedEvent
 
 log = logging.getLogger("aura.ws")
 Message = dict[str, Any]
@@ -85,9 +80,10 @@ def event_frame(id_json: bytes, event: LoggedEvent) -> bytes:
 class Connection:
     """One websocket: its credential, its account and the streams attached to it."""
 
-    def __init__(self, rt: Runtime, send: Callable[[Message], Awaitable[None]],
+    def __init__(self, gw: Gateway, send: Callable[[Message], Awaitable[None]],
                  nursery: trio.Nursery) -> None:
-        self.rt = rt
+        self.gw = gw
+        self.config = gw.config
         self._send = send
         self.nursery = nursery
         self.credential: str | None = None
@@ -100,7 +96,7 @@ class Connection:
 
     async def authenticate(self, credential: str | None) -> bool:
         try:
-            principal = await self.rt.auth.authenticate(credential, self.account_header)
+            principal = await self.gw.authenticate(credential, self.account_header)
         except RouterError as exc:
             await self.send(error_frame(exc.message, status=exc.status,
                                         kind=exc.openai_type))
@@ -111,9 +107,10 @@ class Connection:
     # --- frames ------------------------------------------------------------------------
 
     async def on_frame(self, text: str) -> None:
-        if len(text) > self.rt.config.ws_max_frame_bytes:
-            await self.send(error_frame(f"frame of {len(text)} bytes is over the limit of "
-                                        f"{self.rt.config.ws_max_frame_bytes}", status=413))
+        size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+        if size > self.config.ws_max_frame_bytes:
+            await self.send(error_frame(f"frame of {size} bytes is over the limit of "
+                                        f"{self.config.ws_max_frame_bytes}", status=413))
             return
         try:
             frame = orjson.loads(text)
@@ -151,12 +148,12 @@ class Connection:
             await self.send(error_frame("the router failed to handle this frame",
                                         stream_id=stream_id, status=500, kind="api_error"))
 
-    def _live(self, stream_id: str) -> HubStream | None:
-        assert self.rt.hub is not None and self.account is not None
-        return self.rt.hub.find(self.account, client_id=stream_id)
+    def _live(self, stream_id: str) -> ResumableStream | None:
+        assert self.account is not None
+        return self.gw.streams.find(self.account, client_id=stream_id)
 
     async def on_request(self, stream_id: str, frame: dict[str, Any]) -> None:
-        assert self.rt.hub is not None and self.account is not None
+        assert self.account is not None
         api, body = frame.get("api"), frame.get("body")
         if not isinstance(api, str) or api not in FORMATS:
             await self.send(error_frame(f"'api' must be one of {', '.join(FORMATS)}",
@@ -170,15 +167,15 @@ class Connection:
             await self.send(error_frame(f"stream id {stream_id!r} is in use; ids must be "
                                         "unique among live streams", stream_id=stream_id))
             return
-        if len(self.forwarders) >= self.rt.config.ws_max_streams:
+        if len(self.forwarders) >= self.config.ws_max_streams:
             await self.send(error_frame(
-                f"at most {self.rt.config.ws_max_streams} streams at once on a connection",
+                f"at most {self.config.ws_max_streams} streams at once on a connection",
                 stream_id=stream_id, status=429, kind="rate_limit_error"))
             return
         call = ModelCall(api=str(api), body=orjson.dumps(body), credential=self.credential,
                          request_id="req_" + secrets.token_hex(12),
                          account_header=self.account_header)
-        stream = self.rt.hub.start(call, self.account, stream_id)
+        stream = self.gw.streams.start(call, self.account, stream_id)
         self._forward(stream_id, stream, 0, FORMATS[str(api)].shape)
 
     async def on_cancel(self, stream_id: str, frame: dict[str, Any]) -> None:
@@ -187,8 +184,7 @@ class Connection:
             await self.send(error_frame(f"no stream {stream_id!r} to cancel",
                                         stream_id=stream_id, status=404))
             return
-        assert self.rt.hub is not None
-        self.rt.hub.cancel(stream)  # its forwarder, if any, still sends the `done` bill
+        self.gw.streams.cancel(stream)  # its forwarder, if any, still sends the `done` bill
 
     async def on_resume(self, stream_id: str, frame: dict[str, Any]) -> None:
         after = frame.get("after", 0)
@@ -199,7 +195,7 @@ class Connection:
         stream = self._live(stream_id)
         if stream is None:
             await self.send(error_frame(f"no stream {stream_id!r} to resume (streams are kept "
-                                        f"{self.rt.config.resume_window_s} s after their "
+                                        f"{self.config.resume_window_s} s after their "
                                         "client left)", stream_id=stream_id, status=404))
             return
         if stream_id in self.forwarders:
@@ -215,20 +211,19 @@ class Connection:
 
     # --- forwarding --------------------------------------------------------------------
 
-    def _forward(self, stream_id: str, stream: HubStream, after: int, shape: str) -> None:
+    def _forward(self, stream_id: str, stream: ResumableStream, after: int,
+                 shape: str) -> None:
         scope = trio.CancelScope()
         self.forwarders[stream_id] = scope
-        assert self.rt.hub is not None
-        self.rt.hub.attach(stream)
+        self.gw.streams.attach(stream)
         self.nursery.start_soon(self._forwarder, stream_id, stream, after, shape, scope)
 
-    async def _forwarder(self, stream_id: str, stream: HubStream, after: int, shape: str,
-                         scope: trio.CancelScope) -> None:
-        assert self.rt.hub is not None
+    async def _forwarder(self, stream_id: str, stream: ResumableStream, after: int,
+                         shape: str, scope: trio.CancelScope) -> None:
         try:
             with scope:
-                await stream.sink.wait_ready()
-                if not stream.sink.started:
+                await stream.wait_ready()
+                if not stream.started:
                     await self.send(_router_error_frame(stream_id, *stream.refusal(shape)))
                     return
                 id_json = orjson.dumps(stream_id)
@@ -246,12 +241,12 @@ class Connection:
                     return
                 await self.send(done_frame(stream_id, log_.final))
         finally:
-            self.rt.hub.detach(stream)
+            self.gw.streams.detach(stream)
             if self.forwarders.get(stream_id) is scope:
                 del self.forwarders[stream_id]
 
 
-async def serve_websocket(rt: Runtime, scope: dict[str, Any],
+async def serve_websocket(gw: Gateway, scope: dict[str, Any],
                           receive: Callable[[], Awaitable[Message]],
                           send: Callable[[Message], Awaitable[None]]) -> None:
     if (await receive())["type"] != "websocket.connect":
@@ -259,12 +254,10 @@ async def serve_websocket(rt: Runtime, scope: dict[str, Any],
     await send({"type": "websocket.accept"})
     headers = dict(scope.get("headers") or ())
     async with trio.open_nursery() as nursery:
-        conn = Connection(rt, send, nursery)
+        conn = Connection(gw, send, nursery)
         account = headers.get(b"x-aura-account")
         conn.account_header = account.decode("latin-1") if account else None
-        authorization, api_key = headers.get(b"authorization"), headers.get(b"x-api-key")
-        credential = credential_from(authorization.decode("latin-1") if authorization else None,
-                                     api_key.decode("latin-1") if api_key else None)
+        credential = credential_in(headers)
         if credential is not None:
             authenticated = await conn.authenticate(credential)
         else:
@@ -290,7 +283,7 @@ async def serve_websocket(rt: Runtime, scope: dict[str, Any],
 async def _first_frame_auth(conn: Connection,
                             receive: Callable[[], Awaitable[Message]]) -> bool:
     """No credential on the upgrade: the first frame must be {"type": "auth", "token"}."""
-    with trio.move_on_after(conn.rt.config.ws_auth_timeout_s):
+    with trio.move_on_after(conn.config.ws_auth_timeout_s):
         message = await receive()
         if message["type"] != "websocket.receive":
             return False
@@ -305,6 +298,6 @@ async def _first_frame_auth(conn: Connection,
                                         status=401, kind="authentication_error"))
             return False
         return await conn.authenticate(frame["token"])
-    await conn.send(error_frame(f"no auth frame within {conn.rt.config.ws_auth_timeout_s} s",
+    await conn.send(error_frame(f"no auth frame within {conn.config.ws_auth_timeout_s} s",
                                 status=401, kind="authentication_error"))
     return False

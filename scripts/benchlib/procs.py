@@ -113,6 +113,13 @@ def machine() -> dict[str, str]:
 
 # --- child processes -----------------------------------------------------------------
 
+def _cli_module(python: str) -> str:
+    """The command-line module of the checkout whose `.venv/bin/python` this is (it moved
+    from router.cli to actors.cli; `--ab` may compare against a checkout from before)."""
+    checkout = ROOT if python == sys.executable else Path(python).absolute().parents[2]
+    return "router.cli" if (checkout / "router" / "cli.py").is_file() else "actors.cli"
+
+
 class Child:
     """One child in its own session; its output is drained by a thread (kept: the tail)."""
 
@@ -222,7 +229,7 @@ output_per_mtok = "0.60"
                "ADMIN_API_KEY": ADMIN_KEY, "LOG_REQUESTS": "false", "AURA_CONFIG": str(config),
                "RATE_LIMIT_RPM": "0",  # the load generator is one account
                "PYTHONUNBUFFERED": "1"}
-        argv = [*wrapper, python, "-m", "router.cli", "serve", "--host", "127.0.0.1",
+        argv = [*wrapper, python, "-m", _cli_module(python), "serve", "--host", "127.0.0.1",
                 "--port", "0"]
         child = Child("router", argv, cwd=tmp, env=env)
         self.children.append(child)

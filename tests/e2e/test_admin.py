@@ -56,13 +56,14 @@ def test_an_expired_key_is_refused_on_the_next_request(
         router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     import time
 
-    from router.auth.keystore import KeyStore
-    from router.ledger.sqlite_db import SqliteDatabase
+    import trio
+
+    from router.ledger.sqlite import SqliteDatabase, SqliteKeyStore
 
     account, _ = router.new_account(1_000_000)
     db = SqliteDatabase(router.data_dir / "ledger.sqlite3")  # the server's own ledger file
-    key, _record = KeyStore(db).issue_blocking(account, expires_at=time.time() + 1.0,
-                                               at=time.time())
+    key, _record = trio.run(lambda: SqliteKeyStore(db).issue(
+        account, expires_at=time.time() + 1.0, at=time.time()))
     db.close()
     client = openai.OpenAI(base_url=router.base_url + "/v1", api_key=key, max_retries=0)
     messages = [{"role": "user", "content": "hi"}]

@@ -19,7 +19,7 @@ MESSAGES = [{"role": "user", "content": "hello"}]
 
 
 def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "router.cli", *args], cwd=str(data_dir),
+    return subprocess.run([sys.executable, "-m", "actors.cli", *args], cwd=str(data_dir),
                           env={"PATH": "/usr/bin:/bin", "DATA_DIR": str(data_dir),
                                "HOME": str(data_dir)},
                           capture_output=True, text=True, timeout=30)

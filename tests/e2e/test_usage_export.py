@@ -144,24 +144,27 @@ def test_since_is_inclusive_until_exclusive_and_the_future_is_empty(
 
 
 def test_usage_rows_since_is_inclusive_and_until_exclusive(tmp_path: Path) -> None:
-    from router.ledger.export import usage_rows
-    from router.ledger.sqlite_db import SqliteDatabase
+    import sqlite3
 
-    db = SqliteDatabase(tmp_path / "ledger.sqlite3")
-    for i, at in enumerate((100.0, 200.0, 200.0, 300.0)):
-        db.run_blocking(lambda conn, i=i, at=at: conn.execute(
-            "INSERT INTO usage (request_id, account, model, provider, input_tokens, "
-            "output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, reported, "
-            "cost_micros, at) VALUES (?, 'acct', 'm', 'p', 1, 2, 0, 0, 0, 1, 7, ?)",
-            (f"req_{i}", at)))
+    from router.ledger.sqlite import SqliteDatabase
+    from router.ledger.sqlite.export import read_usage_rows
+
+    path = tmp_path / "ledger.sqlite3"
+    SqliteDatabase(path).close()  # the schema
+    with sqlite3.connect(path) as conn:
+        for i, at in enumerate((100.0, 200.0, 200.0, 300.0)):
+            conn.execute(
+                "INSERT INTO usage (request_id, account, model, provider, input_tokens, "
+                "output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, "
+                "reported, cost_micros, at) VALUES (?, 'acct', 'm', 'p', 1, 2, 0, 0, 0, 1, 7, ?)",
+                (f"req_{i}", at))
     ids = lambda since, until: [r["request_id"] for r in  # noqa: E731
-                                db.run_blocking(usage_rows, None, since, until, 10)]
+                                read_usage_rows(path, None, since, until, 10)]
     assert ids(200.0, 300.0) == ["req_1", "req_2"]
     assert ids(None, 200.0) == ["req_0"] and ids(300.0, None) == ["req_3"]
     assert ids(200.0, 200.0) == [] and ids(None, None) == ["req_0", "req_1", "req_2", "req_3"]
-    assert db.run_blocking(usage_rows, "acct", None, None, 2)[0]["at"] == "1970-01-01T00:01:40Z"
-    assert db.run_blocking(usage_rows, "nobody", None, None, 10) == []
-    db.close()
+    assert read_usage_rows(path, "acct", None, None, 2)[0]["at"] == "1970-01-01T00:01:40Z"
+    assert read_usage_rows(path, "nobody", None, None, 10) == []
 
 
 def test_limit_cuts_the_oldest_first_and_says_there_is_more(
@@ -198,7 +201,7 @@ def test_usage_export_needs_the_admin_key(router: RouterProcess) -> None:
 
 
 def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "router.cli", *args], cwd=str(data_dir),
+    return subprocess.run([sys.executable, "-m", "actors.cli", *args], cwd=str(data_dir),
                           env={"PATH": "/usr/bin:/bin", "DATA_DIR": str(data_dir),
                                "HOME": str(data_dir)},
                           capture_output=True, text=True, timeout=30)

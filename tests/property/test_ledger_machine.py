@@ -19,15 +19,14 @@ from typing import Any
 import trio
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (Bundle, RuleBasedStateMachine, consumes, invariant,
+from hypothesis.stateful import (Bundle, RuleBasedStateMachine, invariant,
                                  precondition, rule)
 
 from actors.ledger_maintenance import sweep_abandoned_holds
-from router.ledger.base import (Checkpoint, DuplicateRequest, Instance, InsufficientFunds,
-                                LedgerError, LedgerModel, SpendCapReached, UnknownRequest,
-                                UsageRecord)
-from router.ledger.sqlite import SqliteLedger
-from router.ledger.sqlite_db import SqliteDatabase
+from router.errors import (DuplicateRequest, InsufficientFunds, LedgerError, SpendCapReached,
+                           UnknownRequest)
+from router.ledger.base import Checkpoint, Instance, LedgerModel, UsageRecord
+from router.ledger.sqlite import SqliteDatabase, SqliteLedger
 from router.usage import Usage
 
 ACCOUNTS = st.sampled_from(["alice", "bob", "carol"])

@@ -15,14 +15,14 @@ import trio.testing
 
 from actors.ledger_maintenance import LeaseKeeper, dead_instances, sweep_abandoned_holds
 from actors.pipeline.reserve import Reservation
-from actors.pipeline.settle import Billing, StreamOutcome
+from actors.pipeline.context import Outcome
+from actors.pipeline.settle import Billing
 from router.catalog import ModelSpec
 from router.ledger.base import Instance, Settlement, UsageRecord
-from router.ledger.idempotency import IdempotencyStore
-from router.ledger.sqlite import SqliteLedger
-from router.ledger.sqlite_db import SqliteDatabase
+from router.ledger.sqlite import SqliteDatabase, SqliteIdempotency, SqliteLedger
 from router.pricing import Prices
 from router.protocols.api import Meter
+from tests.unit.contexts import request_context
 
 MODEL = ModelSpec("m", "openai", Prices(Decimal(1), Decimal(2), Decimal(1), Decimal(1)), 1000)
 NOW = 1_000.0
@@ -58,7 +58,8 @@ async def _held(ledger: SqliteLedger, request_id: str, amount: int = 100_000,
                 owner: str = "me") -> Billing:
     await ledger.hold("alice", request_id, amount, NOW + 3600, NOW, owner=owner, model="m")
     reservation = Reservation(request_id, "alice", amount, 1000, 50)
-    return Billing(ledger, reservation, MODEL, Meter(), StreamOutcome(), 40, lambda: NOW)
+    ctx = request_context(MODEL, reservation, estimated_input=40)
+    return Billing(ledger, ctx, Meter(), Outcome(request_id, "test"), lambda: NOW)
 
 
 def _stream(billing: Billing, deltas: int) -> None:
@@ -102,7 +103,7 @@ async def test_a_dead_routers_hold_is_settled_from_its_checkpoint_and_frees_its_
         tmp_path: Path) -> None:
     db = SqliteDatabase(tmp_path / "ledger.sqlite3")
     ledger = SqliteLedger(db)
-    claims = IdempotencyStore(db, stale_after_s=3600)
+    claims = SqliteIdempotency(db, stale_after_s=3600)
     await ledger.grant("alice", 1_000_000, "t", NOW)
     await ledger.register_instance(instance("dead", pid=4242))
     streamed = await _held(ledger, "streamed", owner="dead")
@@ -134,7 +135,7 @@ async def test_a_settlement_that_misses_its_deadline_is_retried_until_recorded(
     me = instance("me")
     await ledger.register_instance(me)
     billing = await _held(ledger, "slow")
-    billing.outcome = StreamOutcome(provider="p")
+    billing.outcome.provider = "p"
     _stream(billing, 10)
     live = {"slow": billing}
     settled = await billing.settle()

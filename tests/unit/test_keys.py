@@ -1,4 +1,5 @@
-"""Router API keys (SPEC §2): format, hashing, expiry/revocation, and the SQLite key store."""
+"""Router API keys (docs/api.md): format, hashing, expiry/revocation, and the SQLite key
+store."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from router.auth.keys import KeyRecord, hash_key, looks_like_key, new_key, shown_prefix
-from router.auth.keystore import KeyStore
-from router.ledger.sqlite_db import SqliteDatabase
+from router.ledger.sqlite import SqliteDatabase, SqliteKeyStore
 
 URL_SAFE = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -109,7 +109,7 @@ def sqlite_bytes(tmp_path: Path) -> bytes:
 
 
 async def test_issued_key_is_found_by_its_plaintext(db: SqliteDatabase) -> None:
-    store = KeyStore(db)
+    store = SqliteKeyStore(db)
     key, rec = await store.issue("alice", label="laptop", models=["gpt-4o-mini"], rpm=30,
                                  spend_cap_micros=5_000_000, expires_at=2000.0, at=1000.0)
     assert key.startswith("ar_sk_") and looks_like_key(key)
@@ -129,7 +129,7 @@ async def test_issued_key_is_found_by_its_plaintext(db: SqliteDatabase) -> None:
 
 
 async def test_unknown_or_altered_key_is_not_found(db: SqliteDatabase) -> None:
-    store = KeyStore(db)
+    store = SqliteKeyStore(db)
     key, _ = await store.issue("alice", at=1.0)
     assert await store.find(new_key()) is None
     assert await store.find(key[:-1]) is None
@@ -140,7 +140,7 @@ async def test_unknown_or_altered_key_is_not_found(db: SqliteDatabase) -> None:
 
 
 async def test_plaintext_key_is_never_stored(db: SqliteDatabase, tmp_path: Path) -> None:
-    store = KeyStore(db)
+    store = SqliteKeyStore(db)
     keys = [(await store.issue(acct, label="k", at=1.0))[0] for acct in ("alice", "bob", "carol")]
     data = sqlite_bytes(tmp_path)
     for key in keys:
@@ -157,13 +157,13 @@ async def test_plaintext_key_is_never_stored(db: SqliteDatabase, tmp_path: Path)
         for key in keys:
             assert key.encode() not in data
         # the key still works after a restart
-        assert (await KeyStore(reopened).find(keys[0])) is not None
+        assert (await SqliteKeyStore(reopened).find(keys[0])) is not None
     finally:
         reopened.close()
 
 
 async def test_revoke_sets_revoked_at(db: SqliteDatabase) -> None:
-    store = KeyStore(db)
+    store = SqliteKeyStore(db)
     key, rec = await store.issue("alice", at=10.0)
     revoked = await store.revoke(rec.id, at=20.0)
     assert revoked is not None and revoked.revoked_at == 20.0
@@ -177,11 +177,11 @@ async def test_revoke_sets_revoked_at(db: SqliteDatabase) -> None:
 
 
 async def test_revoke_unknown_key_id(db: SqliteDatabase) -> None:
-    assert await KeyStore(db).revoke("key_doesnotexist", at=1.0) is None
+    assert await SqliteKeyStore(db).revoke("key_doesnotexist", at=1.0) is None
 
 
 async def test_revoking_one_key_leaves_the_others(db: SqliteDatabase) -> None:
-    store = KeyStore(db)
+    store = SqliteKeyStore(db)
     k1, r1 = await store.issue("alice", at=1.0)
     k2, _ = await store.issue("alice", at=2.0)
     await store.revoke(r1.id, at=3.0)
@@ -190,7 +190,7 @@ async def test_revoking_one_key_leaves_the_others(db: SqliteDatabase) -> None:
 
 
 async def test_list_by_account(db: SqliteDatabase) -> None:
-    store = KeyStore(db)
+    store = SqliteKeyStore(db)
     _, a1 = await store.issue("alice", label="one", at=1.0)
     _, b1 = await store.issue("bob", at=2.0)
     _, a2 = await store.issue("alice", label="two", at=3.0)
@@ -202,21 +202,8 @@ async def test_list_by_account(db: SqliteDatabase) -> None:
     assert {r.id for r in await store.list()} == {a1.id, a2.id, b1.id}
 
 
-def test_blocking_methods_work_outside_an_event_loop(db: SqliteDatabase,
-                                                     tmp_path: Path) -> None:
-    store = KeyStore(db)
-    key, rec = store.issue_blocking("dave", label="cli", at=5.0)
-    assert key.encode() not in sqlite_bytes(tmp_path)
-    listed = store.list_blocking("dave")
-    assert [r.id for r in listed] == [rec.id]
-    assert listed[0].prefix == shown_prefix(key)
-    revoked = store.revoke_blocking(rec.id, at=6.0)
-    assert revoked is not None and revoked.revoked_at == 6.0
-    assert store.list_blocking("dave")[0].revoked_at == 6.0
-
-
 async def test_public_view_never_shows_the_key(db: SqliteDatabase) -> None:
-    store = KeyStore(db)
+    store = SqliteKeyStore(db)
     key, rec = await store.issue("alice", at=1.0)
     public = rec.public()
     assert key not in repr(public)

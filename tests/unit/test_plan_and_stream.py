@@ -12,16 +12,23 @@ import orjson
 import pytest
 import trio
 
-from actors.pipeline.plan import plan_route
-from actors.pipeline.stream import StreamJob, StreamOutcome, run_stream
+from actors.pipeline.context import Outcome
+from actors.pipeline.plan import Leg, plan_route
+from actors.pipeline.reserve import Reservation
+from actors.pipeline.stream import Delivery, run_stream
 from router.catalog import Catalog, ModelSpec, ProviderSpec, Target
 from router.errors import BadRequest, RouterError
+from router.gateway import ClientSink
 from router.pricing import Prices
+from router.providers import registry
+from router.providers.base import limit_field
 from router.providers.breaker import CircuitBreaker
 from router.providers.credentials import CredentialPool
-from router.protocols.api import Meter, UpstreamOptions
+from router.protocols.api import ClientRequest, Meter, UpstreamOptions
 from router.protocols.formats import FORMATS
+from router.redact import Redactor
 from router.tokens import TOOL_USE_OVERHEAD_TOKENS, measure
+from tests.unit.contexts import request_context
 
 PRICES = Prices(Decimal("1"), Decimal("2"), Decimal("0.1"), Decimal("1.25"))
 
@@ -55,8 +62,26 @@ class NoDelivery:
         pass
 
 
-def job(api: str, request: Any, max_output: int = 100) -> StreamJob:
-    return StreamJob(FORMATS[api], request, max_output, 10, ())
+REDACTOR = Redactor(["sk-live-123456"], ["https://internal:8000"])
+
+
+def job(api: str, request: ClientRequest, max_output: int = 100,
+        first_event_grace_s: float = 20.0) -> tuple[str, ClientRequest, int, float]:
+    return api, request, max_output, first_event_grace_s
+
+
+async def stream_to(legs: list[Leg], spec: tuple[str, ClientRequest, int, float],
+                    meter: Meter, outcome: Outcome, sink: ClientSink,
+                    delivery: Delivery) -> RouterError | None:
+    """The stream stage for one planned request (estimated input: 10 tokens)."""
+    api, request, max_output, grace = spec
+    ctx = request_context(model(), Reservation("req_test", "acct", 10**9, max_output, 0),
+                          api=api, request=request, legs=tuple(legs), first_event_grace_s=grace)
+    return await run_stream(ctx, meter, outcome, sink, delivery, REDACTOR)
+
+
+def new_outcome() -> Outcome:
+    return Outcome("req_test", "test")
 
 
 class CannedProvider:
@@ -64,6 +89,7 @@ class CannedProvider:
 
     def __init__(self, name: str, kind: str, parts: list[bytes] | None = None) -> None:
         self.spec = ProviderSpec(name, kind, "http://upstream.invalid")
+        self.adapter = registry.adapter(kind)
         self.credentials = CredentialPool(())
         self.breaker = CircuitBreaker()
         self.parts = parts or []
@@ -110,7 +136,7 @@ def test_each_provider_kind_gets_its_own_translation() -> None:
     legs, _ = plan_route(providers, FORMATS["anthropic.messages"], anthropic_request(),
                          model(("oai", "gpt-x"), ("local", "llama")))
     bodies = [orjson.loads(leg.native.upstream_body(leg.request, UpstreamOptions(
-        leg.target.upstream_model, 50, leg.provider.spec.limit_field(leg.native.name))))
+        leg.target.upstream_model, 50, limit_field(leg.provider, leg.native.name))))
               for leg in legs]
     assert bodies[0]["max_completion_tokens"] == 50 and "max_tokens" not in bodies[0]
     assert bodies[1]["max_tokens"] == 50 and "max_completion_tokens" not in bodies[1]
@@ -192,8 +218,8 @@ async def test_an_answer_that_cannot_be_translated_is_a_502_and_costs_nothing() 
     request = FORMATS["openai.chat"].parse({"model": "m", "messages": [
         {"role": "user", "content": "x"}]})
     legs, _ = plan_route(providers, FORMATS["openai.chat"], request, model(("ant", "c")))
-    meter, outcome, sink = Meter(), StreamOutcome(), Sink()
-    failed = await run_stream(legs, job("openai.chat", request), meter, outcome, sink, NoDelivery())
+    meter, outcome, sink = Meter(), new_outcome(), Sink()
+    failed = await stream_to(legs, job("openai.chat", request), meter, outcome, sink, NoDelivery())
     assert failed is not None and failed.status == 502
     assert not sink.started
     assert meter.usage(10).is_empty, "the client got nothing: nothing is billed"
@@ -214,8 +240,8 @@ async def test_a_stream_whose_end_cannot_be_translated_ends_with_an_error_event(
     providers = {"oai": CannedProvider("oai", "openai", chunks)}
     request = anthropic_request(stream=True)
     legs, _ = plan_route(providers, FORMATS["anthropic.messages"], request, model(("oai", "g")))
-    meter, outcome, sink = Meter(), StreamOutcome(), Sink()
-    await run_stream(legs, job("anthropic.messages", request), meter, outcome, sink, NoDelivery())
+    meter, outcome, sink = Meter(), new_outcome(), Sink()
+    await stream_to(legs, job("anthropic.messages", request), meter, outcome, sink, NoDelivery())
     assert sink.data.count(b"event: message_stop") == 1
     assert sink.data.endswith(b"\n\n") and b"event: error" in sink.data
     assert meter.completed and meter.output_tokens == 2
@@ -235,13 +261,17 @@ def test_a_provider_prefixed_alias_calls_and_bills_the_model_it_stands_for() -> 
 def test_provider_errors_are_normalised_without_leaking_the_platforms_key() -> None:
     from actors.pipeline.stream import provider_message
 
-    assert provider_message(400, b'{"detail": "Model foo not found"}') == "Model foo not found"
-    assert provider_message(422, b'{"error": {"message": "bad temperature"}}') == \
+    assert provider_message(400, b'{"detail": "Model foo not found"}', REDACTOR) == \
+        "Model foo not found"
+    assert provider_message(422, b'{"error": {"message": "bad temperature"}}', REDACTOR) == \
         "bad temperature"
     leaky = b'{"detail": "Invalid key sk-live-123456 for https://internal:8000"}'
-    assert "sk-live" not in provider_message(401, leaky)
-    assert "internal" not in provider_message(503, leaky)
-    assert provider_message(400, b"<html>oops</html>").startswith("the provider refused")
+    assert "sk-live" not in provider_message(401, leaky, REDACTOR)
+    assert "internal" not in provider_message(503, leaky, REDACTOR)
+    shown = provider_message(400, leaky, REDACTOR)
+    assert "sk-live" not in shown and "internal" not in shown and "[redacted]" in shown
+    assert provider_message(400, b"<html>oops</html>", REDACTOR).startswith(
+        "the provider refused")
 
 
 
@@ -295,8 +325,8 @@ async def test_a_half_open_probe_closes_the_breaker_as_soon_as_the_answer_starts
                          model(("slow", "c")))
     states = []
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(run_stream, legs, job("anthropic.messages", request), Meter(),
-                           StreamOutcome(), Sink(), NoDelivery())
+        nursery.start_soon(stream_to, legs, job("anthropic.messages", request), Meter(),
+                           new_outcome(), Sink(), NoDelivery())
         await trio.sleep(4)  # mid-answer: its first content came at 3 s
         states.append(provider.breaker.state)
     assert states == ["closed"], "healthy answers flow: others need not wait for its end"
@@ -312,8 +342,8 @@ async def test_an_error_event_before_content_counts_against_the_provider() -> No
                          model(("ant", "c")))
     for _ in range(2):
         meter, sink = Meter(), Sink()
-        failed = await run_stream(legs, job("anthropic.messages", request), meter,
-                                  StreamOutcome(), sink, NoDelivery())
+        failed = await stream_to(legs, job("anthropic.messages", request), meter,
+                                  new_outcome(), sink, NoDelivery())
         assert failed is not None and failed.status == 503 and not sink.started
         assert meter.usage(10).is_empty, "nothing reached the client: nothing is billed"
     assert provider.breaker.state == "open", "a 200 that fails before content is a failure"
@@ -326,7 +356,7 @@ async def test_the_whole_answer_deadline_does_not_blame_the_provider(
     legs, _ = plan_route({"slow": provider}, FORMATS["anthropic.messages"], request,
                          model(("slow", "c")))
     meter, sink = Meter(), Sink()
-    await run_stream(legs, job("anthropic.messages", request), meter, StreamOutcome(), sink, NoDelivery())
+    await stream_to(legs, job("anthropic.messages", request), meter, new_outcome(), sink, NoDelivery())
     assert b"did not finish within 4.5 s" in sink.data
     assert meter.output_deltas == 2, "billed for what streamed before the deadline"
     assert provider.breaker.state == "closed" and provider.breaker.failures == 0
@@ -357,7 +387,7 @@ async def test_the_status_line_waits_for_the_first_content(
     meter, sink = Meter(), RecordingSink()
     sink.meter = meter
     start = trio.current_time()
-    await run_stream(legs, job("anthropic.messages", request), meter, StreamOutcome(), sink,
+    await stream_to(legs, job("anthropic.messages", request), meter, new_outcome(), sink,
                      NoDelivery())
     assert sink.status == 200 and sink.deltas_at_start == 1, "committed on the first content"
     assert sink.started_at is not None and sink.started_at - start == pytest.approx(3.0)
@@ -373,9 +403,8 @@ async def test_a_slow_first_content_commits_after_the_grace(
     meter, sink = Meter(), RecordingSink()
     sink.meter = meter
     start = trio.current_time()
-    grace = StreamJob(FORMATS["anthropic.messages"], request, 100, 10, (),
-                      first_event_grace_s=5.0)
-    await run_stream(legs, grace, meter, StreamOutcome(), sink, NoDelivery())
+    grace = job("anthropic.messages", request, first_event_grace_s=5.0)
+    await stream_to(legs, grace, meter, new_outcome(), sink, NoDelivery())
     assert sink.started_at is not None and sink.started_at - start == pytest.approx(5.0)
     assert sink.deltas_at_start == 0, "200 before any content: heartbeats keep it alive"
     assert sink.data.count(b"event: message_stop") == 1 and meter.completed
@@ -400,7 +429,7 @@ async def test_the_bill_is_made_durable_before_the_first_content_leaves() -> Non
                              model(("ant", "c")))
         meter, sink = Meter(), Sink()
         delivery = Checkpoints(meter)
-        await run_stream(legs, job("anthropic.messages", request), meter, StreamOutcome(),
+        await stream_to(legs, job("anthropic.messages", request), meter, new_outcome(),
                          sink, delivery)
         # once, before the body was sent: a checkpoint of what streamed so far
         assert delivery.calls == [expected]
@@ -414,6 +443,6 @@ async def test_the_bill_is_made_durable_before_the_first_content_leaves() -> Non
                          model(("ant", "c")))
     meter = Meter()
     delivery = Checkpoints(meter)
-    await run_stream(legs, job("anthropic.messages", whole), meter, StreamOutcome(), Sink(),
+    await stream_to(legs, job("anthropic.messages", whole), meter, new_outcome(), Sink(),
                      delivery)
     assert delivery.calls == [(True, 1)], "a whole answer is settled before it is sent"

@@ -13,6 +13,7 @@ from router.protocols.anthropic import AnthropicMessages
 from router.catalog import ProviderSpec
 from router.protocols.api import ClientRequest, Meter, UpstreamOptions
 from router.protocols.openai_chat import OpenAIChat
+from router.providers import registry
 from router.protocols.sse import SseEvent, SseParser
 from router.usage import Usage
 
@@ -121,7 +122,10 @@ LLAMA_CPP = ProviderSpec("local", "openai_compatible", "http://x")
 
 
 def to(spec: ProviderSpec, model: str, limit: int, api: str = "openai.chat") -> UpstreamOptions:
-    return UpstreamOptions(model, limit, spec.limit_field(api), spec.flattens_text)
+    adapter = registry.adapter(spec.kind)
+    return UpstreamOptions(model, limit, spec.max_tokens_field or adapter.limit_field(api),
+                           adapter.flattens_text)
+
 
 def test_openai_upstream_body_swaps_model_and_limit_and_asks_for_usage() -> None:
     client = {"model": "fast", "messages": MESSAGES, "stream": True, "max_tokens": 50,

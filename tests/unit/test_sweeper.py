@@ -9,8 +9,7 @@ import trio.testing
 
 from actors.ledger_maintenance import HoldSweeper
 from actors.supervisor import Supervisor
-from router.ledger.sqlite import SqliteLedger
-from router.ledger.sqlite_db import SqliteDatabase
+from router.ledger.sqlite import SqliteDatabase, SqliteLedger
 
 SWEEP_INTERVAL_S = 5.0
 

@@ -1,7 +1,8 @@
-"""The `aura-router` command: serve, keys, credits, providers, usage, doctor (SPEC §10).
+"""The `aura-router` command: serve, keys, credits, providers, usage, doctor
+(docs/operations.md).
 
-Commands that change state open the same SQLite ledger as the server, so they work
-whether or not it is running (SQLite serialises the two processes' transactions).
+Commands that change state open the same ledger as the server (`BILLING_BACKEND`, through
+`router.ledger.stores`), so they work whether or not it is running.
 """
 
 from __future__ import annotations
@@ -9,11 +10,17 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from typing import Any, Awaitable, Callable, TypeVar
 
 import orjson
+import trio
 
-from router.config import Config, ConfigError, load_config
+from router.config import Config, load_config
+from router.errors import ConfigError, LedgerError
+from router.ledger.stores import Stores, open_stores
+from router.redact import display_url
+
+T = TypeVar("T")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,8 +81,6 @@ def _print(data: Any) -> None:
 
 
 def _serve(config: Config) -> int:
-    import trio
-
     from actors.root import serve
 
     def listening(binds: list[str]) -> None:
@@ -91,13 +96,13 @@ def _serve(config: Config) -> int:
     return 0
 
 
-def _stores(config: Config) -> tuple[Any, Any]:
-    from router.auth.keystore import KeyStore
-    from router.ledger.sqlite import SqliteLedger
-    from router.ledger.sqlite_db import SqliteDatabase
-
-    db = SqliteDatabase(config.ledger_path)
-    return SqliteLedger(db), KeyStore(db)
+def _with_stores(config: Config, use: Callable[[Stores], Awaitable[T]]) -> T:
+    """Open the configured ledger, run `use` on it, close it."""
+    stores = open_stores(config)
+    try:
+        return trio.run(use, stores)
+    finally:
+        stores.close()
 
 
 def _state_json(state: Any) -> dict[str, Any]:
@@ -106,20 +111,19 @@ def _state_json(state: Any) -> dict[str, Any]:
 
 
 def _keys(config: Config, args: argparse.Namespace) -> int:
-    _, keys = _stores(config)
     now = time.time()
     if args.action == "issue":
-        key, record = keys.issue_blocking(
+        key, record = _with_stores(config, lambda s: s.keys.issue(
             args.account, label=args.label,
             models=[m.strip() for m in args.models.split(",")] if args.models else None,
             rpm=args.rpm, spend_cap_micros=args.spend_cap_micros,
-            expires_at=now + args.ttl_hours * 3600 if args.ttl_hours else None, at=now)
+            expires_at=now + args.ttl_hours * 3600 if args.ttl_hours else None, at=now))
         _print({**record.public(), "key": key})
         print("store this key now: it is not shown again", file=sys.stderr)
     elif args.action == "list":
-        _print([k.public() for k in keys.list_blocking(args.account)])
+        _print([k.public() for k in _with_stores(config, lambda s: s.keys.list(args.account))])
     else:
-        record = keys.revoke_blocking(args.key_id, now)
+        record = _with_stores(config, lambda s: s.keys.revoke(args.key_id, now))
         if record is None:
             print(f"no key with id {args.key_id!r}", file=sys.stderr)
             return 1
@@ -128,29 +132,27 @@ def _keys(config: Config, args: argparse.Namespace) -> int:
 
 
 def _credits(config: Config, args: argparse.Namespace) -> int:
-    from router.ledger.base import LedgerError
-
-    ledger, _ = _stores(config)
     if args.action == "grant":
         try:
-            _print(_state_json(ledger.grant_blocking(args.account, args.amount_micros,
-                                                     args.reason, time.time())))
+            _print(_state_json(_with_stores(config, lambda s: s.accounts.grant(
+                args.account, args.amount_micros, args.reason, time.time()))))
         except LedgerError as exc:
             print(f"refused: {exc}", file=sys.stderr)
             return 1
     elif args.action == "balance":
-        _print(_state_json(ledger.account_blocking(args.account)))
+        _print(_state_json(_with_stores(config, lambda s: s.accounts.account(args.account))))
     else:
+        entries = _with_stores(config, lambda s: s.accounts.entries(args.account, args.after,
+                                                                     args.limit))
         _print([{"seq": e.seq, "kind": e.kind, "amount_micros": e.amount,
                  "held_delta_micros": e.held_delta, "request_id": e.request_id,
                  "balance_after_micros": e.balance_after, "reason": e.reason, "at": e.at}
-                for e in ledger.entries_blocking(args.account, args.after, args.limit)])
+                for e in entries])
     return 0
 
 
 def _usage_export(config: Config, args: argparse.Namespace) -> int:
-    from router.ledger.export import DEFAULT_LIMIT, MAX_LIMIT, parse_time, to_csv, usage_rows
-    from router.ledger.sqlite_db import SqliteDatabase
+    from router.ledger.export import DEFAULT_LIMIT, MAX_LIMIT, parse_time, to_csv
 
     limit = DEFAULT_LIMIT if args.limit is None else args.limit
     if not 1 <= limit <= MAX_LIMIT:
@@ -162,11 +164,8 @@ def _usage_export(config: Config, args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"bad time: {exc}", file=sys.stderr)
         return 2
-    db = SqliteDatabase(config.ledger_path)
-    try:
-        rows = db.run_blocking(usage_rows, args.account, since, until, limit + 1)
-    finally:
-        db.close()
+    rows = _with_stores(config, lambda s: s.reports.usage_rows(args.account, since, until,
+                                                                limit + 1))
     if len(rows) > limit:
         rows = rows[:limit]
         print(f"stopped at {limit} rows: narrow --since/--until or raise --limit",
@@ -179,7 +178,8 @@ def _usage_export(config: Config, args: argparse.Namespace) -> int:
 
 
 def _providers(config: Config) -> list[dict[str, Any]]:
-    return [{"name": p.name, "kind": p.kind, "base_url": p.base_url or "(built in)",
+    return [{"name": p.name, "kind": p.kind,
+             "base_url": display_url(p.base_url) if p.base_url else "(built in)",
              "credentials": len(p.api_keys), "strategy": p.strategy,
              "max_concurrent": p.max_concurrent} for p in config.catalog.providers.values()]
 
@@ -189,13 +189,17 @@ def _doctor(config: Config) -> int:
     from urllib.parse import urlsplit
 
     report: dict[str, Any] = {"settings": config.describe(), "providers": []}
+    report["ledger"] = {"backend": config.billing_backend}
     try:
-        ledger, _ = _stores(config)
-        ledger.account_blocking("__doctor__")
-        report["ledger"] = {"backend": config.billing_backend, "path": str(config.ledger_path),
-                            "usable": True}
-    except Exception as exc:  # doctor reports every failure instead of stopping at one
-        report["ledger"] = {"usable": False, "error": type(exc).__name__}
+        stores = open_stores(config)
+        try:
+            report["ledger"]["where"] = stores.where
+            trio.run(stores.ping)
+        finally:
+            stores.close()
+        report["ledger"]["usable"] = True
+    except Exception as exc:  # noqa: BLE001 - doctor reports every failure, never stops
+        report["ledger"].update(usable=False, error=f"{type(exc).__name__}: {exc}"[:300])
     for provider in _providers(config):
         spec = config.catalog.providers[provider["name"]]
         reachable: bool | str = True

@@ -7,7 +7,7 @@ import sqlite3
 import orjson
 
 from router.auth.keys import KeyRecord, hash_key, new_key, new_key_id, shown_prefix
-from router.ledger.sqlite_db import SqliteDatabase, Transaction
+from router.ledger.sqlite.db import SqliteDatabase, Transaction
 
 _COLUMNS = ("id, account, prefix, label, models, rpm, spend_cap_micros, expires_at, "
             "revoked_at, created_at")
@@ -58,7 +58,7 @@ def _revoke(conn: sqlite3.Connection, key_id: str, at: float) -> KeyRecord | Non
     return _record(row) if row else None
 
 
-class KeyStore:
+class SqliteKeyStore:
     def __init__(self, db: SqliteDatabase) -> None:
         self.db = db
 
@@ -77,16 +77,3 @@ class KeyStore:
 
     async def revoke(self, key_id: str, at: float) -> KeyRecord | None:
         return await self.db.run(_revoke, key_id, at)
-
-    def issue_blocking(self, account: str, *, label: str | None = None,
-                       models: list[str] | None = None, rpm: int | None = None,
-                       spend_cap_micros: int | None = None, expires_at: float | None = None,
-                       at: float) -> tuple[str, KeyRecord]:
-        return self.db.run_blocking(_issue, account, label, models, rpm, spend_cap_micros,
-                                    expires_at, at)
-
-    def list_blocking(self, account: str | None = None) -> list[KeyRecord]:
-        return self.db.run_blocking(_list, account)
-
-    def revoke_blocking(self, key_id: str, at: float) -> KeyRecord | None:
-        return self.db.run_blocking(_revoke, key_id, at)

@@ -1,31 +1,17 @@
-"""Idempotency keys (I8): the same `Idempotency-Key` from the same account is billed once.
+"""Idempotency keys on SQLite (router.ledger.base.IdempotencyStore).
 
-The first request with a key claims it (with a hash of its body); a replay while it runs
-gets 409, a replay after it finished gets the stored answer without a second bill, and a
-replay with a different body gets 409. Only complete successful answers are kept; a
-failed first attempt frees the key so the client can retry. A claim whose request died
-with the process (never finished) expires after `stale_after_s`.
+The first request with a key claims it (with a hash of its body). A claim whose request
+died with its process is freed when its hold is settled from its checkpoint (the
+ledger's `recover`), and in any case expires after `stale_after_s`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import sqlite3
-from dataclasses import dataclass
 
-from router.ledger.sqlite_db import SqliteDatabase, Transaction
-
-MAX_KEY_LENGTH = 255
-MAX_STORED_BYTES = 4 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    kind: str  # "new" | "in_flight" | "mismatch" | "replay"
-    request_id: str
-    status: int = 0
-    content_type: str = ""
-    response: bytes = b""
+from router.ledger.base import Claim
+from router.ledger.sqlite.db import SqliteDatabase, Transaction
 
 
 def body_hash(body: bytes) -> str:
@@ -67,7 +53,7 @@ def _abandon(conn: sqlite3.Connection, account: str, key: str) -> None:
                      (account, key))
 
 
-class IdempotencyStore:
+class SqliteIdempotency:
     def __init__(self, db: SqliteDatabase, stale_after_s: float) -> None:
         self.db = db
         self.stale_after_s = stale_after_s

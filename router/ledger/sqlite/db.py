@@ -1,4 +1,5 @@
-"""One SQLite file under DATA_DIR, shared by the ledger and the key store.
+"""The SQLite file under DATA_DIR that every SQLite store shares: schema, migrations,
+connections, and where each statement runs.
 
 Statements are short (an indexed read, or a hold or settlement of a few rows), so the
 server runs them inline on the event loop thread: a worker-thread round trip costs more
@@ -74,17 +75,39 @@ COLUMNS = (
 INDEXES = """
 CREATE INDEX IF NOT EXISTS idempotency_by_request ON idempotency(request_id) WHERE done = 0;
 """
+# Versioned steps (`PRAGMA user_version`), each run once in the transaction that records
+# it. 1: running counters, so that a hold under a key's spend cap and `/v1/usage` read
+# one row instead of summing a history (filled from that history once).
+STEPS: tuple[str, ...] = ("""
+CREATE TABLE IF NOT EXISTS key_spend (key_id TEXT PRIMARY KEY, spent INTEGER NOT NULL);
+INSERT OR REPLACE INTO key_spend (key_id, spent)
+    SELECT key_id, SUM(CASE WHEN settled THEN captured ELSE amount END) FROM holds
+    WHERE key_id IS NOT NULL GROUP BY key_id;
+ALTER TABLE accounts ADD COLUMN spent INTEGER NOT NULL DEFAULT 0;
+UPDATE accounts SET spent = (SELECT COALESCE(SUM(cost_micros), 0) FROM usage
+                             WHERE usage.account = accounts.id);
+""",)
 
 
 def migrate(conn: sqlite3.Connection) -> None:
-    """Create the schema, and add the columns an older ledger lacks."""
+    """Create the schema, add the columns an older ledger lacks, run the versioned steps
+    it has not run. Safe when several processes start at once: each change happens in a
+    `BEGIN IMMEDIATE` transaction that checks first."""
     conn.executescript(SCHEMA)
-    with Transaction(conn):  # two processes starting at once add each column once
+    with Transaction(conn):
         for table, column, declaration in COLUMNS:
             present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
             if column not in present:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
     conn.executescript(INDEXES)
+    for version, step in enumerate(STEPS, start=1):
+        with Transaction(conn):
+            if conn.execute("PRAGMA user_version").fetchone()[0] >= version:
+                continue
+            for statement in step.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version}")
 
 
 def connect(path: Path, *, busy_timeout_ms: int, autocheckpoint: bool) -> sqlite3.Connection:

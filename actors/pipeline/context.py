@@ -1,0 +1,101 @@
+"""A model call's context and outcome, and who hears of it when it ends.
+
+`RequestContext` is what the stages need to know of one call once its route is planned
+and its credits are held: frozen, passed instead of long parameter lists. `Outcome` is
+what happened, filled in as the call goes (the provider that answered, the status, the
+bill); settlement and the observers read it. Every call, refused or answered, ends with
+one `request_finished(outcome)` to each `RequestObserver`: the JSON request log is the
+first; metrics will be the next.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import orjson
+
+from router.auth.principal import Principal
+from router.catalog import ModelSpec
+from router.gateway import ModelCall, Settled
+from router.protocols.api import ApiFormat, ClientRequest
+
+if TYPE_CHECKING:
+    from actors.pipeline.plan import Leg
+    from actors.pipeline.reserve import Reservation
+
+request_log = logging.getLogger("aura.requests")
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """One planned, reserved model call."""
+
+    call: ModelCall
+    fmt: ApiFormat
+    principal: Principal
+    model: ModelSpec
+    request: ClientRequest  # as validated, its size covering every translation
+    legs: tuple["Leg", ...]  # the targets to try, in order
+    reservation: "Reservation"
+    estimated_input: int  # the router's input count, for answers without usage
+    base_headers: tuple[tuple[bytes, bytes], ...]  # on every answer of this call
+    first_event_grace_s: float = 20.0
+
+    @property
+    def request_id(self) -> str:
+        return self.call.request_id
+
+    @property
+    def max_output(self) -> int:
+        """The enforced output limit, per choice."""
+        return self.reservation.max_output
+
+
+@dataclass
+class Outcome:
+    """What happened to one call; filled in by the stages as it goes."""
+
+    request_id: str
+    api: str
+    started_at: float = field(default_factory=time.perf_counter)
+    account: str | None = None
+    model: str | None = None
+    provider: str | None = None  # the target that answered (None: none did)
+    status: int = 0  # the last status seen: the provider's, or the refusal's
+    judged: bool = False  # the provider's breaker got a verdict from this attempt
+    settled: Settled | None = None
+
+    @property
+    def duration_ms(self) -> float:
+        return (time.perf_counter() - self.started_at) * 1000
+
+
+class RequestObserver(Protocol):
+    def request_finished(self, outcome: Outcome) -> None:
+        """Called once per call, refused or answered, after settlement. Must not block."""
+        ...
+
+
+class RequestLog:
+    """One JSON line per call: ids, account, model, provider, status, tokens, cost,
+    duration. Never a credential or a prompt."""
+
+    def request_finished(self, outcome: Outcome) -> None:
+        line: dict[str, object] = {
+            "request_id": outcome.request_id, "api": outcome.api,
+            "account": outcome.account, "model": outcome.model,
+            "provider": outcome.provider, "status": outcome.status or 200,
+            "ms": round(outcome.duration_ms, 2)}
+        settled = outcome.settled
+        if settled is not None:
+            usage = settled.usage
+            line.update(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                        cache_read_tokens=usage.cache_read_tokens,
+                        cache_write_tokens=usage.cache_write_tokens,
+                        estimated=not usage.reported, cost_micros=settled.cost_micros)
+            if settled.settlement is not None:
+                line["released_micros"] = settled.settlement.released
+        request_log.info(orjson.dumps(line).decode())

@@ -1,0 +1,142 @@
+"""The runtime: what every request's pipeline reaches, built once by `actors.root`.
+
+`Runtime` is the `router.gateway.Gateway` the transports are given: it authenticates,
+runs model calls (`actors.pipeline.request`), counts tokens, and answers what the admin
+API and readiness ask. It holds no global state: everything comes from `Config` through
+`build_runtime`; the long-lived actors (`actors.root.start_actors`) fill in the handles.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from actors.mailbox import Handle
+from actors.messages import PoolStats
+from actors.pipeline.auth import Authenticator
+from actors.pipeline.context import Outcome, RequestLog, RequestObserver
+from actors.pipeline.count_tokens import count_tokens
+from actors.pipeline.request import limit_rate, run_model_call
+from actors.pipeline.reserve import HoldPolicy
+from actors.pipeline.settle import Billing
+from router.auth.principal import Principal
+from router.config import Config
+from router.gateway import ClientSink, ModelCall, Streams, TokenCount
+from router.ledger.base import AccountBook, BillingLedger, IdempotencyStore, Instance, KeyStore
+from router.ledger.base import UsageReports
+from router.ledger.stores import Stores, open_stores
+from router.providers.base import Provider
+from router.providers.registry import adapter
+from router.ratelimit import RateLimiter
+from router.redact import Redactor
+
+if TYPE_CHECKING:
+    from actors.stream_hub import StreamHub
+
+
+@dataclass
+class Runtime:
+    config: Config
+    stores: Stores
+    auth: Authenticator
+    providers: dict[str, Provider]
+    redactor: Redactor
+    instance: Instance  # this process incarnation, owner of its holds
+    hold_policy: HoldPolicy
+    clock: Callable[[], float] = time.time
+    provider_handles: dict[str, Handle[Any]] = field(default_factory=dict)
+    # Requests between hold and settlement in this process: the lease keeper checkpoints
+    # them, the sweeper leaves them be.
+    live_requests: dict[str, Billing] = field(default_factory=dict)
+    hub: "StreamHub | None" = None  # resumable streams; started with the actors
+    rate_limiter: RateLimiter = field(default_factory=RateLimiter)
+    observers: list[RequestObserver] = field(default_factory=list)
+
+    # --- the stores, by their interfaces ---------------------------------------------
+
+    @property
+    def ledger(self) -> BillingLedger:
+        return self.stores.billing
+
+    @property
+    def accounts(self) -> AccountBook:
+        return self.stores.accounts
+
+    @property
+    def reports(self) -> UsageReports:
+        return self.stores.reports
+
+    @property
+    def keys(self) -> KeyStore:
+        return self.stores.keys
+
+    @property
+    def idempotency(self) -> IdempotencyStore:
+        return self.stores.idempotency
+
+    # --- the Gateway ---------------------------------------------------------------------
+
+    @property
+    def streams(self) -> Streams:
+        assert self.hub is not None, "the stream hub is not running"
+        return self.hub
+
+    async def authenticate(self, credential: str | None,
+                           account_header: str | None = None) -> Principal:
+        return await self.auth.authenticate(credential, account_header)
+
+    async def model_call(self, call: ModelCall, sink: ClientSink) -> None:
+        await run_model_call(self, call, sink)
+
+    async def count_tokens(self, who: Principal, body: dict[str, Any], query: str,
+                           passthrough: tuple[tuple[str, str], ...]) -> TokenCount:
+        limit_rate(self, who)  # free, but it spends the platform's provider quota
+        return await count_tokens(self.config.catalog, self.providers, who, body, query,
+                                  passthrough, self.redactor)
+
+    async def provider_stats(self) -> list[dict[str, object]]:
+        return [await handle.ask(lambda reply: PoolStats(reply))
+                for handle in self.provider_handles.values()]
+
+    async def unready_reasons(self) -> list[str]:
+        reasons = []
+        try:
+            await self.stores.ping()
+        except Exception as exc:  # noqa: BLE001 - the point is to report it, whatever it is
+            reasons.append(f"ledger unusable: {type(exc).__name__}")
+        stats = await self.provider_stats()
+        if not any(s["usable"] for s in stats):
+            reasons.append("no provider is usable: " + "; ".join(
+                f"{s['name']}: " + ("not running" if not s["running"] else
+                                    "circuit open" if s["breaker"]["state"] == "open"
+                                    else "every credential refused") for s in stats))
+        return reasons
+
+    def observe(self, outcome: Outcome) -> None:
+        for observer in self.observers:
+            observer.request_finished(outcome)
+
+
+def build_runtime(config: Config) -> Runtime:
+    stores = open_stores(config)
+    providers = {name: adapter(spec.kind).connect(spec)
+                 for name, spec in config.catalog.providers.items()}
+    now = time.time()
+    # A short id: every hold carries it (host and pid are in the instances table).
+    instance = Instance(secrets.token_hex(6), socket.gethostname(), os.getpid(), now,
+                        now + config.lease_s)
+    redactor = Redactor([key for spec in config.catalog.providers.values()
+                         for key in spec.api_keys] + config.secrets(),
+                        [spec.base_url for spec in config.catalog.providers.values()
+                         if spec.base_url])
+    return Runtime(config=config, stores=stores,
+                   auth=Authenticator(config, stores.keys, stores.accounts, time.time),
+                   providers=providers, redactor=redactor, instance=instance,
+                   hold_policy=HoldPolicy(config.hold_policy == "affordable",
+                                          config.min_output_tokens, config.hold_ttl_s,
+                                          instance.id),
+                   observers=[RequestLog()] if config.log_requests else [])

@@ -1,0 +1,165 @@
+"""What the edge may ask of the runtime: the `Gateway` protocol and the values it trades.
+
+The transports (`router.transports`) receive requests and speak HTTP, SSE and websocket;
+the runtime (`actors`) authenticates, holds credits, calls providers and settles. The
+edge sees the runtime only through this module, so `router` never imports `actors`:
+`actors.root` builds the runtime, passes it to `router.transports.http.build_app` as a
+`Gateway`, and hands the app to hypercorn (as hypercorn's own `serve(app, config)` takes
+its app). Nothing here says how the runtime works, only what it offers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from router.auth.principal import Principal
+from router.errors import ApiShape, RouterError
+from router.ledger.base import AccountBook, KeyStore, Settlement, UsageReports
+from router.stream_log import StreamLog
+from router.usage import Usage
+
+if TYPE_CHECKING:
+    from router.config import Config
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCall:
+    """A client's model request as the transport received it."""
+
+    api: str  # "openai.chat" | "openai.responses" | "anthropic.messages"
+    body: bytes = field(repr=False)
+    credential: str | None = field(repr=False)
+    request_id: str
+    query: str = ""  # the client's query string, bounded by the transport
+    passthrough_headers: tuple[tuple[str, str], ...] = ()  # anthropic-beta, -version
+    account_header: str | None = None  # x-aura-account, for service-to-service calls
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What a request was billed, for transports that report it (websocket `done`)."""
+
+    usage: Usage
+    cost_micros: int
+    settlement: Settlement | None  # None: the ledger missed the deadline (retried later)
+
+
+class ClientSink(Protocol):
+    """The transport's side of one answer; the pipeline writes into it."""
+
+    started: bool
+
+    async def start(self, status: int, headers: tuple[tuple[bytes, bytes], ...]) -> None: ...
+
+    async def body(self, data: bytes) -> None: ...
+
+    async def error(self, error: RouterError, shape: ApiShape) -> None: ...
+
+    def settled(self, settled: Settled) -> None:
+        """What the request was billed (after settlement, whatever happened)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCount:
+    """`/v1/messages/count_tokens`: the answer body, and whose count it is."""
+
+    body: bytes
+    model: str
+    provider: str | None  # None: the router's estimate
+
+
+class ResumableStream(Protocol):
+    """A stream the runtime runs apart from its client, read from its log."""
+
+    request_id: str
+    account: str
+
+    @property
+    def log(self) -> StreamLog: ...
+
+    @property
+    def started(self) -> bool:
+        """The answer began (status and headers are known)."""
+        ...
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> tuple[tuple[bytes, bytes], ...]: ...
+
+    @property
+    def is_sse(self) -> bool: ...
+
+    async def wait_ready(self) -> None:
+        """Until the answer started, or was refused before it could."""
+        ...
+
+    def refusal(self, shape: ApiShape) -> tuple[RouterError, ApiShape]:
+        """Why a stream that never started has no answer."""
+        ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+class Streams(Protocol):
+    """The runtime's resumable streams (websocket streams, `x-aura-resumable` SSE)."""
+
+    def start(self, call: ModelCall, account: str,
+              client_id: str | None = None) -> ResumableStream: ...
+
+    def find(self, account: str, *, request_id: str | None = None,
+             client_id: str | None = None) -> ResumableStream | None:
+        """A stream of this account; another account's streams do not exist for it."""
+        ...
+
+    def attach(self, stream: ResumableStream) -> None: ...
+
+    def detach(self, stream: ResumableStream) -> None: ...
+
+    def cancel(self, stream: ResumableStream) -> None:
+        """Stop the stream now; it is billed for what was produced."""
+        ...
+
+    def streams(self) -> list[ResumableStream]: ...
+
+
+class Gateway(Protocol):
+    """The runtime, as the transports reach it."""
+
+    @property
+    def config(self) -> "Config": ...
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
+    @property
+    def accounts(self) -> AccountBook: ...
+
+    @property
+    def keys(self) -> KeyStore: ...
+
+    @property
+    def reports(self) -> UsageReports: ...
+
+    @property
+    def streams(self) -> Streams: ...
+
+    async def authenticate(self, credential: str | None,
+                           account_header: str | None = None) -> Principal: ...
+
+    async def model_call(self, call: ModelCall, sink: ClientSink) -> None:
+        """Run one model call to its end, writing the answer (or refusal) into `sink`."""
+        ...
+
+    async def count_tokens(self, who: Principal, body: dict[str, Any], query: str,
+                           passthrough: tuple[tuple[str, str], ...]) -> TokenCount: ...
+
+    async def provider_stats(self) -> list[dict[str, object]]: ...
+
+    async def unready_reasons(self) -> list[str]:
+        """Why the router cannot serve now (empty: ready)."""
+        ...

@@ -1,0 +1,49 @@
+"""The configured ledger backend: one `Stores` for the server, the CLI and the admin API.
+
+`open_stores(config)` is the only place that chooses a backend by name
+(`BILLING_BACKEND`); everything else holds the interfaces of `router.ledger.base`. A
+backend is one package under `router/ledger/` (only `sqlite` today) whose `open` builds
+its `Stores`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from router.errors import ConfigError
+from router.ledger.base import (AccountBook, BillingLedger, IdempotencyStore, KeyStore,
+                                UsageReports)
+
+if TYPE_CHECKING:
+    from router.config import Config
+
+BACKENDS = ("sqlite",)
+
+
+@dataclass
+class Stores:
+    """Every store of one backend, and its upkeep."""
+
+    backend: str
+    billing: BillingLedger
+    accounts: AccountBook
+    reports: UsageReports
+    keys: KeyStore
+    idempotency: IdempotencyStore
+    where: str  # where the data lives, for `doctor` (never a credential)
+    ping: Callable[[], Awaitable[bool]]
+    close: Callable[[], None]
+    # Periodic upkeep the backend needs (SQLite: move its WAL into the main file), run
+    # by a supervised actor every `upkeep_interval_s`.
+    upkeep: Callable[[], Awaitable[None]] | None = None
+    upkeep_interval_s: float = 1.0
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def open_stores(config: "Config") -> Stores:
+    if config.billing_backend == "sqlite":
+        from router.ledger import sqlite
+        return sqlite.open(config)
+    raise ConfigError(f"BILLING_BACKEND={config.billing_backend!r} is not available in this "
+                      f"build; use one of {', '.join(BACKENDS)}")
