@@ -21,6 +21,11 @@ def register(adapter: ProviderAdapter) -> ProviderAdapter:
     return adapter
 
 
+def unregister(kind: str) -> None:
+    """Forget a kind (for tests that registered their own)."""
+    _ADAPTERS.pop(kind, None)
+
+
 def adapter(kind: str) -> ProviderAdapter:
     """The adapter of a known kind (config validation makes every kind known)."""
     return _ADAPTERS[kind]

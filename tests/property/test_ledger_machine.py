@@ -2,8 +2,9 @@
 
 The same random sequence of grants, adjustments, holds, settlements, replays, unknown
 requests, checkpoints of streamed usage, router crashes and restarts, requests that lose
-track of their hold, and sweeps drives the pure `LedgerModel` (the oracle) and the SQLite
-backend through its public async interface (one `trio.run` per step). After every step
+track of their hold, and sweeps drives the pure `LedgerModel` (the oracle) and every
+ledger backend (`BACKENDS`; only SQLite today) through its public async interfaces (one
+`trio.run` per step). After every step
 both must agree, and I1-I5, I7 (a crashed router's holds are settled from their last
 checkpoint, streamed usage never at 0) and I8-style replays must hold on both.
 """
@@ -14,7 +15,7 @@ import tempfile
 from collections import Counter
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import trio
 from hypothesis import settings
@@ -35,6 +36,16 @@ LEASE_S = 15.0
 HOST = "h1"  # the sweeping instance's host; instances elsewhere die only by their lease
 
 
+def _sqlite(directory: Path) -> tuple[Any, Callable[[], None]]:
+    db = SqliteDatabase(directory / "ledger.sqlite3")
+    return SqliteLedger(db), db.close
+
+
+# Each backend: a ledger (billing, accounts and usage reports) in a fresh directory, and
+# how to close it. A new backend adds one line and passes the same machine.
+BACKENDS: dict[str, Callable[[Path], tuple[Any, Callable[[], None]]]] = {"sqlite": _sqlite}
+
+
 def _outcome(fn: Any, *args: Any) -> Any:
     """What a call returned, or the kind of refusal it raised."""
     try:
@@ -47,13 +58,13 @@ def _outcome(fn: Any, *args: Any) -> Any:
 
 class LedgerMachine(RuleBasedStateMachine):
     holds = Bundle("holds")
+    backend = "sqlite"
 
     def __init__(self) -> None:
         super().__init__()
         self.model = LedgerModel()
         self.dir = tempfile.TemporaryDirectory()
-        self.db = SqliteDatabase(Path(self.dir.name) / "ledger.sqlite3")
-        self.sqlite = SqliteLedger(self.db)
+        self.real, self.close_backend = BACKENDS[self.backend](Path(self.dir.name))
         self.now = 1_000.0
         self.next_id = 0
         self.settled: dict[str, int] = {}  # request id -> captured, as first reported
@@ -78,24 +89,31 @@ class LedgerMachine(RuleBasedStateMachine):
         return sorted(i for i in self.instances if i not in self.crashed)
 
     def teardown(self) -> None:
-        self.db.close()
+        self.close_backend()
         self.dir.cleanup()
 
     def _real(self, method: str, *args: Any) -> Any:
-        return _outcome(lambda: trio.run(getattr(self.sqlite, method), *args))
+        return _outcome(lambda: trio.run(getattr(self.real, method), *args))
 
     def _both(self, method: str, *args: Any) -> Any:
         expected = _outcome(getattr(self.model, method), *args)
         actual = self._real(method, *args)
-        assert actual == expected, f"{method}{args}: sqlite {actual!r} != model {expected!r}"
+        assert actual == expected, \
+            f"{method}{args}: {self.backend} {actual!r} != model {expected!r}"
         return actual
 
     def _record(self, request_id: str, account: str, cost: int) -> UsageRecord:
         return UsageRecord(request_id, account, "m", "p", Usage(1, 1), cost, self.now)
 
     @invariant()
+    def key_spend_counters_agree(self) -> None:
+        """A key's running spend (captured + held) is the model's sum over its holds."""
+        for key in ("k1", "k2"):
+            assert trio.run(self.real.key_spent, key) == self.model.key_spent(key), key
+
+    @invariant()
     def instances_agree(self) -> None:
-        assert trio.run(self.sqlite.instances) == self.model.instances()
+        assert trio.run(self.real.instances) == self.model.instances()
 
     @rule(account=ACCOUNTS, amount=AMOUNTS)
     def grant(self, account: str, amount: int) -> None:
@@ -166,7 +184,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 self.settled[request_id] = self.model.recover(request_id, self.now).captured
         pids = {i.pid for i in self.instances.values() if i.id not in self.crashed}
         trio.run(partial(sweep_abandoned_holds, exists=lambda pid: pid in pids),
-                 self.sqlite, self.live, self.now, me)
+                 self.real, self.live, self.now, me)
         for request_id in recovered:  # I7: what was checkpointed is billed, up to the hold
             amount = self.model.holds[request_id].amount
             assert self.settled[request_id] == min(self.checkpointed.get(request_id, 0), amount)
@@ -180,7 +198,7 @@ class LedgerMachine(RuleBasedStateMachine):
         owner = alive[which % len(alive)]
         expected = _outcome(lambda: self.model.hold(account, request_id, amount, deadline,
                                                     self.now, owner=owner, model="m", **caps))
-        actual = _outcome(lambda: trio.run(partial(self.sqlite.hold, owner=owner, model="m",
+        actual = _outcome(lambda: trio.run(partial(self.real.hold, owner=owner, model="m",
                                                    **caps),
                                            account, request_id, amount, deadline, self.now))
         assert actual == expected, f"hold: sqlite {actual!r} != model {expected!r}"
@@ -202,7 +220,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def hold_under_a_key_spend_cap(self, account: str, key: str, amount: int,
                                    cap: int, which: int) -> tuple[str, str, int]:
         held = self._owned_hold(account, amount, self.now + 50, which, key_id=key, key_cap=cap)
-        assert self.model.key_spent(key) == trio.run(self.sqlite.key_spent, key)
+        assert self.model.key_spent(key) == trio.run(self.real.key_spent, key)
         return held
 
     @rule(held=holds)
@@ -249,16 +267,17 @@ class LedgerMachine(RuleBasedStateMachine):
             self._sweep(self.instances[alive[which % len(alive)]])
 
     async def _snapshot(self, account: str) -> tuple[Any, ...]:
-        return (await self.sqlite.account(account),
-                await self.sqlite.entries(account, 0, 1_000_000),
-                await self.sqlite.open_holds(account),
-                await self.sqlite.recent_usage(account, 1_000_000))
+        return (await self.real.account(account),
+                await self.real.entries(account, 0, 1_000_000),
+                await self.real.open_holds(account),
+                await self.real.recent_usage(account, 1_000_000),
+                await self.real.spent(account))
 
     @invariant()
     def backends_agree_and_invariants_hold(self) -> None:
         for account in ("alice", "bob", "carol"):
             expected = self.model.state(account)
-            actual, entries, open_holds, usage = trio.run(self._snapshot, account)
+            actual, entries, open_holds, usage, spent = trio.run(self._snapshot, account)
             assert (actual.balance, actual.held) == (expected.balance, expected.held)
             assert actual.available >= 0  # I3
             assert sum(e.amount for e in entries) == actual.balance  # I1
@@ -267,7 +286,7 @@ class LedgerMachine(RuleBasedStateMachine):
             captures = Counter(e.request_id for e in entries if e.kind == "capture")
             assert all(n == 1 for n in captures.values())  # I4: at most once
             captured = -sum(e.amount for e in entries if e.kind == "capture")
-            assert captured == sum(r.cost_micros for r in usage)  # I5
+            assert captured == sum(r.cost_micros for r in usage) == spent  # I5, the counter
             assert sorted(usage, key=lambda r: r.request_id) == sorted(
                 (r for r in self.model.usage.values() if r.account == account),
                 key=lambda r: r.request_id)
@@ -276,6 +295,9 @@ class LedgerMachine(RuleBasedStateMachine):
             assert [(e.kind, e.amount, e.held_delta) for e in entries] == model_entries
 
 
-TestLedgerMachine = LedgerMachine.TestCase
-# the loaded profile (ci, or --hypothesis-profile=thorough) decides how many examples
-TestLedgerMachine.settings = settings(stateful_step_count=30)
+for _name in BACKENDS:
+    _machine = type(f"{_name.title()}LedgerMachine", (LedgerMachine,), {"backend": _name})
+    _case = _machine.TestCase
+    # the loaded profile (ci, or --hypothesis-profile=thorough) decides how many examples
+    _case.settings = settings(stateful_step_count=30)
+    globals()[f"TestLedgerMachine{_name.title()}"] = _case
