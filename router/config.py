@@ -19,6 +19,7 @@ from dotenv import dotenv_values
 from router.catalog import Catalog, build_catalog
 from router.errors import ConfigError
 from router.ledger.stores import BACKENDS
+from router.redact import display_url
 
 __all__ = ["Config", "ConfigError", "load_config"]
 
@@ -156,7 +157,11 @@ class Config:
         out: dict[str, Any] = {}
         for s in _SETTINGS:
             value = getattr(self, s.field)
-            out[s.field] = ("set" if value else "not set") if s.field in SECRET_FIELDS else value
+            if s.field in SECRET_FIELDS:
+                value = "set" if value else "not set"
+            elif s.field.endswith("_url") and isinstance(value, str):
+                value = display_url(value)  # never userinfo or a query (a key may sit there)
+            out[s.field] = value
         out["config_path"] = self.config_path
         return out
 

@@ -13,7 +13,7 @@ started and closed by its supervisor actor.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, AsyncContextManager, AsyncIterator, Protocol
 
 from router.protocols.sse import SseEvent, SseParser
@@ -41,8 +41,8 @@ class HttpCall:
     """What goes on the wire: relative to the provider's base URL."""
 
     path: str  # path and query string, appended to the base URL's path
-    headers: tuple[tuple[bytes, bytes], ...]
-    body: bytes
+    headers: tuple[tuple[bytes, bytes], ...] = field(repr=False)  # credentials among them
+    body: bytes = field(repr=False)
     method: bytes = b"POST"
 
 
