@@ -21,6 +21,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from actors.ledger_maintenance import HoldSweeper, LeaseKeeper, StoreUpkeep
+from actors.ledger_writer import MAILBOX_SIZE, LedgerWriter, WritingLedger
 from actors.providers import ProviderActor
 from actors.runtime import Runtime, build_runtime
 from actors.stream_hub import StreamHub
@@ -48,8 +49,13 @@ def hypercorn_config(config: Config) -> HypercornConfig:
 
 
 async def start_actors(rt: Runtime, nursery: trio.Nursery) -> None:
-    await rt.ledger.register_instance(rt.instance)
     stores = rt.stores
+    if hasattr(stores.billing, "write_batch"):  # group commit (actors/ledger_writer.py)
+        batching: Any = stores.billing
+        writer = await nursery.start(Supervisor(
+            "ledger-writer", lambda: LedgerWriter(batching), mailbox_size=MAILBOX_SIZE).run)
+        rt.writing_ledger = WritingLedger(batching, writer)
+    await rt.ledger.register_instance(rt.instance)
     if stores.upkeep is not None:
         await nursery.start(Supervisor(f"{stores.backend}-upkeep", lambda: StoreUpkeep(
             stores.upkeep, stores.upkeep_interval_s)).run)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import trio
+
 from router.auth.principal import Principal
 from router.catalog import ModelSpec
 from router.errors import InsufficientCredits, InsufficientFunds, RateLimited, SpendCapReached
@@ -67,8 +69,13 @@ def _refusal(exc: InsufficientFunds | SpendCapReached, needed: int
 
 async def _hold(ledger: BillingLedger, principal: Principal, request_id: str, amount: int,
                 cap: int | None, model: ModelSpec, now: float, policy: HoldPolicy) -> int:
-    await ledger.hold(principal.account, request_id, amount, now + policy.hold_ttl_s, now,
-                      key_id=principal.key_id, key_cap=cap, owner=policy.owner, model=model.id)
+    # Shielded: a hold sent to the ledger may land after its caller stopped waiting, and
+    # then nobody would settle it. The request learns the outcome; a cancel (client
+    # gone) is delivered right after, and the hold is settled like any other.
+    with trio.CancelScope(shield=True):
+        await ledger.hold(principal.account, request_id, amount, now + policy.hold_ttl_s,
+                          now, key_id=principal.key_id, key_cap=cap, owner=policy.owner,
+                          model=model.id)
     return amount
 
 

@@ -20,8 +20,12 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 ADMIN_PREFIX = "/admin"
 
 
-def closing_when_unread(receive: Receive, send: Send) -> tuple[Receive, Send]:
-    state = {"read": False}
+def closing_when_unread(scope: dict[str, Any], receive: Receive,
+                        send: Send) -> tuple[Receive, Send]:
+    headers = dict(scope.get("headers") or ())
+    bodiless = b"transfer-encoding" not in headers and headers.get(b"content-length",
+                                                                   b"0") == b"0"
+    state = {"read": bodiless}  # a request without a body has nothing left to read
 
     async def tracked_receive() -> dict[str, Any]:
         message = await receive()

@@ -178,7 +178,7 @@ class RouterApp:
             if path.startswith(STREAMS_PREFIX) and scope["method"] == "GET":
                 await self._resume(scope, receive, send, path[len(STREAMS_PREFIX):])
                 return
-            receive, send = closing_when_unread(receive, send)
+            receive, send = closing_when_unread(scope, receive, send)
             refusal = admin_refusal(path, dict(scope["headers"]), self.config.admin_api_key)
             if refusal is not None:
                 sink = AsgiSink(send, new_request_id())

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import sqlite3
 
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import trio
 
 from router.errors import (DuplicateRequest, InsufficientFunds, LedgerError, SpendCapReached,
                            UnknownRequest)
 from router.ledger.base import (AccountState, Checkpoint, Entry, Instance, LeasedHold,
-                                Settlement, UsageRecord)
+                                LedgerWrite, Settlement, UsageRecord)
 from router.ledger.sqlite.db import SqliteDatabase, Transaction
 from router.ledger.sqlite.export import read_usage_rows
 from router.usage import Usage
+
+T = TypeVar("T")
 
 
 def _state(conn: sqlite3.Connection, account: str) -> AccountState:
@@ -80,38 +82,31 @@ def _hold(conn: sqlite3.Connection, account: str, request_id: str, amount: int,
           model: str = "") -> AccountState:
     if amount < 0:
         raise LedgerError("a hold cannot be negative")
-    with Transaction(conn):
-        if conn.execute("SELECT 1 FROM holds WHERE request_id = ?", (request_id,)).fetchone():
-            raise DuplicateRequest(request_id)
-        state = _state(conn, account)
-        if amount > state.available:
-            raise InsufficientFunds(amount, state.available)
-        if key_id is not None and key_cap is not None:
-            remaining = key_cap - _key_spent(conn, key_id)
-            if amount > remaining:
-                raise SpendCapReached(amount, max(remaining, 0))
-        _ensure(conn, account, at)
-        conn.execute("INSERT INTO holds (request_id, account, amount, deadline, created_at, "
-                     "key_id, owner, model) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                     (request_id, account, amount, deadline, at, key_id, owner, model))
-        if key_id is not None:  # captured + held under the key, for its spend cap
-            conn.execute("INSERT INTO key_spend (key_id, spent) VALUES (?, ?) ON CONFLICT "
-                         "(key_id) DO UPDATE SET spent = spent + excluded.spent",
-                         (key_id, amount))
-        _append(conn, account, "hold", 0, amount, request_id, None, at)
-        return _state(conn, account)
+    if conn.execute("SELECT 1 FROM holds WHERE request_id = ?", (request_id,)).fetchone():
+        raise DuplicateRequest(request_id)
+    state = _state(conn, account)
+    if amount > state.available:
+        raise InsufficientFunds(amount, state.available)
+    if key_id is not None and key_cap is not None:
+        remaining = key_cap - _key_spent(conn, key_id)
+        if amount > remaining:
+            raise SpendCapReached(amount, max(remaining, 0))
+    _ensure(conn, account, at)
+    conn.execute("INSERT INTO holds (request_id, account, amount, deadline, created_at, "
+                 "key_id, owner, model) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                 (request_id, account, amount, deadline, at, key_id, owner, model))
+    if key_id is not None:  # captured + held under the key, for its spend cap
+        conn.execute("INSERT INTO key_spend (key_id, spent) VALUES (?, ?) ON CONFLICT "
+                     "(key_id) DO UPDATE SET spent = spent + excluded.spent",
+                     (key_id, amount))
+    _append(conn, account, "hold", 0, amount, request_id, None, at)
+    return _state(conn, account)
 
 
 def _settle(conn: sqlite3.Connection, request_id: str, cost: int, record: UsageRecord,
             at: float) -> Settlement:
     if cost < 0:
         raise LedgerError("a cost cannot be negative")
-    with Transaction(conn):
-        return _settle_in(conn, request_id, cost, record, at)
-
-
-def _settle_in(conn: sqlite3.Connection, request_id: str, cost: int, record: UsageRecord,
-           at: float) -> Settlement:
     row = conn.execute("SELECT account, amount, settled, captured, released, key_id "
                        "FROM holds WHERE request_id = ?", (request_id,)).fetchone()
     if row is None:
@@ -147,33 +142,31 @@ def _settle_in(conn: sqlite3.Connection, request_id: str, cost: int, record: Usa
 
 
 def _checkpoint(conn: sqlite3.Connection, points: list[Checkpoint]) -> None:
-    with Transaction(conn):
-        conn.executemany(
-            "UPDATE holds SET provider = ?, ck_input = ?, ck_output = ?, ck_cache_read = ?, "
-            "ck_cache_write = ?, ck_reasoning = ?, ck_cost = ?, ck_at = ? "
-            "WHERE request_id = ? AND settled = 0 AND ck_cost <= ?",
-            [(p.provider, p.usage.input_tokens, p.usage.output_tokens,
-              p.usage.cache_read_tokens, p.usage.cache_write_tokens, p.usage.reasoning_tokens,
-              p.cost_micros, p.at, p.request_id, p.cost_micros) for p in points])
+    conn.executemany(
+        "UPDATE holds SET provider = ?, ck_input = ?, ck_output = ?, ck_cache_read = ?, "
+        "ck_cache_write = ?, ck_reasoning = ?, ck_cost = ?, ck_at = ? "
+        "WHERE request_id = ? AND settled = 0 AND ck_cost <= ?",
+        [(p.provider, p.usage.input_tokens, p.usage.output_tokens,
+          p.usage.cache_read_tokens, p.usage.cache_write_tokens, p.usage.reasoning_tokens,
+          p.cost_micros, p.at, p.request_id, p.cost_micros) for p in points])
 
 
 def _recover(conn: sqlite3.Connection, request_id: str, at: float) -> Settlement:
-    with Transaction(conn):
-        row = conn.execute("SELECT account, model, provider, ck_input, ck_output, "
-                           "ck_cache_read, ck_cache_write, ck_reasoning, ck_cost, ck_at "
-                           "FROM holds WHERE request_id = ?", (request_id,)).fetchone()
-        if row is None:
-            raise UnknownRequest(request_id)
-        account, model, provider, *tokens, cost, checkpointed_at = row
-        usage, provider = (Usage(*tokens), provider) if checkpointed_at is not None \
-            else (Usage(), "")
-        record = UsageRecord(request_id, account, model, provider, usage, cost, at,
-                             recovered=True)
-        settlement = _settle_in(conn, request_id, cost, record, at)
-        if not settlement.replay:  # the request is dead: its Idempotency-Key is free again
-            conn.execute("DELETE FROM idempotency WHERE request_id = ? AND done = 0",
-                         (request_id,))
-        return settlement
+    row = conn.execute("SELECT account, model, provider, ck_input, ck_output, "
+                       "ck_cache_read, ck_cache_write, ck_reasoning, ck_cost, ck_at "
+                       "FROM holds WHERE request_id = ?", (request_id,)).fetchone()
+    if row is None:
+        raise UnknownRequest(request_id)
+    account, model, provider, *tokens, cost, checkpointed_at = row
+    usage, provider = (Usage(*tokens), provider) if checkpointed_at is not None \
+        else (Usage(), "")
+    record = UsageRecord(request_id, account, model, provider, usage, cost, at,
+                         recovered=True)
+    settlement = _settle(conn, request_id, cost, record, at)
+    if not settlement.replay:  # the request is dead: its Idempotency-Key is free again
+        conn.execute("DELETE FROM idempotency WHERE request_id = ? AND done = 0",
+                     (request_id,))
+    return settlement
 
 
 def _leased_holds(conn: sqlite3.Connection) -> list[LeasedHold]:
@@ -182,15 +175,41 @@ def _leased_holds(conn: sqlite3.Connection) -> list[LeasedHold]:
 
 
 def _register_instance(conn: sqlite3.Connection, instance: Instance) -> None:
-    with Transaction(conn):
-        conn.execute("INSERT OR REPLACE INTO instances (id, host, pid, started_at, lease_until) "
-                     "VALUES (?, ?, ?, ?, ?)", (instance.id, instance.host, instance.pid,
-                                                instance.started_at, instance.lease_until))
+    conn.execute("INSERT OR REPLACE INTO instances (id, host, pid, started_at, lease_until) "
+                 "VALUES (?, ?, ?, ?, ?)", (instance.id, instance.host, instance.pid,
+                                            instance.started_at, instance.lease_until))
 
 
 def _renew_lease(conn: sqlite3.Connection, instance_id: str, until: float) -> None:
+    conn.execute("UPDATE instances SET lease_until = ? WHERE id = ?", (until, instance_id))
+
+
+# The writes, each run inside a transaction it does not open: one of its own
+# (`_in_transaction`), or a batch's (`_batch`, group commit).
+WRITES: dict[str, Callable[..., Any]] = {
+    "hold": _hold, "settle": _settle, "checkpoint": _checkpoint, "recover": _recover,
+    "register_instance": _register_instance, "renew_lease": _renew_lease}
+
+
+def _in_transaction(conn: sqlite3.Connection, write: Callable[..., T], *args: Any) -> T:
     with Transaction(conn):
-        conn.execute("UPDATE instances SET lease_until = ? WHERE id = ?", (until, instance_id))
+        return write(conn, *args)
+
+
+def _batch(conn: sqlite3.Connection, writes: list[LedgerWrite]) -> list[Any]:
+    """Every write in one transaction, each in a savepoint of its own: one that is
+    refused (or fails) changes nothing and its error is its result; the others land."""
+    results: list[Any] = []
+    with Transaction(conn):
+        for write in writes:
+            conn.execute("SAVEPOINT write")
+            try:
+                results.append(WRITES[write.op](conn, *write.args, **dict(write.kwargs)))
+            except Exception as exc:  # noqa: BLE001 - the write's own answer, not the batch's
+                conn.execute("ROLLBACK TO write")
+                results.append(exc)
+            conn.execute("RELEASE write")
+    return results
 
 
 def _instances(conn: sqlite3.Connection) -> list[Instance]:
@@ -255,24 +274,24 @@ class SqliteLedger:
     async def hold(self, account: str, request_id: str, amount: int, deadline: float,
                    at: float, *, key_id: str | None = None, key_cap: int | None = None,
                    owner: str | None = None, model: str = "") -> AccountState:
-        return await self.db.run(_hold, account, request_id, amount, deadline, at, key_id,
-                                 key_cap, owner, model)
+        return await self.db.run(_in_transaction, _hold, account, request_id, amount,
+                                 deadline, at, key_id, key_cap, owner, model)
 
     async def checkpoint(self, points: list[Checkpoint]) -> None:
         if points:
-            await self.db.run(_checkpoint, points)
+            await self.db.run(_in_transaction, _checkpoint, points)
 
     async def recover(self, request_id: str, at: float) -> Settlement:
-        return await self.db.run(_recover, request_id, at)
+        return await self.db.run(_in_transaction, _recover, request_id, at)
 
     async def leased_holds(self) -> list[LeasedHold]:
         return await self.db.run(_leased_holds)
 
     async def register_instance(self, instance: Instance) -> None:
-        await self.db.run(_register_instance, instance)
+        await self.db.run(_in_transaction, _register_instance, instance)
 
     async def renew_lease(self, instance_id: str, until: float) -> None:
-        await self.db.run(_renew_lease, instance_id, until)
+        await self.db.run(_in_transaction, _renew_lease, instance_id, until)
 
     async def instances(self) -> list[Instance]:
         return await self.db.run(_instances)
@@ -282,7 +301,11 @@ class SqliteLedger:
 
     async def settle(self, request_id: str, cost_micros: int, record: UsageRecord,
                      at: float) -> Settlement:
-        return await self.db.run(_settle, request_id, cost_micros, record, at)
+        return await self.db.run(_in_transaction, _settle, request_id, cost_micros, record,
+                                 at)
+
+    async def write_batch(self, writes: list[LedgerWrite]) -> list[Any]:
+        return await self.db.run(_batch, writes)
 
     async def entries(self, account: str, after: int = 0, limit: int = 100) -> list[Entry]:
         return await self.db.run(_entries, account, after, limit)
