@@ -1,5 +1,5 @@
 """The `aura-router` command: serve, keys, credits, providers, usage, doctor
-(docs/operations.md).
+(docs/configuration.md, "Command line").
 
 Commands that change state open the same ledger as the server (`BILLING_BACKEND`, through
 `router.ledger.stores`), so they work whether or not it is running.

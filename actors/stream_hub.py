@@ -1,7 +1,7 @@
 """The stream hub: model calls whose stream outlives the client that started it.
 
 Websocket streams, and SSE requests sent with `x-aura-resumable: true`, run here instead
-of in the client's request task (SPEC §5): the hub's nursery owns them, each in its own
+of in the client's request task (docs/api.md, "Resumable SSE"): the hub's nursery owns them, each in its own
 cancel scope, and their events go to a `StreamLog` that readers (an SSE response, a
 websocket stream) attach to and detach from. A stream whose readers all left keeps
 running and is billed in full; if nobody attaches again within the resume window it is

@@ -1,7 +1,7 @@
 """Prices and cost: decimal USD per million tokens in, integer micro-USD out.
 
 A request's cost is computed exactly in Decimal and rounded up to the next micro-USD
-once per request (SPEC §4.1). USD per million tokens times tokens is exactly micro-USD,
+once per request (docs/billing.md). USD per million tokens times tokens is exactly micro-USD,
 so no scaling step can lose precision.
 """
 

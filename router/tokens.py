@@ -2,7 +2,7 @@
 
 Byte-level BPE never yields more tokens than UTF-8 bytes, so the bytes of the text
 parts plus a per-message framing allowance bound the input tokens from above (the hold
-must cover the worst case, SPEC §4.3). Images count the model's per-image maximum.
+must cover the worst case, docs/billing.md). Images count the model's per-image maximum.
 The estimate (≈4 bytes per token) is what a request is billed for input when the
 provider never reported usage.
 """

@@ -1,6 +1,6 @@
 """A provider's credential pool: which key the next call uses, and which keys rest.
 
-Strategies (SPEC §3): `round_robin` takes the usable keys in turn, `priority` always the
+Strategies (docs/configuration.md): `round_robin` takes the usable keys in turn, `priority` always the
 first usable one in the configured order (the rest are spares), `least_used` the one with
 the fewest calls in flight (then the fewest calls overall). A key that gets a 429 cools
 down for the provider's `retry-after` (or `DEFAULT_COOLDOWN_S`); one that gets a 401 is

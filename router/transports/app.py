@@ -20,7 +20,7 @@ from router.transports.common import caller_shape, error_response, json_body, js
 
 
 def _dollars(micros: int) -> float:
-    """Display-only dollars for the seed clients' `*_dollars` fields (SPEC §4.6)."""
+    """Display-only dollars for the seed clients' `*_dollars` fields (docs/api.md)."""
     return micros / 1_000_000
 
 

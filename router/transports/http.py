@@ -246,7 +246,7 @@ class RouterApp:
     async def _resumable_call(self, call: ModelCall, sink: AsgiSink, receive: Receive,
                               shape: ApiShape) -> None:
         """Run the call in the hub, then serve it from its log: the client going away
-        detaches it instead of cancelling it (SPEC §5)."""
+        detaches it instead of cancelling it (docs/api.md)."""
         try:
             principal = await self.gw.authenticate(call.credential, call.account_header)
         except RouterError as exc:

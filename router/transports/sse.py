@@ -1,6 +1,6 @@
 """SSE on the way out: event ids, heartbeats, and streams served from a stream log.
 
-Every event a client gets carries `id: <seq>` (SPEC §5), so a client that lost its
+Every event a client gets carries `id: <seq>` (docs/api.md), so a client that lost its
 connection knows where it was. On the plain path the ids are written into the bytes the
 pipeline passes through (complete events, split at their blank line); streams served
 from the hub's log render each logged event with its own sequence number, so a resume

@@ -7,8 +7,8 @@ redirect on an admin path, a reset instead of a 413, a connection that stalls fo
 a client query string sent on upstream, a websocket frame limit counted in characters,
 a credential in a repr. Timeouts here are upper bounds on a wait, never sleeps.
 
-Settings assumed beyond SPEC §9: `BODY_TIMEOUT_S` (how long the router waits for the rest
-of a request body) and `HEADER_TIMEOUT_S` (for the rest of a request's head).
+Settings used (docs/configuration.md): `BODY_TIMEOUT_S` (how long the router waits for
+the rest of a request body) and `HEADER_TIMEOUT_S` (for the rest of a request's head).
 """
 
 from __future__ import annotations
@@ -320,7 +320,7 @@ async def test_a_body_over_max_body_bytes_gets_413_and_the_connection_stays_usab
 
 LEAKS = ("sk-fak", "sk-ant", "sk-proj", "AIzaSy", "AKIA", "abc.def", "127.0.0.1")
 MARKER = "widget_count"  # the harmless part of the provider's message
-MESSAGE_BOUND = 500 + 100  # the provider's part (SPEC §8), plus the router's own words
+MESSAGE_BOUND = 500 + 100  # the provider's part (docs/api.md), plus the router's own words
 
 
 def leaky_message(upstream: ScriptedUpstream) -> str:

@@ -1,4 +1,4 @@
-"""The billing invariants (SPEC §4.5), property-tested with a hypothesis state machine.
+"""The billing invariants (docs/billing.md), property-tested with a hypothesis state machine.
 
 The same random sequence of grants, adjustments, holds, settlements, replays, unknown
 requests, checkpoints of streamed usage, router crashes and restarts, requests that lose

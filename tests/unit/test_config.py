@@ -1,4 +1,4 @@
-"""Settings and the config file (SPEC §9, §9.1): defaults, precedence, seed aliases, the
+"""Settings and the config file (docs/configuration.md): defaults, precedence, seed aliases, the
 catalog built from env keys and the TOML file, config errors naming file/line/field, and
 `describe()` never showing secrets."""
 

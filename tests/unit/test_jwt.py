@@ -1,4 +1,4 @@
-"""HS256 JWTs (SPEC §2): `sub` is the account; `exp` required; 30 s leeway; `nbf`/`iss`
+"""HS256 JWTs (docs/api.md): `sub` is the account; `exp` required; 30 s leeway; `nbf`/`iss`
 checked; `alg: none` and any other algorithm refused."""
 
 from __future__ import annotations

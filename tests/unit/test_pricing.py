@@ -1,4 +1,4 @@
-"""router/pricing.py: exact costs in integer micro-USD, price parsing, hold bounds (SPEC §4.1, §4.3).
+"""router/pricing.py: exact costs in integer micro-USD, price parsing, hold bounds (docs/billing.md).
 
 Expected values are computed by hand or with Decimal + math.ceil in the test, never by
 the code under test.

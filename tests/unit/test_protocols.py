@@ -1,5 +1,5 @@
-"""OpenAI Chat and Anthropic Messages formats: 400s that name the field (SPEC §8), the body sent
-upstream, and metering of streamed answers (SPEC §4.4)."""
+"""OpenAI Chat and Anthropic Messages formats: 400s that name the field (docs/api.md), the body sent
+upstream, and metering of streamed answers (docs/billing.md)."""
 
 from __future__ import annotations
 

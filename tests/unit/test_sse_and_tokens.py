@@ -1,5 +1,5 @@
-"""The SSE parser (pass-through keeps raw bytes, SPEC §5) and the token bound that sizes holds
-(SPEC §4.3)."""
+"""The SSE parser (pass-through keeps raw bytes) and the token bound that sizes holds
+(docs/billing.md)."""
 
 from __future__ import annotations
 
