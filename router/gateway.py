@@ -49,7 +49,10 @@ class Settled:
 class ClientSink(Protocol):
     """The transport's side of one answer; the pipeline writes into it."""
 
-    started: bool
+    @property
+    def started(self) -> bool:
+        """The status line went out (an error now is an event in the stream)."""
+        ...
 
     async def start(self, status: int, headers: tuple[tuple[bytes, bytes], ...]) -> None: ...
 
