@@ -20,11 +20,10 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from actors.ledger_maintenance import HoldSweeper, LeaseKeeper, StoreUpkeep
-from actors.ledger_writer import MAILBOX_SIZE, LedgerWriter, WritingLedger
-from actors.providers import ProviderActor
+from actors.services.ledger_maintenance import HoldSweeper, LeaseKeeper, StoreUpkeep
+from actors.services.providers import ProviderActor
 from actors.runtime import Runtime, build_runtime
-from actors.stream_hub import StreamHub
+from actors.services.stream_hub import StreamHub
 from actors.supervisor import Supervisor
 from router.config import Config
 from router.transports.http import build_app
@@ -50,11 +49,6 @@ def hypercorn_config(config: Config) -> HypercornConfig:
 
 async def start_actors(rt: Runtime, nursery: trio.Nursery) -> None:
     stores = rt.stores
-    if hasattr(stores.billing, "write_batch"):  # group commit (actors/ledger_writer.py)
-        batching: Any = stores.billing
-        writer = await nursery.start(Supervisor(
-            "ledger-writer", lambda: LedgerWriter(batching), mailbox_size=MAILBOX_SIZE).run)
-        rt.writing_ledger = WritingLedger(batching, writer)
     await rt.ledger.register_instance(rt.instance)
     if stores.upkeep is not None:
         await nursery.start(Supervisor(f"{stores.backend}-upkeep", lambda: StoreUpkeep(

@@ -35,7 +35,7 @@ from router.ratelimit import RateLimiter
 from router.redact import Redactor
 
 if TYPE_CHECKING:
-    from actors.stream_hub import StreamHub
+    from actors.services.stream_hub import StreamHub
 
 
 @dataclass
@@ -55,14 +55,12 @@ class Runtime:
     hub: "StreamHub | None" = None  # resumable streams; started with the actors
     rate_limiter: RateLimiter = field(default_factory=RateLimiter)
     observers: list[RequestObserver] = field(default_factory=list)
-    # The billing ledger the pipeline writes to: the ledger writer's, once it runs.
-    writing_ledger: BillingLedger | None = None
 
     # --- the stores, by their interfaces ---------------------------------------------
 
     @property
     def ledger(self) -> BillingLedger:
-        return self.writing_ledger or self.stores.billing
+        return self.stores.billing
 
     @property
     def accounts(self) -> AccountBook:

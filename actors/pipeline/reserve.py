@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import trio
-
 from router.auth.principal import Principal
 from router.catalog import ModelSpec
 from router.errors import InsufficientCredits, InsufficientFunds, RateLimited, SpendCapReached
@@ -69,13 +67,8 @@ def _refusal(exc: InsufficientFunds | SpendCapReached, needed: int
 
 async def _hold(ledger: BillingLedger, principal: Principal, request_id: str, amount: int,
                 cap: int | None, model: ModelSpec, now: float, policy: HoldPolicy) -> int:
-    # Shielded: a hold sent to the ledger may land after its caller stopped waiting, and
-    # then nobody would settle it. The request learns the outcome; a cancel (client
-    # gone) is delivered right after, and the hold is settled like any other.
-    with trio.CancelScope(shield=True):
-        await ledger.hold(principal.account, request_id, amount, now + policy.hold_ttl_s,
-                          now, key_id=principal.key_id, key_cap=cap, owner=policy.owner,
-                          model=model.id)
+    await ledger.hold(principal.account, request_id, amount, now + policy.hold_ttl_s, now,
+                      key_id=principal.key_id, key_cap=cap, owner=policy.owner, model=model.id)
     return amount
 
 

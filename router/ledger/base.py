@@ -23,8 +23,7 @@ from router.errors import (DuplicateRequest, InsufficientFunds, LedgerError, Spe
                            UnknownRequest)
 from router.usage import Usage
 
-__all__ = ["AccountBook", "AccountState", "BatchingLedger", "BillingLedger", "Checkpoint",
-           "Claim", "LedgerWrite",
+__all__ = ["AccountBook", "AccountState", "BillingLedger", "Checkpoint", "Claim",
            "DuplicateRequest", "Entry", "IdempotencyStore", "Instance", "InsufficientFunds",
            "KeyStore", "LeasedHold", "LedgerError", "LedgerModel", "Settlement",
            "SpendCapReached", "UnknownRequest", "UsageRecord", "UsageReports"]
@@ -124,16 +123,6 @@ class Claim:
     response: bytes = b""
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerWrite:
-    """One write of the billing ledger as a value (a method of `BillingLedger` and its
-    arguments), so that a ledger writer can commit many in one transaction."""
-
-    op: str  # hold | settle | checkpoint | recover | register_instance | renew_lease
-    args: tuple[Any, ...]
-    kwargs: tuple[tuple[str, Any], ...] = ()
-
-
 class BillingLedger(Protocol):
     """The pipeline's money: holds, checkpoints of streamed usage, settlement, and the
     leases that let any instance settle a dead one's holds (I7)."""
@@ -167,16 +156,6 @@ class BillingLedger(Protocol):
 
     async def settle(self, request_id: str, cost_micros: int, record: UsageRecord,
                      at: float) -> Settlement: ...
-
-
-class BatchingLedger(BillingLedger, Protocol):
-    """A billing ledger that can commit many writes at once (group commit)."""
-
-    async def write_batch(self, writes: list[LedgerWrite]) -> list[Any]:
-        """Apply `writes` in order in one transaction, each on its own: one that is
-        refused changes nothing, and its error (a `LedgerError`, or whatever it raised)
-        is its result. Returns once the batch is durable."""
-        ...
 
 
 class AccountBook(Protocol):

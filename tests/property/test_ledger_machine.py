@@ -20,13 +20,13 @@ from typing import Any, Callable
 import trio
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (Bundle, RuleBasedStateMachine, invariant, multiple,
+from hypothesis.stateful import (Bundle, RuleBasedStateMachine, invariant,
                                  precondition, rule)
 
-from actors.ledger_maintenance import sweep_abandoned_holds
+from actors.services.ledger_maintenance import sweep_abandoned_holds
 from router.errors import (DuplicateRequest, InsufficientFunds, LedgerError, SpendCapReached,
                            UnknownRequest)
-from router.ledger.base import Checkpoint, Instance, LedgerModel, LedgerWrite, UsageRecord
+from router.ledger.base import Checkpoint, Instance, LedgerModel, UsageRecord
 from router.ledger.sqlite import SqliteDatabase, SqliteLedger
 from router.usage import Usage
 
@@ -248,50 +248,6 @@ class LedgerMachine(RuleBasedStateMachine):
             assert not result.replay and result.captured == min(cost, amount)
             self.settled[request_id] = result.captured
         self.live.discard(request_id)
-
-    @rule(target=holds, new=st.lists(st.tuples(ACCOUNTS, st.integers(0, 3_000_000)),
-                                     max_size=6),
-          settles=st.lists(st.tuples(st.integers(0, 50), st.fractions(0, 2)), max_size=4),
-          which=st.integers(0, 5))
-    def many_requests_commit_together(self, new: list[tuple[str, int]],
-                                      settles: list[tuple[int, Any]], which: int) -> Any:
-        """Group commit: holds and settlements of many requests in one transaction, each
-        exactly as if alone (the model applies them one by one)."""
-        alive = self._alive()
-        owner = alive[which % len(alive)]
-        writes: list[tuple[LedgerWrite, Any]] = []
-        for account, amount in new:
-            self.next_id += 1
-            args = (account, f"req-{self.next_id}", amount, self.now + 50, self.now)
-            kwargs = {"owner": owner, "model": "m"}
-            writes.append((LedgerWrite("hold", args, tuple(kwargs.items())),
-                           partial(self.model.hold, *args, **kwargs)))
-        settleable = sorted(r for r in self.live if self.owner_of.get(r) not in self.crashed)
-        for index, factor in settles:
-            if not settleable:
-                break
-            request_id = settleable[index % len(settleable)]
-            hold = self.model.holds[request_id]
-            cost = int(hold.amount * factor)
-            args = (request_id, cost, self._record(request_id, hold.account, cost), self.now)
-            writes.append((LedgerWrite("settle", args), partial(self.model.settle, *args)))
-        expected = [_outcome(apply) for _, apply in writes]
-        results = trio.run(self.real.write_batch, [write for write, _ in writes])
-        actual = [type(r).__name__ if isinstance(r, Exception) else r for r in results]
-        assert actual == expected, f"batch: {self.backend} {actual!r} != model {expected!r}"
-        held = []
-        for (write, _), result in zip(writes, results):
-            if isinstance(result, Exception):
-                continue
-            request_id = write.args[0] if write.op == "settle" else write.args[1]
-            if write.op == "hold":
-                self.live.add(request_id)
-                self.owner_of[request_id] = owner
-                held.append((request_id, write.args[0], write.args[2]))
-            elif request_id not in self.settled:
-                self.settled[request_id] = result.captured
-                self.live.discard(request_id)
-        return multiple(*held)
 
     @rule(request_id=st.text("xyz", min_size=1, max_size=3))
     def settle_unknown(self, request_id: str) -> None:

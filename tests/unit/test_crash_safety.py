@@ -13,7 +13,7 @@ from typing import Any
 import trio
 import trio.testing
 
-from actors.ledger_maintenance import LeaseKeeper, dead_instances, sweep_abandoned_holds
+from actors.services.ledger_maintenance import LeaseKeeper, dead_instances, sweep_abandoned_holds
 from actors.pipeline.reserve import Reservation
 from actors.pipeline.context import Outcome
 from actors.pipeline.settle import Billing

@@ -7,7 +7,7 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from actors.ledger_maintenance import HoldSweeper
+from actors.services.ledger_maintenance import HoldSweeper
 from actors.supervisor import Supervisor
 from router.ledger.sqlite import SqliteDatabase, SqliteLedger
 

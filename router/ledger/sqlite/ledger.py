@@ -18,7 +18,7 @@ import trio
 from router.errors import (DuplicateRequest, InsufficientFunds, LedgerError, SpendCapReached,
                            UnknownRequest)
 from router.ledger.base import (AccountState, Checkpoint, Entry, Instance, LeasedHold,
-                                LedgerWrite, Settlement, UsageRecord)
+                                Settlement, UsageRecord)
 from router.ledger.sqlite.db import SqliteDatabase, Transaction
 from router.ledger.sqlite.export import read_usage_rows
 from router.usage import Usage
@@ -184,32 +184,10 @@ def _renew_lease(conn: sqlite3.Connection, instance_id: str, until: float) -> No
     conn.execute("UPDATE instances SET lease_until = ? WHERE id = ?", (until, instance_id))
 
 
-# The writes, each run inside a transaction it does not open: one of its own
-# (`_in_transaction`), or a batch's (`_batch`, group commit).
-WRITES: dict[str, Callable[..., Any]] = {
-    "hold": _hold, "settle": _settle, "checkpoint": _checkpoint, "recover": _recover,
-    "register_instance": _register_instance, "renew_lease": _renew_lease}
-
-
 def _in_transaction(conn: sqlite3.Connection, write: Callable[..., T], *args: Any) -> T:
+    """Run one write (the functions above open no transaction of their own)."""
     with Transaction(conn):
         return write(conn, *args)
-
-
-def _batch(conn: sqlite3.Connection, writes: list[LedgerWrite]) -> list[Any]:
-    """Every write in one transaction, each in a savepoint of its own: one that is
-    refused (or fails) changes nothing and its error is its result; the others land."""
-    results: list[Any] = []
-    with Transaction(conn):
-        for write in writes:
-            conn.execute("SAVEPOINT write")
-            try:
-                results.append(WRITES[write.op](conn, *write.args, **dict(write.kwargs)))
-            except Exception as exc:  # noqa: BLE001 - the write's own answer, not the batch's
-                conn.execute("ROLLBACK TO write")
-                results.append(exc)
-            conn.execute("RELEASE write")
-    return results
 
 
 def _instances(conn: sqlite3.Connection) -> list[Instance]:
@@ -303,9 +281,6 @@ class SqliteLedger:
                      at: float) -> Settlement:
         return await self.db.run(_in_transaction, _settle, request_id, cost_micros, record,
                                  at)
-
-    async def write_batch(self, writes: list[LedgerWrite]) -> list[Any]:
-        return await self.db.run(_batch, writes)
 
     async def entries(self, account: str, after: int = 0, limit: int = 100) -> list[Entry]:
         return await self.db.run(_entries, account, after, limit)
