@@ -150,8 +150,9 @@ class BillingLedger(Protocol):
     async def instances(self) -> list[Instance]: ...
 
     async def key_spent(self, key_id: str) -> int:
-        """Captured plus still held under this key: what its spend cap counts (a running
-        counter, not a scan of the key's history)."""
+        """Captured plus still held under this key, by the holds taken under its spend
+        cap: what the cap counts (a running counter, not a scan of the key's history;
+        keys without a cap are not counted, and a key's cap is fixed when it is issued)."""
         ...
 
     async def settle(self, request_id: str, cost_micros: int, record: UsageRecord,
@@ -286,7 +287,9 @@ class LedgerModel:
             remaining = key_cap - self.key_spent(key_id)
             if amount > remaining:
                 raise SpendCapReached(amount, max(remaining, 0))
-        self.holds[request_id] = _Hold(account, amount, deadline, key_id, owner=owner,
+        # Only a key with a spend cap has its spend counted (a key's cap is fixed at issue).
+        counted_key = key_id if key_cap is not None else None
+        self.holds[request_id] = _Hold(account, amount, deadline, counted_key, owner=owner,
                                        model=model)
         self._append(account, "hold", 0, amount, request_id, None, at)
         return self.state(account)

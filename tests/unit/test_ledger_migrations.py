@@ -20,11 +20,14 @@ def _old_ledger(path: Path) -> None:
         conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
     conn.execute("INSERT INTO accounts (id, balance, held, created_at) VALUES "
                  "('alice', 1000000, 300, 0)")
+    conn.executemany("INSERT INTO api_keys (id, account, prefix, hash, spend_cap_micros, "
+                     "created_at) VALUES (?, 'alice', 'ar_sk_x', ?, ?, 0)",
+                     [("k1", "h1", 10_000), ("k3", "h3", None)])
     conn.executemany(
         "INSERT INTO holds (request_id, account, amount, deadline, settled, captured, "
         "released, created_at, key_id) VALUES (?, 'alice', ?, 9e9, ?, ?, ?, 0, ?)",
         [("r1", 500, 1, 120, 380, "k1"), ("r2", 300, 0, None, None, "k1"),
-         ("r3", 900, 1, 900, 0, None)])
+         ("r3", 900, 1, 900, 0, "k3")])
     conn.executemany(
         "INSERT INTO usage (request_id, account, model, provider, input_tokens, "
         "output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, reported, "
@@ -40,7 +43,7 @@ async def test_an_old_ledger_gets_its_counters_from_its_history(tmp_path: Path) 
     db = SqliteDatabase(path)
     ledger = SqliteLedger(db)
     assert await ledger.key_spent("k1") == 120 + 300, "captured + still held under the key"
-    assert await ledger.key_spent("k2") == 0
+    assert await ledger.key_spent("k3") == 0, "a key without a cap is not counted"
     assert await ledger.spent("alice") == 1020
     await ledger.settle("r2", 100, UsageRecord("r2", "alice", "m", "p", Usage(1, 1), 100, 1),
                         1.0)

@@ -82,7 +82,8 @@ STEPS: tuple[str, ...] = ("""
 CREATE TABLE IF NOT EXISTS key_spend (key_id TEXT PRIMARY KEY, spent INTEGER NOT NULL);
 INSERT OR REPLACE INTO key_spend (key_id, spent)
     SELECT key_id, SUM(CASE WHEN settled THEN captured ELSE amount END) FROM holds
-    WHERE key_id IS NOT NULL GROUP BY key_id;
+    WHERE key_id IN (SELECT id FROM api_keys WHERE spend_cap_micros IS NOT NULL)
+    GROUP BY key_id;
 ALTER TABLE accounts ADD COLUMN spent INTEGER NOT NULL DEFAULT 0;
 UPDATE accounts SET spent = (SELECT COALESCE(SUM(cost_micros), 0) FROM usage
                              WHERE usage.account = accounts.id);

@@ -95,7 +95,7 @@ def _hold(conn: sqlite3.Connection, account: str, request_id: str, amount: int,
     conn.execute("INSERT INTO holds (request_id, account, amount, deadline, created_at, "
                  "key_id, owner, model) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                  (request_id, account, amount, deadline, at, key_id, owner, model))
-    if key_id is not None:  # captured + held under the key, for its spend cap
+    if key_id is not None and key_cap is not None:  # captured + held under the key's cap
         conn.execute("INSERT INTO key_spend (key_id, spent) VALUES (?, ?) ON CONFLICT "
                      "(key_id) DO UPDATE SET spent = spent + excluded.spent",
                      (key_id, amount))
