@@ -25,7 +25,7 @@ from actors.pipeline.stream import run_stream
 from router.auth.principal import Principal
 from router.errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited, RouterError
 from router.gateway import ClientSink, ModelCall
-from router.ledger.base import MAX_IDEMPOTENCY_KEY
+from router.ledger.base import MAX_IDEMPOTENCY_KEY, Claim
 from router.protocols.api import Meter
 from router.protocols.formats import FORMATS
 from router.ratelimit import retry_after_header
@@ -121,7 +121,8 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
         rt.observe(outcome)
 
 
-async def _claim(rt: "Runtime", call: ModelCall, principal: Principal):  # type: ignore[no-untyped-def]
+async def _claim(rt: "Runtime", call: ModelCall, principal: Principal
+                 ) -> tuple[tuple[str, str] | None, Claim | None]:
     """Claim the call's Idempotency-Key: (the claim to release later, a stored answer to
     replay instead of calling anyone)."""
     key = call.idempotency_key
