@@ -99,8 +99,12 @@ def _serve(config: Config) -> int:
 def _with_stores(config: Config, use: Callable[[Stores], Awaitable[T]]) -> T:
     """Open the configured ledger, run `use` on it, close it."""
     stores = open_stores(config)
+
+    async def in_session() -> T:
+        async with stores.session():
+            return await use(stores)
     try:
-        return trio.run(use, stores)
+        return trio.run(in_session)
     finally:
         stores.close()
 
@@ -184,6 +188,11 @@ def _providers(config: Config) -> list[dict[str, Any]]:
              "max_concurrent": p.max_concurrent} for p in config.catalog.providers.values()]
 
 
+async def _ping(stores: Stores) -> bool:
+    async with stores.session():
+        return await stores.ping()
+
+
 def _doctor(config: Config) -> int:
     import socket
     from urllib.parse import urlsplit
@@ -194,7 +203,7 @@ def _doctor(config: Config) -> int:
         stores = open_stores(config)
         try:
             report["ledger"]["where"] = stores.where
-            trio.run(stores.ping)
+            trio.run(_ping, stores)
         finally:
             stores.close()
         report["ledger"]["usable"] = True

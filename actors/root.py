@@ -84,7 +84,7 @@ async def serve(config: Config, *, on_listening: Callable[[list[str]], None] | N
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call
     rt = build_runtime(config)
     try:
-        async with trio.open_nursery() as nursery:
+        async with rt.stores.session(), trio.open_nursery() as nursery:
             await start_actors(rt, nursery)
             server = partial(hypercorn_serve, build_app(rt), hypercorn_config(config),
                              shutdown_trigger=until_signalled if handle_signals else None)

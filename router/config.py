@@ -63,6 +63,8 @@ _SETTINGS: tuple[Setting, ...] = (
     Setting("data_dir", ("DATA_DIR",), "./data"),
     Setting("billing_backend", ("BILLING_BACKEND",), "sqlite"),
     Setting("redis_url", ("REDIS_URL",), None),
+    Setting("database_url", ("DATABASE_URL",), None),
+    Setting("workers", ("WORKERS",), 1, _int),
     Setting("admin_api_key", ("ADMIN_API_KEY", "TOKEN_ADMIN_KEY"), None),
     Setting("auth_cookie_secret", ("AUTH_COOKIE_SECRET",), None),
     Setting("auth0_domain", ("AUTH0_DOMAIN",), None),
@@ -100,7 +102,8 @@ _SETTINGS: tuple[Setting, ...] = (
 
 # Secrets: `doctor` and logs show only whether they are set.
 SECRET_FIELDS = frozenset({"admin_api_key", "auth_cookie_secret", "internal_service_token",
-                           "openai_api_key", "anthropic_api_key", "redis_url"})
+                           "openai_api_key", "anthropic_api_key", "redis_url",
+                           "database_url"})
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,8 @@ class Config:
     data_dir: str
     billing_backend: str
     redis_url: str | None = field(repr=False)
+    database_url: str | None = field(repr=False)
+    workers: int
     admin_api_key: str | None = field(repr=False)
     auth_cookie_secret: str | None = field(repr=False)
     auth0_domain: str | None
@@ -225,6 +230,13 @@ def load_config(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] |
     if values["billing_backend"] not in BACKENDS:
         raise ConfigError(f"BILLING_BACKEND={values['billing_backend']!r} is not available "
                           f"in this build; use one of {', '.join(BACKENDS)}")
+    if values["billing_backend"] == "postgres" and not values["database_url"]:
+        raise ConfigError("BILLING_BACKEND=postgres needs DATABASE_URL "
+                          "(postgresql://user@host:5432/dbname)")
+    if values["billing_backend"] == "redis" and not values["redis_url"]:
+        raise ConfigError("BILLING_BACKEND=redis needs REDIS_URL (redis://host:6379/0)")
+    if values["workers"] < 1:
+        raise ConfigError("WORKERS must be 1 or more")
     if values["rate_limit_rpm"] < 0:
         raise ConfigError("RATE_LIMIT_RPM must be 0 (no limit) or positive")
     if values["hold_policy"] not in ("affordable", "strict"):

@@ -17,6 +17,7 @@ AuraError                         anything the router raises on purpose
 │   ├── StreamCancelled         499
 │   ├── ProviderFailed          502
 │   ├── NoProvider              503
+│   ├── BillingUnavailable      503  (the ledger's service cannot be reached: fail closed)
 │   └── ProviderTimeout         504
 ├── UpstreamError                 a provider call gave no answer (the pipeline turns it
 │   │                             into a RouterError, or fails over)
@@ -198,6 +199,16 @@ class NoProvider(RouterError):
     openai_type = "api_error"
     anthropic_type = "overloaded_error"
     code = "no_provider"
+
+
+class BillingUnavailable(RouterError):
+    """The ledger's (or shared state's) service cannot be reached: the request is refused
+    before anything reaches a provider, so nothing is spent that cannot be billed."""
+
+    status = 503
+    openai_type = "api_error"
+    anthropic_type = "overloaded_error"
+    code = "billing_unavailable"
 
 
 class ProviderTimeout(RouterError):

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, settings
 
 from examples.ws_client import answer_pings_only_while_open
 from tests.fakes import FakeProviderServer
+from tests.backends import drop_postgres_schemas
 from tests.harness import JWT_SECRET, RouterProcess, router_config
 
 settings.register_profile("ci", max_examples=60, deadline=None,
@@ -44,3 +45,11 @@ def router(fake: FakeProviderServer, tmp_path_factory: pytest.TempPathFactory
     with RouterProcess(data_dir, router_config(fake.openai_base_url, fake.anthropic_base_url),
                        env={"AUTH_COOKIE_SECRET": JWT_SECRET}) as proc:
         yield proc
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    drop_postgres_schemas(leftovers=True)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    drop_postgres_schemas()

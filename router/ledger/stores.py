@@ -2,12 +2,13 @@
 
 `open_stores(config)` is the only place that chooses a backend by name
 (`BILLING_BACKEND`); everything else holds the interfaces of `router.ledger.base`. A
-backend is one package under `router/ledger/` (only `sqlite` today) whose `open` builds
+backend is one package under `router/ledger/` (`sqlite`, `postgres`, `redis`) whose `open` builds
 its `Stores`.
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
@@ -18,7 +19,7 @@ from router.ledger.base import (AccountBook, BillingLedger, IdempotencyStore, Ke
 if TYPE_CHECKING:
     from router.config import Config
 
-BACKENDS = ("sqlite",)
+BACKENDS = ("sqlite", "postgres", "redis")
 
 
 @dataclass
@@ -38,6 +39,10 @@ class Stores:
     # by a supervised actor every `upkeep_interval_s`.
     upkeep: Callable[[], Awaitable[None]] | None = None
     upkeep_interval_s: float = 1.0
+    # What must be open while the stores are used inside one `trio.run` (a network
+    # client's connections and the tasks that read them); entered by whoever runs the
+    # event loop: the server's root, each CLI command, a test.
+    session: Callable[[], AbstractAsyncContextManager[Any]] = nullcontext
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -45,5 +50,11 @@ def open_stores(config: "Config") -> Stores:
     if config.billing_backend == "sqlite":
         from router.ledger import sqlite
         return sqlite.open(config)
+    if config.billing_backend == "postgres":
+        from router.ledger import postgres
+        return postgres.open(config)
+    if config.billing_backend == "redis":
+        from router.ledger import redis
+        return redis.open(config)
     raise ConfigError(f"BILLING_BACKEND={config.billing_backend!r} is not available in this "
                       f"build; use one of {', '.join(BACKENDS)}")

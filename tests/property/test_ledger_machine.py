@@ -3,7 +3,7 @@
 The same random sequence of grants, adjustments, holds, settlements, replays, unknown
 requests, checkpoints of streamed usage, router crashes and restarts, requests that lose
 track of their hold, and sweeps drives the pure `LedgerModel` (the oracle) and every
-ledger backend (`BACKENDS`; only SQLite today) through its public async interfaces (one
+ledger backend (`BACKENDS`: SQLite, PostgreSQL, Redis) through its public async interfaces (one
 `trio.run` per step). After every step
 both must agree, and I1-I5, I7 (a crashed router's holds are settled from their last
 checkpoint, streamed usage never at 0) and I8-style replays must hold on both.
@@ -15,7 +15,7 @@ import tempfile
 from collections import Counter
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable, TypeVar
 
 import trio
 from hypothesis import settings
@@ -27,23 +27,21 @@ from actors.services.ledger_maintenance import sweep_abandoned_holds
 from router.errors import (DuplicateRequest, InsufficientFunds, LedgerError, SpendCapReached,
                            UnknownRequest)
 from router.ledger.base import Checkpoint, Instance, LedgerModel, UsageRecord
-from router.ledger.sqlite import SqliteDatabase, SqliteLedger
+from router.config import load_config
+from router.ledger.stores import BACKENDS, Stores, open_stores
 from router.usage import Usage
+from tests.backends import backend_env
 
+T = TypeVar("T")
 ACCOUNTS = st.sampled_from(["alice", "bob", "carol"])
 AMOUNTS = st.integers(min_value=1, max_value=5_000_000)
 LEASE_S = 15.0
 HOST = "h1"  # the sweeping instance's host; instances elsewhere die only by their lease
 
 
-def _sqlite(directory: Path) -> tuple[Any, Callable[[], None]]:
-    db = SqliteDatabase(directory / "ledger.sqlite3")
-    return SqliteLedger(db), db.close
-
-
-# Each backend: a ledger (billing, accounts and usage reports) in a fresh directory, and
-# how to close it. A new backend adds one line and passes the same machine.
-BACKENDS: dict[str, Callable[[Path], tuple[Any, Callable[[], None]]]] = {"sqlite": _sqlite}
+def _fresh_stores(backend: str, directory: Path) -> Stores:
+    """The backend's stores on an empty ledger (tests/backends.py)."""
+    return open_stores(load_config(env=backend_env(backend, directory), cwd=directory))
 
 
 def _outcome(fn: Any, *args: Any) -> Any:
@@ -64,7 +62,8 @@ class LedgerMachine(RuleBasedStateMachine):
         super().__init__()
         self.model = LedgerModel()
         self.dir = tempfile.TemporaryDirectory()
-        self.real, self.close_backend = BACKENDS[self.backend](Path(self.dir.name))
+        self.stores = _fresh_stores(self.backend, Path(self.dir.name))
+        self.real = self.stores.billing
         self.now = 1_000.0
         self.next_id = 0
         self.settled: dict[str, int] = {}  # request id -> captured, as first reported
@@ -89,11 +88,18 @@ class LedgerMachine(RuleBasedStateMachine):
         return sorted(i for i in self.instances if i not in self.crashed)
 
     def teardown(self) -> None:
-        self.close_backend()
+        self.stores.close()
         self.dir.cleanup()
 
+    def _run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """One step's calls, in one event loop, inside the stores' session."""
+        async def in_session() -> T:
+            async with self.stores.session():
+                return await fn(*args)
+        return trio.run(in_session)
+
     def _real(self, method: str, *args: Any) -> Any:
-        return _outcome(lambda: trio.run(getattr(self.real, method), *args))
+        return _outcome(lambda: self._run(getattr(self.real, method), *args))
 
     def _both(self, method: str, *args: Any) -> Any:
         expected = _outcome(getattr(self.model, method), *args)
@@ -109,11 +115,11 @@ class LedgerMachine(RuleBasedStateMachine):
     def key_spend_counters_agree(self) -> None:
         """A key's running spend (captured + held) is the model's sum over its holds."""
         for key in ("k1", "k2"):
-            assert trio.run(self.real.key_spent, key) == self.model.key_spent(key), key
+            assert self._run(self.real.key_spent, key) == self.model.key_spent(key), key
 
     @invariant()
     def instances_agree(self) -> None:
-        assert trio.run(self.real.instances) == self.model.instances()
+        assert self._run(self.real.instances) == self.model.instances()
 
     @rule(account=ACCOUNTS, amount=AMOUNTS)
     def grant(self, account: str, amount: int) -> None:
@@ -183,7 +189,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 recovered.append(request_id)
                 self.settled[request_id] = self.model.recover(request_id, self.now).captured
         pids = {i.pid for i in self.instances.values() if i.id not in self.crashed}
-        trio.run(partial(sweep_abandoned_holds, exists=lambda pid: pid in pids),
+        self._run(partial(sweep_abandoned_holds, exists=lambda pid: pid in pids),
                  self.real, self.live, self.now, me)
         for request_id in recovered:  # I7: what was checkpointed is billed, up to the hold
             amount = self.model.holds[request_id].amount
@@ -198,10 +204,10 @@ class LedgerMachine(RuleBasedStateMachine):
         owner = alive[which % len(alive)]
         expected = _outcome(lambda: self.model.hold(account, request_id, amount, deadline,
                                                     self.now, owner=owner, model="m", **caps))
-        actual = _outcome(lambda: trio.run(partial(self.real.hold, owner=owner, model="m",
+        actual = _outcome(lambda: self._run(partial(self.real.hold, owner=owner, model="m",
                                                    **caps),
                                            account, request_id, amount, deadline, self.now))
-        assert actual == expected, f"hold: sqlite {actual!r} != model {expected!r}"
+        assert actual == expected, f"hold: {self.backend} {actual!r} != model {expected!r}"
         if isinstance(actual, str):
             return (request_id, account, -1)
         self.live.add(request_id)
@@ -220,7 +226,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def hold_under_a_key_spend_cap(self, account: str, key: str, amount: int,
                                    cap: int, which: int) -> tuple[str, str, int]:
         held = self._owned_hold(account, amount, self.now + 50, which, key_id=key, key_cap=cap)
-        assert self.model.key_spent(key) == trio.run(self.real.key_spent, key)
+        assert self.model.key_spent(key) == self._run(self.real.key_spent, key)
         return held
 
     @rule(held=holds)
@@ -277,7 +283,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def backends_agree_and_invariants_hold(self) -> None:
         for account in ("alice", "bob", "carol"):
             expected = self.model.state(account)
-            actual, entries, open_holds, usage, spent = trio.run(self._snapshot, account)
+            actual, entries, open_holds, usage, spent = self._run(self._snapshot, account)
             assert (actual.balance, actual.held) == (expected.balance, expected.held)
             assert actual.available >= 0  # I3
             assert sum(e.amount for e in entries) == actual.balance  # I1
@@ -299,5 +305,9 @@ for _name in BACKENDS:
     _machine = type(f"{_name.title()}LedgerMachine", (LedgerMachine,), {"backend": _name})
     _case = _machine.TestCase
     # the loaded profile (ci, or --hypothesis-profile=thorough) decides how many examples
-    _case.settings = settings(stateful_step_count=30)
+    # A network backend pays a fresh schema or database per example: a third as many in
+    # the default profile (the thorough profile runs thousands on each).
+    _examples = settings.default.max_examples
+    _case.settings = settings(stateful_step_count=30, max_examples=_examples
+                              if _name == "sqlite" or _examples > 100 else _examples // 3)
     globals()[f"TestLedgerMachine{_name.title()}"] = _case

@@ -15,14 +15,15 @@ from router.errors import InsufficientFunds
 from router.ledger.base import UsageRecord
 from router.ledger.stores import BACKENDS, Stores, open_stores
 from router.usage import Usage
+from tests.backends import backend_env
 
 
 @pytest.fixture(params=BACKENDS)
 async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stores]:
-    config = load_config(env={"DATA_DIR": str(tmp_path), "BILLING_BACKEND": request.param},
-                         cwd=tmp_path)
+    config = load_config(env=backend_env(request.param, tmp_path), cwd=tmp_path)
     opened = open_stores(config)
-    yield opened
+    async with opened.session():
+        yield opened
     opened.close()
 
 

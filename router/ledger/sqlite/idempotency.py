@@ -7,15 +7,11 @@ ledger's `recover`), and in any case expires after `stale_after_s`.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 
 from router.ledger.base import Claim
+from router.ledger.rows import body_hash
 from router.ledger.sqlite.db import SqliteDatabase, Transaction
-
-
-def body_hash(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()
 
 
 def _begin(conn: sqlite3.Connection, account: str, key: str, digest: str, request_id: str,

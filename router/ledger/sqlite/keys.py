@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import sqlite3
 
-import orjson
-
 from router.auth.keys import KeyRecord, hash_key, new_key, new_key_id, shown_prefix
+from router.ledger.rows import KEY_COLUMNS as _COLUMNS
+from router.ledger.rows import key_record as _record
+from router.ledger.rows import models_column
 from router.ledger.sqlite.db import SqliteDatabase, Transaction
-
-_COLUMNS = ("id, account, prefix, label, models, rpm, spend_cap_micros, expires_at, "
-            "revoked_at, created_at")
-
-
-def _record(row: tuple) -> KeyRecord:
-    models = tuple(orjson.loads(row[4])) if row[4] else None
-    return KeyRecord(row[0], row[1], row[2], row[3], models, row[5], row[6], row[7], row[8],
-                     row[9])
 
 
 def _issue(conn: sqlite3.Connection, account: str, label: str | None,
@@ -28,7 +20,7 @@ def _issue(conn: sqlite3.Connection, account: str, label: str | None,
                      "VALUES (?, 0, 0, ?)", (account, at))
         conn.execute(f"INSERT INTO api_keys ({_COLUMNS}, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                      (key_id, account, shown_prefix(key), label,
-                      orjson.dumps(models).decode() if models else None, rpm, spend_cap,
+                      models_column(models), rpm, spend_cap,
                       expires_at, None, at, hash_key(key)))
     return key, KeyRecord(key_id, account, shown_prefix(key), label,
                           tuple(models) if models else None, rpm, spend_cap, expires_at,

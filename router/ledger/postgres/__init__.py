@@ -1,0 +1,35 @@
+"""The PostgreSQL backend (`BILLING_BACKEND=postgres`, `DATABASE_URL`): the ledger of
+record that router instances on many machines share.
+
+`open(config)` connects (refusing to start with one line naming DATABASE_URL when it
+cannot), runs the schema's migrations and builds the `Stores`: ledger, keys and
+idempotency claims, all on one connection pool.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from router.ledger.postgres.db import PostgresDatabase
+from router.ledger.postgres.idempotency import PostgresIdempotency
+from router.ledger.postgres.keys import PostgresKeyStore
+from router.ledger.postgres.ledger import PostgresLedger
+from router.ledger.stores import Stores
+from router.redact import display_url
+
+if TYPE_CHECKING:
+    from router.config import Config
+
+
+def open(config: "Config") -> Stores:  # noqa: A001 - the backend's one entry point
+    assert config.database_url is not None  # load_config requires it for this backend
+    db = PostgresDatabase(config.database_url)
+    ledger = PostgresLedger(db)
+    return Stores(backend="postgres", billing=ledger, accounts=ledger, reports=ledger,
+                  keys=PostgresKeyStore(db),
+                  idempotency=PostgresIdempotency(db, stale_after_s=config.hold_ttl_s),
+                  where=display_url(config.database_url), ping=ledger.ping, close=db.close)
+
+
+__all__ = ["PostgresDatabase", "PostgresIdempotency", "PostgresKeyStore", "PostgresLedger",
+           "open"]

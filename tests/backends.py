@@ -1,0 +1,87 @@
+"""Each ledger backend, fresh for one test: the settings that point a router (or
+`open_stores`) at an empty ledger on the machine's real services.
+
+- sqlite: a file under the test's own directory.
+- postgres: a schema of its own in the `test` database of the local PostgreSQL
+  (`DATABASE_URL` sets `search_path` to it), dropped by `drop_postgres_schemas`.
+- redis: database 15 of the local Redis, flushed (tests run one at a time).
+
+A service that cannot be reached skips the test with a loud reason (scripts/test starts
+both services when they are down; only a machine without them skips).
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+_SCHEMAS: list[str] = []
+
+
+def _reachable(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require(service: str) -> None:
+    port = {"postgres": 5432, "redis": 6379}[service]
+    if not _reachable(port):
+        pytest.skip(f"!!! {service} is not reachable on 127.0.0.1:{port}: the {service} "
+                    f"backend is NOT tested here (scripts/test starts it when it can) !!!")
+
+
+def fresh_postgres_url() -> str:
+    import psycopg
+
+    require("postgres")
+    schema = f"aura_test_{secrets.token_hex(6)}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    _SCHEMAS.append(schema)
+    return f"{POSTGRES_ADMIN_URL}?options={quote(f'-csearch_path={schema}')}"
+
+
+def drop_postgres_schemas(*, leftovers: bool = False) -> None:
+    """Drop the schemas this run made (`leftovers`: and those a killed run left)."""
+    if not _SCHEMAS and not (leftovers and _reachable(5432)):
+        return
+    import psycopg
+
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        if leftovers:
+            _SCHEMAS.extend(row[0] for row in conn.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'aura\\_test\\_%'"))
+        while _SCHEMAS:
+            conn.execute(f"DROP SCHEMA IF EXISTS {_SCHEMAS.pop()} CASCADE")
+
+
+def fresh_redis_url(db: int = 15) -> str:
+    """Database `db` of the local Redis, emptied (a plain RESP exchange: it may run
+    inside a test's event loop)."""
+    require("redis")
+    with socket.create_connection(("127.0.0.1", 6379), timeout=5) as sock:
+        sock.sendall(b"*2\r\n$6\r\nSELECT\r\n$%d\r\n%d\r\n*1\r\n$7\r\nFLUSHDB\r\n"
+                     % (len(str(db)), db))
+        answer = b""
+        while answer.count(b"\r\n") < 2:
+            answer += sock.recv(64)
+    assert answer == b"+OK\r\n+OK\r\n", answer
+    return f"redis://127.0.0.1:6379/{db}"
+
+
+def backend_env(backend: str, data_dir: Path) -> dict[str, str]:
+    """The environment for a router (or `load_config`) on a fresh, empty `backend`."""
+    env = {"DATA_DIR": str(data_dir), "BILLING_BACKEND": backend}
+    if backend == "postgres":
+        env["DATABASE_URL"] = fresh_postgres_url()
+    elif backend == "redis":
+        env["REDIS_URL"] = fresh_redis_url()
+    return env
