@@ -16,7 +16,7 @@ import orjson
 import trio
 
 from router.config import Config, load_config
-from router.errors import ConfigError, LedgerError
+from router.errors import BillingUnavailable, ConfigError, LedgerError
 from router.ledger.stores import Stores, open_stores
 from router.redact import display_url
 
@@ -236,6 +236,17 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
+    try:
+        return _run(config, args)
+    except ConfigError as exc:  # e.g. a DATABASE_URL or REDIS_URL that cannot be used
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    except BillingUnavailable as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+
+
+def _run(config: Config, args: argparse.Namespace) -> int:
     command = args.command or "serve"
     if command == "serve":
         return _serve(config)

@@ -25,6 +25,7 @@ from actors.pipeline.reserve import HoldPolicy
 from actors.pipeline.settle import Billing
 from router.auth.principal import Principal
 from router.config import Config
+from router.errors import BillingUnavailable
 from router.gateway import ClientSink, ModelCall, Streams, TokenCount
 from router.ledger.base import AccountBook, BillingLedger, IdempotencyStore, Instance, KeyStore
 from router.ledger.base import UsageReports
@@ -106,6 +107,8 @@ class Runtime:
         reasons = []
         try:
             await self.stores.ping()
+        except BillingUnavailable:
+            reasons.append(f"ledger unreachable ({self.stores.backend} at {self.stores.where})")
         except Exception as exc:  # noqa: BLE001 - the point is to report it, whatever it is
             reasons.append(f"ledger unusable: {type(exc).__name__}")
         stats = await self.provider_stats()

@@ -6,7 +6,8 @@ before the first content reaches the client it writes one itself (`before_conten
 that a crash after that moment can never bill streamed tokens at 0 (I7). A whole answer
 is settled before it is sent. `settle` runs whatever happened before (success, provider
 error, client gone, cancel), shielded from cancellation with a deadline of its own; it
-runs once. The provider's reported usage is the truth; without it, output is counted
+runs once; while the ledger's service cannot be reached it retries until its deadline,
+then the lease keeper takes over. The provider's reported usage is the truth; without it, output is counted
 from what was streamed and input estimated from the request (docs/billing.md). Capture never
 exceeds the hold; a cost beyond it is logged and recorded as the platform's loss.
 """
@@ -19,11 +20,13 @@ from typing import Callable
 import trio
 
 from actors.pipeline.context import Outcome, RequestContext
+from router.errors import BillingUnavailable
 from router.gateway import Settled
 from router.ledger.base import BillingLedger, Checkpoint, UsageRecord
 from router.protocols.api import Meter
 
 SETTLE_DEADLINE_S = 30.0
+RETRY_FIRST_S, RETRY_MAX_S = 0.05, 2.0  # while the ledger's service cannot be reached
 log = logging.getLogger("aura.settle")
 
 
@@ -86,9 +89,17 @@ class Billing:
                              self.outcome.provider or "", usage, cost, now)
         with trio.CancelScope(shield=True) as scope:
             scope.deadline = trio.current_time() + SETTLE_DEADLINE_S
-            settlement = await self.ledger.settle(reservation.request_id, cost, record, now)
-            self.settled = Settled(usage, settlement.captured, settlement)
-            return self.settled
+            pause = RETRY_FIRST_S
+            while True:
+                try:
+                    settlement = await self.ledger.settle(reservation.request_id, cost, record,
+                                                          now)
+                except BillingUnavailable:  # the ledger's service is away: it comes back
+                    await trio.sleep(pause)
+                    pause = min(pause * 2, RETRY_MAX_S)
+                    continue
+                self.settled = Settled(usage, settlement.captured, settlement)
+                return self.settled
         log.error("settlement of %s missed its deadline; the lease keeper retries it",
                   reservation.request_id)
         self.settled = Settled(usage, min(cost, reservation.hold_micros), None)

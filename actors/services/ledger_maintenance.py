@@ -18,12 +18,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 import trio
 
 from actors.mailbox import Actor
 from actors.pipeline.settle import Billing
+from router.errors import BillingUnavailable
 from router.ledger.base import BillingLedger, Instance
 
 log = logging.getLogger("aura.sweeper")
@@ -79,6 +81,16 @@ async def sweep_abandoned_holds(ledger: BillingLedger, live: Mapping[str, Any], 
     return swept
 
 
+@asynccontextmanager
+async def while_ledger_away(who: str) -> AsyncIterator[None]:
+    """One round of upkeep: if the ledger's service cannot be reached, say so and let the
+    next round try again (restarting the actor would not bring the service back)."""
+    try:
+        yield
+    except BillingUnavailable:
+        log.warning("%s: the ledger cannot be reached; trying again next round", who)
+
+
 class StoreUpkeep(Actor[Any]):
     def __init__(self, upkeep: Callable[[], Awaitable[None]], interval_s: float) -> None:
         self.upkeep = upkeep
@@ -89,7 +101,8 @@ class StoreUpkeep(Actor[Any]):
         task_status.started()
         while True:
             await trio.sleep(self.interval_s)
-            await self.upkeep()
+            async with while_ledger_away("store upkeep"):
+                await self.upkeep()
 
 
 class LeaseKeeper(Actor[Any]):
@@ -116,7 +129,8 @@ class LeaseKeeper(Actor[Any]):
         task_status.started()
         while True:
             await trio.sleep(self.checkpoint_s)
-            await self.tick()
+            async with while_ledger_away("lease keeper"):
+                await self.tick()
 
 
 class HoldSweeper(Actor[Any]):
@@ -135,4 +149,5 @@ class HoldSweeper(Actor[Any]):
         task_status.started()
         while True:
             await trio.sleep(self.interval_s)
-            await sweep_abandoned_holds(self.ledger, self.live, self.clock(), self.me)
+            async with while_ledger_away("hold sweeper"):
+                await sweep_abandoned_holds(self.ledger, self.live, self.clock(), self.me)
