@@ -180,3 +180,26 @@ class RouterProcess:
         r = httpx.get(self.base_url + "/v1/usage", headers={"authorization": f"Bearer {key}"})
         assert r.status_code == 200, r.text
         return r.json()
+
+
+def assert_account_invariants(router: "RouterProcess", account: str) -> None:
+    """I1-I4 over the account's entries as the admin API shows them, whatever the backend:
+    every entry adds up, available never below 0 at any point in the history, each request
+    captured at most once and never beyond its hold, and the account's state is the sum."""
+    entries = router.ledger(account)
+    balance = held = 0
+    holds: dict[str, int] = {}
+    captures: dict[str, int] = {}
+    for e in entries:
+        balance += e["amount_micros"]
+        held += e["held_delta_micros"]
+        assert balance == e["balance_after_micros"], "I1: every entry adds up"
+        assert balance - held >= 0, "I3: available never negative"
+        if e["kind"] == "hold":
+            holds[e["request_id"]] = e["held_delta_micros"]
+        if e["kind"] == "capture":
+            assert e["request_id"] not in captures, "I4: captured at most once"
+            captures[e["request_id"]] = -e["amount_micros"]
+            assert captures[e["request_id"]] <= holds[e["request_id"]], "I4: capture <= hold"
+    state = router.account(account)
+    assert state["balance_micros"] == balance and state["held_micros"] == held == 0, "I1, I2"

@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from tests.fakes import FakeProviderServer
-from tests.harness import RouterProcess, router_config
+from tests.harness import RouterProcess, assert_account_invariants, router_config
 
 STREAMS = 50
 ROUNDS = 3
@@ -80,26 +80,6 @@ async def _open_streams(base_url: str, key: str, kill_after_s: float,
     return received
 
 
-def _ledger_invariants(router: RouterProcess, account: str) -> None:
-    entries = router.ledger(account)
-    balance = held = 0
-    holds: dict[str, int] = {}
-    captures: dict[str, int] = {}
-    for e in entries:
-        balance += e["amount_micros"]
-        held += e["held_delta_micros"]
-        assert balance == e["balance_after_micros"], "I1: every entry adds up"
-        assert balance - held >= 0, "I3: available never negative"
-        if e["kind"] == "hold":
-            holds[e["request_id"]] = e["held_delta_micros"]
-        if e["kind"] == "capture":
-            assert e["request_id"] not in captures, "I4: captured at most once"
-            captures[e["request_id"]] = -e["amount_micros"]
-            assert captures[e["request_id"]] <= holds[e["request_id"]], "I4: capture <= hold"
-    state = router.account(account)
-    assert state["balance_micros"] == balance and state["held_micros"] == held == 0, "I1, I2"
-
-
 def test_kill_9_mid_stream_then_restart_settles_every_hold_from_its_checkpoint(
         slow_fake: FakeProviderServer, tmp_path: Path) -> None:
     config = router_config(slow_fake.openai_base_url, slow_fake.anthropic_base_url)
@@ -136,7 +116,7 @@ def test_kill_9_mid_stream_then_restart_settles_every_hold_from_its_checkpoint(
                 billed = rows[rid]["output_tokens"]
                 assert n - lag <= billed <= MAX_TOKENS, (rid, n, billed)
             assert all(rows[rid]["recovered"] for rid in received)
-            _ledger_invariants(router, account)
+            assert_account_invariants(router, account)
             with httpx.stream("POST", router.base_url + "/v1/chat/completions", timeout=30,
                               headers={"authorization": f"Bearer {key}",
                                        "idempotency-key": "retry-me"},
