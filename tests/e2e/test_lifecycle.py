@@ -7,21 +7,25 @@ import json
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import httpx
 import openai
+import pytest
 
+from tests.backends import backend_env
 from tests.fakes import FakeProviderServer
 from tests.harness import ADMIN_KEY, RouterProcess, router_config
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 
 
-def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _cli(data_dir: Path, *args: str, env: dict[str, str] | None = None
+         ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "actors.cli", *args], cwd=str(data_dir),
                           env={"PATH": "/usr/bin:/bin", "DATA_DIR": str(data_dir),
-                               "HOME": str(data_dir)},
+                               "HOME": str(data_dir), **(env or {})},
                           capture_output=True, text=True, timeout=30)
 
 
@@ -52,31 +56,35 @@ def test_fresh_install_serves_the_demo_model_with_a_real_debit(tmp_path: Path) -
         assert httpx.get(router.base_url + "/ready").status_code == 200
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "redis"])
 def test_cli_keys_and_credits_work_on_the_ledger_of_a_running_server(
-        tmp_path: Path, fake: FakeProviderServer) -> None:
+        tmp_path: Path, fake: FakeProviderServer, backend: str) -> None:
+    env = backend_env(backend, tmp_path)
+    cli = partial(_cli, tmp_path, env=env)
     with RouterProcess(tmp_path, router_config(fake.openai_base_url,
-                                               fake.anthropic_base_url)) as router:
-        issued = _cli(tmp_path, "keys", "issue", "carol", "--label", "cli")
+                                               fake.anthropic_base_url), env=env) as router:
+        issued = cli("keys", "issue", "carol", "--label", "cli")
         assert issued.returncode == 0, issued.stderr
         key = json.loads(issued.stdout)["key"]
-        assert _cli(tmp_path, "credits", "grant", "carol", "300000").returncode == 0
+        assert cli("credits", "grant", "carol", "300000").returncode == 0
         client = openai.OpenAI(base_url=router.base_url + "/v1", api_key=key, max_retries=0)
         client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=5)
-        balance = json.loads(_cli(tmp_path, "credits", "balance", "carol").stdout)
+        balance = json.loads(cli("credits", "balance", "carol").stdout)
         assert balance["held_micros"] == 0
         assert 0 < 300_000 - balance["balance_micros"] == router.usage(key)["recent"][0][
             "cost_micros"]
-        refused = _cli(tmp_path, "credits", "grant", "carol", "-999999999")
+        refused = cli("credits", "grant", "carol", "-999999999")
         assert refused.returncode == 1 and "refused" in refused.stderr
-        key_id = json.loads(_cli(tmp_path, "keys", "list").stdout)[0]["id"]
-        assert _cli(tmp_path, "keys", "revoke", key_id).returncode == 0
+        key_id = json.loads(cli("keys", "list").stdout)[0]["id"]
+        assert cli("keys", "revoke", key_id).returncode == 0
         try:
             client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
             raise AssertionError("a revoked key must be refused")
         except openai.PermissionDeniedError:
             pass
-        doctor = _cli(tmp_path, "doctor")
+        doctor = cli("doctor")
         assert doctor.returncode == 0 and ADMIN_KEY not in doctor.stdout
+        assert json.loads(doctor.stdout)["ledger"]["backend"] == backend
 
 
 def test_disconnect_mid_stream_bills_streamed_tokens_and_stops_the_upstream(
