@@ -32,6 +32,11 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the router (the default)")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int,
+                       help="router processes sharing the port (env WORKERS, default 1)")
+    # Set by the supervisor of WORKERS > 1 on the workers it starts (actors.workers): the
+    # file descriptor of its status socket.
+    serve.add_argument("--worker-fd", dest="worker_fd", type=int, help=argparse.SUPPRESS)
 
     keys = sub.add_parser("keys", help="issue, list and revoke router API keys")
     keys_sub = keys.add_subparsers(dest="action", required=True)
@@ -80,15 +85,31 @@ def _print(data: Any) -> None:
     sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
-def _serve(config: Config) -> int:
-    from actors.root import serve
-
+def _serve(config: Config, args: argparse.Namespace) -> int:
+    """One router process (WORKERS=1), or the supervisor of WORKERS of them, or (with the
+    hidden `--worker-fd`) one of those workers, which does not print `listening on`."""
     def listening(binds: list[str]) -> None:
         if "demo" in config.catalog.providers:
             print("no provider key set: serving the built-in 'demo' model", flush=True)
         for bind in binds:  # last: whoever waits for this line has seen the rest
             print(f"listening on {bind}", flush=True)
 
+    worker_fd = getattr(args, "worker_fd", None)
+    if worker_fd is not None:
+        from actors.workers import run_worker
+        return run_worker(config, worker_fd)
+    if config.workers > 1:
+        from actors.workers import run_supervisor
+
+        def worker_command(port: int, status_fd: int) -> list[str]:
+            global_flags = [*(["--config", args.config] if args.config else []),
+                            *(["--data-dir", args.data_dir] if args.data_dir else [])]
+            return [sys.executable, "-m", "actors.cli", *global_flags, "serve",
+                    "--host", config.host, "--port", str(port),
+                    "--workers", str(config.workers), "--worker-fd", str(status_fd)]
+        return run_supervisor(config, worker_command, listening)
+
+    from actors.root import serve
     try:
         trio.run(lambda: serve(config, on_listening=listening))
     except KeyboardInterrupt:
@@ -188,9 +209,12 @@ def _providers(config: Config) -> list[dict[str, Any]]:
              "max_concurrent": p.max_concurrent} for p in config.catalog.providers.values()]
 
 
-async def _ping(stores: Stores) -> bool:
+async def _check_ledger(stores: Stores) -> str | None:
+    """Ping the ledger; a warning about its durability, if it has one to give."""
     async with stores.session():
-        return await stores.ping()
+        await stores.ping()
+        durability = stores.details.get("persistence_warning_check")
+        return await durability() if durability is not None else None
 
 
 def _doctor(config: Config) -> int:
@@ -203,7 +227,9 @@ def _doctor(config: Config) -> int:
         stores = open_stores(config)
         try:
             report["ledger"]["where"] = stores.where
-            trio.run(_ping, stores)
+            warning = trio.run(_check_ledger, stores)
+            if warning:
+                report["ledger"]["warning"] = warning
         finally:
             stores.close()
         report["ledger"]["usable"] = True
@@ -227,12 +253,17 @@ def _doctor(config: Config) -> int:
     return 0 if report["ledger"]["usable"] else 1
 
 
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line (they win over env, .env and the file)."""
+    return {"config": args.config, "data_dir": args.data_dir,
+            "host": getattr(args, "host", None), "port": getattr(args, "port", None),
+            "workers": getattr(args, "workers", None)}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    flags = {"config": args.config, "data_dir": args.data_dir,
-             "host": getattr(args, "host", None), "port": getattr(args, "port", None)}
     try:
-        config = load_config(flags)
+        config = load_config(_flags(args))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
@@ -249,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(config: Config, args: argparse.Namespace) -> int:
     command = args.command or "serve"
     if command == "serve":
-        return _serve(config)
+        return _serve(config, args)
     if command == "keys":
         return _keys(config, args)
     if command == "credits":

@@ -22,6 +22,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from actors.services.ledger_maintenance import HoldSweeper, LeaseKeeper, StoreUpkeep
 from actors.services.providers import ProviderActor
+from actors.services.shared_state import start_shared_state
 from actors.runtime import Runtime, build_runtime
 from actors.services.stream_hub import StreamHub
 from actors.supervisor import Supervisor
@@ -33,6 +34,11 @@ from router.transports.hypercorn_guard import contain_connection_failures
 def hypercorn_config(config: Config) -> HypercornConfig:
     hc = HypercornConfig()
     hc.bind = [f"{config.host}:{config.port}"]
+    if config.workers > 1:
+        # One of WORKERS processes (actors.workers): each binds the shared port itself with
+        # SO_REUSEPORT, and the kernel spreads new connections across the workers.
+        from actors.workers import reuse_port_socket
+        hc.bind = [f"fd://{reuse_port_socket(config.host, config.port)}"]
     hc.accesslog = None
     hc.errorlog = logging.getLogger("hypercorn.error")  # one handler: the root one
     # Until a request's headers are complete, the connection is idle to hypercorn: this
@@ -48,6 +54,8 @@ def hypercorn_config(config: Config) -> HypercornConfig:
 
 
 async def start_actors(rt: Runtime, nursery: trio.Nursery) -> None:
+    # REDIS_URL: rate limits and breaker verdicts shared with the other instances.
+    await start_shared_state(rt, nursery)
     stores = rt.stores
     await rt.ledger.register_instance(rt.instance)
     if stores.upkeep is not None:
@@ -59,7 +67,7 @@ async def start_actors(rt: Runtime, nursery: trio.Nursery) -> None:
     # The sweeper's first pass settles a previous incarnation's holds before traffic.
     await nursery.start(Supervisor("hold-sweeper", lambda: HoldSweeper(
         rt.ledger, rt.live_requests, rt.instance, rt.clock,
-        interval_s=min(30.0, max(1.0, rt.config.lease_s / 3)))).run)
+        interval_s=min(30.0, max(1.0, rt.config.lease_s / 3)), claims=rt.idempotency)).run)
     for name, provider in rt.providers.items():
         supervisor = Supervisor(f"provider:{name}", lambda p=provider: ProviderActor(p))
         rt.provider_handles[name] = await nursery.start(supervisor.run)
@@ -82,6 +90,7 @@ async def serve(config: Config, *, on_listening: Callable[[list[str]], None] | N
     contain_connection_failures()
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call
+    logging.getLogger("coredis").setLevel(logging.WARNING)  # a traceback per lost connection
     rt = build_runtime(config)
     try:
         async with rt.stores.session(), trio.open_nursery() as nursery:

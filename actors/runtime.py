@@ -12,8 +12,9 @@ import os
 import secrets
 import socket
 import time
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 from actors.mailbox import Handle
 from actors.messages import PoolStats
@@ -32,11 +33,12 @@ from router.ledger.base import UsageReports
 from router.ledger.stores import Stores, open_stores
 from router.providers.base import Provider
 from router.providers.registry import adapter
-from router.ratelimit import RateLimiter
+from router.ratelimit import Limiter, RateLimiter
 from router.redact import Redactor
 
 if TYPE_CHECKING:
     from actors.services.stream_hub import StreamHub
+    from router.shared.redis import RedisSession
 
 
 @dataclass
@@ -54,7 +56,10 @@ class Runtime:
     # them, the sweeper leaves them be.
     live_requests: dict[str, Billing] = field(default_factory=dict)
     hub: "StreamHub | None" = None  # resumable streams; started with the actors
-    rate_limiter: RateLimiter = field(default_factory=RateLimiter)
+    # Per process, or shared through Redis (`actors.services.shared_state`).
+    rate_limiter: Limiter = field(default_factory=RateLimiter)
+    # REDIS_URL: what carries the state instances share; entered with the stores.
+    shared_redis: "RedisSession | None" = None
     observers: list[RequestObserver] = field(default_factory=list)
 
     # --- the stores, by their interfaces ---------------------------------------------
@@ -95,7 +100,7 @@ class Runtime:
 
     async def count_tokens(self, who: Principal, body: dict[str, Any], query: str,
                            passthrough: tuple[tuple[str, str], ...]) -> TokenCount:
-        limit_rate(self, who)  # free, but it spends the platform's provider quota
+        await limit_rate(self, who)  # free, but it spends the platform's provider quota
         return await count_tokens(self.config.catalog, self.providers, who, body, query,
                                   passthrough, self.redactor)
 
@@ -124,8 +129,27 @@ class Runtime:
             observer.request_finished(outcome)
 
 
+def _entering_both(first: Callable[[], AbstractAsyncContextManager[Any]],
+                   second: Callable[[], AbstractAsyncContextManager[Any]]
+                   ) -> Callable[[], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def both() -> AsyncIterator[None]:
+        async with first(), second():
+            yield
+    return both
+
+
 def build_runtime(config: Config) -> Runtime:
     stores = open_stores(config)
+    shared_redis = None
+    if config.redis_url:
+        from router.shared.redis import shared_session
+
+        # Entered with the stores (before the root nursery, for the server's lifetime):
+        # a Redis that cannot be used stops the start with one ConfigError.
+        shared_redis, to_enter = shared_session(config, stores)
+        if to_enter:
+            stores.session = _entering_both(stores.session, shared_redis.session)
     providers = {name: adapter(spec.kind).connect(spec)
                  for name, spec in config.catalog.providers.items()}
     now = time.time()
@@ -142,4 +166,5 @@ def build_runtime(config: Config) -> Runtime:
                    hold_policy=HoldPolicy(config.hold_policy == "affordable",
                                           config.min_output_tokens, config.hold_ttl_s,
                                           instance.id),
-                   observers=[RequestLog()] if config.log_requests else [])
+                   observers=[RequestLog()] if config.log_requests else [],
+                   shared_redis=shared_redis)

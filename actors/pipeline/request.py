@@ -28,7 +28,7 @@ from router.gateway import ClientSink, ModelCall
 from router.ledger.base import MAX_IDEMPOTENCY_KEY, Claim
 from router.protocols.api import Meter
 from router.protocols.formats import FORMATS
-from router.ratelimit import retry_after_header
+from router.ratelimit import Limit, retry_after_header
 from router.redact import quote_input
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
         if not principal.may_use(model.id):
             raise Forbidden(f"this key may not use model {quote_input(model.id)}")
         legs, size = plan_route(rt.providers, fmt, request, model, call.passthrough_headers)
-        limit_rate(rt, principal)
+        await limit_rate(rt, principal)
         if size is not request.size:
             request = replace(request, size=size)
         if call.idempotency_key is not None:
@@ -142,20 +142,24 @@ async def _claim(rt: "Runtime", call: ModelCall, principal: Principal
     return (principal.account, key), None
 
 
-def limit_rate(rt: "Runtime", principal: Principal) -> None:
-    """RATE_LIMIT_RPM per account (0: none) and the key's own rpm, before any hold."""
-    now = rt.clock()
+async def limit_rate(rt: "Runtime", principal: Principal) -> None:
+    """RATE_LIMIT_RPM per account (0: none) and the key's own rpm, before any hold: one
+    check for both, counted in both or neither (shared by every instance when
+    `REDIS_URL` is set; then a Redis that cannot answer refuses with 503)."""
     limits = []
     if rt.config.rate_limit_rpm > 0:
-        limits.append((f"account:{principal.account}", rt.config.rate_limit_rpm, "account"))
+        limits.append(Limit(f"account:{principal.account}", rt.config.rate_limit_rpm,
+                            "account"))
     if principal.key_id is not None and principal.rpm:
-        limits.append((f"key:{principal.key_id}", principal.rpm, "key"))
-    for identity, limit, whose in limits:
-        wait = rt.rate_limiter.check(identity, limit, now)
-        if wait is not None:
-            raise RateLimited(f"rate limited: this {whose} may make {limit} requests per "
-                              f"minute; retry in {retry_after_header(wait)} s",
-                              headers={"retry-after": retry_after_header(wait)})
+        limits.append(Limit(f"key:{principal.key_id}", principal.rpm, "key"))
+    if not limits:
+        return
+    refused = await rt.rate_limiter.admit(limits)
+    if refused is not None:
+        limit, retry_after = refused.limit, retry_after_header(refused.wait_s)
+        raise RateLimited(f"rate limited: this {limit.whose} may make {limit.per_minute} "
+                          f"requests per minute; retry in {retry_after} s",
+                          headers={"retry-after": retry_after})
 
 
 async def _close_claim(rt: "Runtime", claimed: tuple[str, str], sink: ClientSink,

@@ -26,7 +26,7 @@ import trio
 from actors.mailbox import Actor
 from actors.pipeline.settle import Billing
 from router.errors import BillingUnavailable
-from router.ledger.base import BillingLedger, Instance
+from router.ledger.base import BillingLedger, IdempotencyStore, Instance
 
 log = logging.getLogger("aura.sweeper")
 
@@ -58,7 +58,8 @@ def dead_instances(instances: list[Instance], me: Instance | None, now: float,
 
 async def sweep_abandoned_holds(ledger: BillingLedger, live: Mapping[str, Any], now: float,
                                 me: Instance | None = None,
-                                exists: Callable[[int], bool] = process_exists) -> int:
+                                exists: Callable[[int], bool] = process_exists,
+                                claims: IdempotencyStore | None = None) -> int:
     """Settle every abandoned hold from its last checkpoint; how many were settled."""
     instances = await ledger.instances()
     known = {i.id for i in instances}
@@ -74,6 +75,8 @@ async def sweep_abandoned_holds(ledger: BillingLedger, live: Mapping[str, Any], 
         settlement = await ledger.recover(hold.request_id, now)
         if not settlement.replay:
             swept += 1
+            if claims is not None:  # the claims may live apart from the ledger (Redis)
+                await claims.forget_request(hold.request_id)
             log.warning("settled abandoned hold %s from its checkpoint: captured %d, released "
                         "%d micro-USD (%s)", hold.request_id, settlement.captured,
                         settlement.released,
@@ -135,8 +138,10 @@ class LeaseKeeper(Actor[Any]):
 
 class HoldSweeper(Actor[Any]):
     def __init__(self, ledger: BillingLedger, live: Mapping[str, Any], me: Instance | None = None,
-                 clock: Callable[[], float] = time.time, interval_s: float = 5.0) -> None:
+                 clock: Callable[[], float] = time.time, interval_s: float = 5.0,
+                 claims: IdempotencyStore | None = None) -> None:
         self.ledger = ledger
+        self.claims = claims
         self.live = live
         self.me = me
         self.clock = clock
@@ -145,9 +150,11 @@ class HoldSweeper(Actor[Any]):
     async def serve(self, mailbox: trio.MemoryReceiveChannel[Any], *,
                     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         # Crash leftovers first, before traffic is accepted.
-        await sweep_abandoned_holds(self.ledger, self.live, self.clock(), self.me)
+        await sweep_abandoned_holds(self.ledger, self.live, self.clock(), self.me,
+                                        claims=self.claims)
         task_status.started()
         while True:
             await trio.sleep(self.interval_s)
             async with while_ledger_away("hold sweeper"):
-                await sweep_abandoned_holds(self.ledger, self.live, self.clock(), self.me)
+                await sweep_abandoned_holds(self.ledger, self.live, self.clock(), self.me,
+                                            claims=self.claims)

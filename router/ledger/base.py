@@ -227,6 +227,12 @@ class IdempotencyStore(Protocol):
 
     async def abandon(self, account: str, key: str) -> None: ...
 
+    async def forget_request(self, request_id: str) -> bool:
+        """Free the unfinished claim of a request that died (its hold was recovered from
+        its checkpoint): a retry with the same key is accepted again. True if there was
+        one."""
+        ...
+
 
 @dataclass
 class _Hold:

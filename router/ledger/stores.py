@@ -49,7 +49,10 @@ class Stores:
 def open_stores(config: "Config") -> Stores:
     if config.billing_backend == "sqlite":
         from router.ledger import sqlite
-        return sqlite.open(config)
+        stores = sqlite.open(config)
+        if config.redis_url:
+            _claims_in_redis(stores, config)
+        return stores
     if config.billing_backend == "postgres":
         from router.ledger import postgres
         return postgres.open(config)
@@ -58,3 +61,16 @@ def open_stores(config: "Config") -> Stores:
         return redis.open(config)
     raise ConfigError(f"BILLING_BACKEND={config.billing_backend!r} is not available in this "
                       f"build; use one of {', '.join(BACKENDS)}")
+
+
+def _claims_in_redis(stores: Stores, config: "Config") -> None:
+    """With REDIS_URL set, Idempotency-Key claims live in Redis, so that a key replayed on
+    another machine's instance is billed once. (The PostgreSQL backend keeps its claims
+    in the shared database, freed in the same transaction as a dead request's hold; the
+    Redis backend in Redis already.)"""
+    from router.ledger.redis import RedisIdempotency, RedisSession, check_url
+
+    session = RedisSession(check_url(config.redis_url))
+    stores.idempotency = RedisIdempotency(session, stale_after_s=config.hold_ttl_s)
+    stores.session = session.session
+    stores.details["redis_session"] = session

@@ -8,18 +8,24 @@ probe through. The probe's success closes it; its failure opens it again for ano
 cooldown. Only the provider's own sickness counts (unreachable, timeouts, 5xx), not
 answers about the request (4xx) or a credential's rate limit (429: that credential
 cools down instead, see `credentials.py`).
+
+Many instances (`REDIS_URL`): a breaker tells `on_verdict` when it opens or closes (its
+own verdicts only; a synchronous call that must not block), and `apply_verdict` takes
+another instance's verdict without telling anyone, so verdicts do not echo. Only "open"
+and "closed" travel: half-open is each instance's own probe.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Callable, Literal
 
 State = Literal["closed", "open", "half_open"]
+Verdict = Literal["open", "closed"]
 
 
 class CircuitBreaker:
     __slots__ = ("failure_threshold", "cooldown_s", "state", "failures", "opened_at",
-                 "probing", "opened_count")
+                 "probing", "opened_count", "on_verdict", "shared")
 
     def __init__(self, failure_threshold: int = 5, cooldown_s: float = 30.0) -> None:
         self.failure_threshold = failure_threshold
@@ -29,6 +35,9 @@ class CircuitBreaker:
         self.opened_at = 0.0
         self.probing = False  # a half-open probe is in flight
         self.opened_count = 0
+        # Told this breaker's own transitions to "open" (with the cooldown) or "closed".
+        self.on_verdict: Callable[[Verdict, float], None] | None = None
+        self.shared = False  # the current open state is another instance's verdict
 
     def allow(self, now: float) -> bool:
         """May a call go to this provider now? (A True in half-open is the probe.)"""
@@ -44,23 +53,50 @@ class CircuitBreaker:
         return True
 
     def record_success(self) -> None:
-        self.state, self.failures, self.probing = "closed", 0, False
+        changed = self.state != "closed"
+        self.state, self.failures, self.probing, self.shared = "closed", 0, False, False
+        if changed and self.on_verdict is not None:
+            self.on_verdict("closed", 0.0)
 
     def record_failure(self, now: float) -> None:
         self.failures += 1
         if self.state == "half_open" or self.failures >= self.failure_threshold:
-            if self.state != "open":
+            opened = self.state != "open"
+            if opened:
                 self.opened_count += 1
-            self.state, self.opened_at, self.probing = "open", now, False
+            self.state, self.opened_at, self.probing, self.shared = "open", now, False, False
+            if opened and self.on_verdict is not None:
+                self.on_verdict("open", self.cooldown_s)
 
     def release(self) -> None:
         """A call that ended without a verdict (cancelled by its client): a half-open
         breaker may probe again."""
         self.probing = False
 
+    def apply_verdict(self, verdict: Verdict, retry_in_s: float, now: float) -> None:
+        """Another instance's verdict. "open": refuse calls for `retry_in_s` more
+        seconds (a local open that lasts longer is kept); "closed": the provider answered
+        that instance's probe, so calls go through again. A probe in flight here still
+        reports its own verdict when it ends."""
+        if verdict == "open":
+            opened_at = now + retry_in_s - self.cooldown_s
+            if self.state == "open" and opened_at <= self.opened_at:
+                return
+            self.state, self.opened_at, self.shared = "open", opened_at, True
+        elif self.state != "closed":
+            self.state, self.failures, self.shared = "closed", 0, False
+
+    def retry_in(self, now: float) -> float:
+        """Seconds until an open breaker lets a probe through (0 unless open)."""
+        if self.state != "open":
+            return 0.0
+        return max(self.cooldown_s - (now - self.opened_at), 0.0)
+
     def describe(self, now: float) -> dict[str, object]:
         out: dict[str, object] = {"state": self.state, "consecutive_failures": self.failures,
                                   "times_opened": self.opened_count}
         if self.state == "open":
-            out["retry_in_s"] = round(max(self.cooldown_s - (now - self.opened_at), 0.0), 1)
+            out["retry_in_s"] = round(self.retry_in(now), 1)
+            if self.shared:
+                out["opened_by"] = "another instance"
         return out

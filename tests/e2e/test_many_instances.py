@@ -31,7 +31,7 @@ STREAMS = 300
 INSTANCES = 3
 MAX_TOKENS = 30
 CHECKPOINT_S, LEASE_S = 0.2, 3.0
-SWEEP_S = 5.0  # the hold sweeper's round (actors/services/ledger_maintenance.py)
+SWEEP_S = 1.0  # the hold sweeper's round: LEASE_S / 3, at least 1 s (actors/root.py)
 PRICES = (Decimal("0.15"), Decimal("0.60"))  # house-model, USD per Mtok
 BODY = {"model": "house-model", "stream": True, "max_tokens": MAX_TOKENS,
         "stream_options": {"include_usage": True},

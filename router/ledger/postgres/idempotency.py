@@ -51,6 +51,11 @@ def _abandon(conn: psycopg.Connection, account: str, key: str) -> None:
                  (account, key))
 
 
+def _forget_request(conn: psycopg.Connection, request_id: str) -> bool:
+    return conn.execute("DELETE FROM idempotency WHERE request_id = %s AND NOT done",
+                        (request_id,)).rowcount > 0
+
+
 class PostgresIdempotency:
     def __init__(self, db: PostgresDatabase, stale_after_s: float) -> None:
         self.db = db
@@ -67,3 +72,6 @@ class PostgresIdempotency:
 
     async def abandon(self, account: str, key: str) -> None:
         await self.db.run(_abandon, account, key)
+
+    async def forget_request(self, request_id: str) -> bool:
+        return await self.db.run(_forget_request, request_id)

@@ -49,6 +49,12 @@ def _abandon(conn: sqlite3.Connection, account: str, key: str) -> None:
                      (account, key))
 
 
+def _forget_request(conn: sqlite3.Connection, request_id: str) -> bool:
+    with Transaction(conn):
+        return conn.execute("DELETE FROM idempotency WHERE request_id = ? AND done = 0",
+                            (request_id,)).rowcount > 0
+
+
 class SqliteIdempotency:
     def __init__(self, db: SqliteDatabase, stale_after_s: float) -> None:
         self.db = db
@@ -65,3 +71,6 @@ class SqliteIdempotency:
 
     async def abandon(self, account: str, key: str) -> None:
         await self.db.run(_abandon, account, key)
+
+    async def forget_request(self, request_id: str) -> bool:
+        return await self.db.run(_forget_request, request_id)

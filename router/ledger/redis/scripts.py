@@ -1,0 +1,374 @@
+"""The Redis ledger's Lua: every write (and every read of more than one key) is one
+script, so it is atomic and one round trip.
+
+Redis runs one script at a time, so "check available, then hold" inside a script is
+what `BEGIN IMMEDIATE` is for SQLite: no two router instances can spend the same
+micro-USD (I3). The rules are `LedgerModel`'s, in its order of checks.
+
+Conventions, shared by every script:
+- ARGV[1] is the key prefix ("aura:"); keys are built from it (one Redis, not a cluster).
+- Money arrives and leaves as decimal strings of integers, or as Lua numbers that are
+  exact integers (Redis replies with integers). A Lua number is never turned into a
+  string by `tostring` or `..` (that rounds to 14 digits): `I(n)` formats it exactly.
+  Balances change with HINCRBY (64-bit integers in Redis).
+- Times are Python `repr(float)` strings, stored as given (exact round trip).
+- An optional string is "" for None, else "+" followed by the value (`opt`).
+- A result is a list whose first item says what happened ("ok", "replay",
+  "insufficient", ...); Python turns refusals into `LedgerError`s.
+
+Keys (after the prefix):
+  acct:{account}            hash: balance, held, spent, seq (last entry), created_at
+  entries:{account}         stream, id "{seq}-0": kind, amount, held_delta, balance_after,
+                            at, [request_id], [reason]
+  hold:{request_id}         hash: account, amount, deadline, model, n, at, settled,
+                            [owner], [key_id], captured, released, checkpoint (provider, ck_*)
+  holds:seq                 counter giving each hold its place (n)
+  holds:open[:{account}]    sorted sets of unsettled holds, by n
+  keyspend:{key_id}         captured + held under a capped key
+  usage:rows                hash: request_id -> JSON array of the export's columns (strings)
+  usage:by_at[:{account}]   sorted sets of request ids by `at` (ties by id, as bytes)
+  instances, instances:lease  hashes: id -> JSON {host, pid, started_at}; id -> lease_until
+  key:{sha256}, keys:id, keys:all, keys:by_account:{account}   router API keys (keys.py)
+  idem:{len}:{account}:{key}, idem:req:{request_id}            idempotency (idempotency.py)
+"""
+
+from __future__ import annotations
+
+from router.ledger.redis.client import Script
+
+COMMON = r"""
+local P = ARGV[1]
+local function I(n) return string.format('%d', n) end
+local function opt(s) if s == '' then return nil end return string.sub(s, 2) end
+local function state(account)
+  local s = redis.call('HMGET', P .. 'acct:' .. account, 'balance', 'held')
+  return tonumber(s[1]) or 0, tonumber(s[2]) or 0
+end
+local function append(account, kind, amount, held_delta, rid, reason, at)
+  local ak = P .. 'acct:' .. account
+  local balance = redis.call('HINCRBY', ak, 'balance', I(amount))
+  local held = redis.call('HINCRBY', ak, 'held', I(held_delta))
+  local seq = redis.call('HINCRBY', ak, 'seq', 1)
+  local f = {'kind', kind, 'amount', I(amount), 'held_delta', I(held_delta),
+             'balance_after', I(balance), 'at', at}
+  if rid then f[#f + 1] = 'request_id'; f[#f + 1] = rid end
+  if reason then f[#f + 1] = 'reason'; f[#f + 1] = reason end
+  redis.call('XADD', P .. 'entries:' .. account, I(seq) .. '-0', unpack(f))
+  return balance, held
+end
+local function forget(rid)
+  local pk = P .. 'idem:req:' .. rid
+  local ck = redis.call('GET', pk)
+  if not ck then return 0 end
+  redis.call('DEL', pk)
+  local c = redis.call('HMGET', ck, 'request_id', 'done')
+  if c[1] == rid and c[2] == '0' then redis.call('DEL', ck); return 1 end
+  return 0
+end
+local function rows(ids)
+  local out = {}
+  for i = 1, #ids, 1000 do
+    local chunk = {}
+    for j = i, math.min(i + 999, #ids) do chunk[#chunk + 1] = ids[j] end
+    for _, row in ipairs(redis.call('HMGET', P .. 'usage:rows', unpack(chunk))) do
+      out[#out + 1] = row
+    end
+  end
+  return out
+end
+"""
+
+# ARGV: account, amount, reason?, at
+GRANT = Script("grant", COMMON + r"""
+local account, amount, reason, at = ARGV[2], tonumber(ARGV[3]), opt(ARGV[4]), ARGV[5]
+local balance, held = state(account)
+if amount < 0 and balance - held + amount < 0 then
+  return {'insufficient', -amount, balance - held}
+end
+redis.call('HSETNX', P .. 'acct:' .. account, 'created_at', at)
+local kind = 'grant'
+if amount < 0 then kind = 'adjust' end
+balance, held = append(account, kind, amount, 0, nil, reason, at)
+return {'ok', balance, held}
+""")
+
+# ARGV: account, starting grant, at -> 1 if the account is new
+OPEN_ACCOUNT = Script("open_account", COMMON + r"""
+local account, grant, at = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local ak = P .. 'acct:' .. account
+if redis.call('EXISTS', ak) == 1 then return 0 end
+redis.call('HSET', ak, 'created_at', at, 'balance', '0', 'held', '0', 'spent', '0', 'seq', '0')
+if grant > 0 then append(account, 'grant', grant, 0, nil, 'starting grant', at) end
+return 1
+""")
+
+# ARGV: account, request id, amount, deadline, at, key_id?, key_cap ("" = none), owner?,
+# model
+HOLD = Script("hold", COMMON + r"""
+local account, rid, amount_s, deadline, at = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local key_id, key_cap, owner, model = opt(ARGV[7]), ARGV[8], opt(ARGV[9]), ARGV[10]
+local hk = P .. 'hold:' .. rid
+if redis.call('EXISTS', hk) == 1 then return {'duplicate'} end
+local amount = tonumber(amount_s)
+local balance, held = state(account)
+if amount > balance - held then return {'insufficient', amount, balance - held} end
+local counted = key_id ~= nil and key_cap ~= ''
+if counted then
+  local spent = tonumber(redis.call('GET', P .. 'keyspend:' .. key_id)) or 0
+  local remaining = tonumber(key_cap) - spent
+  if amount > remaining then return {'cap', amount, math.max(remaining, 0)} end
+end
+redis.call('HSETNX', P .. 'acct:' .. account, 'created_at', at)
+local n = redis.call('INCR', P .. 'holds:seq')
+local f = {'account', account, 'amount', amount_s, 'deadline', deadline, 'model', model,
+           'n', I(n), 'at', at, 'settled', '0'}
+if owner then f[#f + 1] = 'owner'; f[#f + 1] = owner end
+if counted then
+  f[#f + 1] = 'key_id'; f[#f + 1] = key_id
+  redis.call('INCRBY', P .. 'keyspend:' .. key_id, amount_s)
+end
+redis.call('HSET', hk, unpack(f))
+redis.call('ZADD', P .. 'holds:open', I(n), rid)
+redis.call('ZADD', P .. 'holds:open:' .. account, I(n), rid)
+balance, held = append(account, 'hold', 0, amount, rid, nil, at)
+return {'ok', balance, held}
+""")
+
+SETTLE_COMMON = r"""
+-- rec: the usage row's strings: account, model, provider, input, output, cache read,
+-- cache write, reasoning, reported, at, recovered
+local function settle(rid, cost, at, rec)
+  local hk = P .. 'hold:' .. rid
+  local h = redis.call('HMGET', hk, 'account', 'amount', 'settled', 'captured', 'released',
+                       'key_id')
+  if not h[1] then return {'unknown'} end
+  local account = h[1]
+  if h[3] == '1' then
+    local balance, held = state(account)
+    return {'replay', tonumber(h[4]), tonumber(h[5]), balance, held}
+  end
+  if cost < 0 then return {'negative'} end
+  local amount = tonumber(h[2])
+  local captured = math.min(cost, amount)
+  local released = amount - captured
+  if captured > 0 then
+    append(account, 'capture', -captured, -captured, rid, nil, at)
+    redis.call('HINCRBY', P .. 'acct:' .. account, 'spent', I(captured))
+  end
+  if released > 0 then
+    append(account, 'release', 0, -released, rid, nil, at)
+    if h[6] then redis.call('DECRBY', P .. 'keyspend:' .. h[6], I(released)) end
+  end
+  redis.call('HSET', hk, 'settled', '1', 'captured', I(captured), 'released', I(released))
+  redis.call('ZREM', P .. 'holds:open', rid)
+  redis.call('ZREM', P .. 'holds:open:' .. account, rid)
+  local row = cjson.encode({rid, rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], rec[7],
+                            rec[8], rec[9], I(captured), rec[10], I(cost - captured), rec[11]})
+  redis.call('HSET', P .. 'usage:rows', rid, row)
+  redis.call('ZADD', P .. 'usage:by_at', rec[10], rid)
+  redis.call('ZADD', P .. 'usage:by_at:' .. rec[1], rec[10], rid)
+  local balance, held = state(account)
+  return {'ok', captured, released, balance, held}
+end
+"""
+
+# ARGV: request id, cost, at, then the record: account, model, provider, input, output,
+# cache read, cache write, reasoning, reported (0/1), at, recovered (0/1)
+SETTLE = Script("settle", COMMON + SETTLE_COMMON + r"""
+local rec = {}
+for i = 5, 15 do rec[#rec + 1] = ARGV[i] end
+return settle(ARGV[2], tonumber(ARGV[3]), ARGV[4], rec)
+""")
+
+# ARGV: request id, at. Settles from the last checkpoint (0 without one) and frees the
+# dead request's Idempotency-Key claim.
+RECOVER = Script("recover", COMMON + SETTLE_COMMON + r"""
+local rid, at = ARGV[2], ARGV[3]
+local h = redis.call('HMGET', P .. 'hold:' .. rid, 'account', 'model', 'provider', 'ck_in',
+                     'ck_out', 'ck_cache_read', 'ck_cache_write', 'ck_reasoning',
+                     'ck_reported', 'ck_cost', 'ck_at')
+if not h[1] then return {'unknown'} end
+local rec, cost
+if h[11] then
+  rec = {h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], at, '1'}
+  cost = tonumber(h[10])
+else
+  rec = {h[1], h[2], '', '0', '0', '0', '0', '0', '0', at, '1'}
+  cost = 0
+end
+local out = settle(rid, cost, at, rec)
+if out[1] == 'ok' then forget(rid) end
+return out
+""")
+
+# ARGV: groups of 10: request id, provider, input, output, cache read, cache write,
+# reasoning, reported, cost, at. A figure is never lowered.
+CHECKPOINT = Script("checkpoint", COMMON + r"""
+local written = 0
+for i = 2, #ARGV, 10 do
+  local hk = P .. 'hold:' .. ARGV[i]
+  local h = redis.call('HMGET', hk, 'settled', 'ck_cost', 'ck_at')
+  if h[1] == '0' and (not h[3] or tonumber(h[2]) <= tonumber(ARGV[i + 8])) then
+    redis.call('HSET', hk, 'provider', ARGV[i + 1], 'ck_in', ARGV[i + 2],
+               'ck_out', ARGV[i + 3], 'ck_cache_read', ARGV[i + 4],
+               'ck_cache_write', ARGV[i + 5], 'ck_reasoning', ARGV[i + 6],
+               'ck_reported', ARGV[i + 7], 'ck_cost', ARGV[i + 8], 'ck_at', ARGV[i + 9])
+    written = written + 1
+  end
+end
+return written
+""")
+
+# ARGV: account? -> per unsettled hold, in the order taken: {id, account, amount,
+# deadline, owner}
+OPEN_HOLDS = Script("open_holds", COMMON + r"""
+local key = P .. 'holds:open'
+local account = opt(ARGV[2])
+if account then key = key .. ':' .. account end
+local out = {}
+for _, rid in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+  local h = redis.call('HMGET', P .. 'hold:' .. rid, 'account', 'amount', 'deadline', 'owner')
+  out[#out + 1] = {rid, h[1], h[2], h[3], h[4]}
+end
+return out
+""")
+
+# ARGV: account, limit -> usage rows, newest first
+RECENT_USAGE = Script("recent_usage", COMMON + r"""
+return rows(redis.call('ZREVRANGE', P .. 'usage:by_at:' .. ARGV[2], 0, tonumber(ARGV[3]) - 1))
+""")
+
+# ARGV: account?, min score, max score, limit, after? -> one page of usage rows, oldest
+# first. `after` (the previous page's last request id, at score `min`) resumes inside a
+# tie of equal `at`s: Redis orders a tie by member bytes, as SQLite orders request ids.
+USAGE_PAGE = Script("usage_page", COMMON + r"""
+local key = P .. 'usage:by_at'
+local account = opt(ARGV[2])
+if account then key = key .. ':' .. account end
+local low, high, limit, after = ARGV[3], ARGV[4], tonumber(ARGV[5]), opt(ARGV[6])
+local ids = {}
+if after then
+  local seen = false
+  for _, rid in ipairs(redis.call('ZRANGEBYSCORE', key, low, low)) do
+    if seen and #ids < limit then ids[#ids + 1] = rid end
+    if rid == after then seen = true end
+  end
+  low = '(' .. low
+end
+if #ids < limit then
+  for _, rid in ipairs(redis.call('ZRANGEBYSCORE', key, low, high, 'LIMIT', 0,
+                                  limit - #ids)) do
+    ids[#ids + 1] = rid
+  end
+end
+return rows(ids)
+""")
+
+# ARGV: id, JSON {host, pid, started_at}, lease_until
+REGISTER_INSTANCE = Script("register_instance", COMMON + r"""
+redis.call('HSET', P .. 'instances', ARGV[2], ARGV[3])
+redis.call('HSET', P .. 'instances:lease', ARGV[2], ARGV[4])
+return 1
+""")
+
+# ARGV: id, lease_until (an unknown instance is left alone)
+RENEW_LEASE = Script("renew_lease", COMMON + r"""
+if redis.call('HEXISTS', P .. 'instances', ARGV[2]) == 0 then return 0 end
+redis.call('HSET', P .. 'instances:lease', ARGV[2], ARGV[3])
+return 1
+""")
+
+INSTANCES = Script("instances", COMMON + r"""
+return {redis.call('HGETALL', P .. 'instances'), redis.call('HGETALL', P .. 'instances:lease')}
+""")
+
+# --- router API keys (keys.py) -------------------------------------------------------
+
+# ARGV: key hash, id, account, created_at, then the record's fields as name, value, ...
+ISSUE_KEY = Script("issue_key", COMMON + r"""
+local hash, id, account, at = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local f = {}
+for i = 6, #ARGV do f[#f + 1] = ARGV[i] end
+redis.call('HSETNX', P .. 'acct:' .. account, 'created_at', at)
+redis.call('HSET', P .. 'key:' .. hash, unpack(f))
+redis.call('HSET', P .. 'keys:id', id, hash)
+redis.call('ZADD', P .. 'keys:all', at, id)
+redis.call('ZADD', P .. 'keys:by_account:' .. account, at, id)
+return 1
+""")
+
+# ARGV: account? -> each key's fields (a flat name, value list), oldest first
+LIST_KEYS = Script("list_keys", COMMON + r"""
+local key = P .. 'keys:all'
+local account = opt(ARGV[2])
+if account then key = P .. 'keys:by_account:' .. account end
+local out = {}
+for _, id in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+  local hash = redis.call('HGET', P .. 'keys:id', id)
+  if hash then out[#out + 1] = redis.call('HGETALL', P .. 'key:' .. hash) end
+end
+return out
+""")
+
+# ARGV: id, at -> the key's fields after revocation (the first revocation's time stays)
+REVOKE_KEY = Script("revoke_key", COMMON + r"""
+local hash = redis.call('HGET', P .. 'keys:id', ARGV[2])
+if not hash then return {} end
+redis.call('HSETNX', P .. 'key:' .. hash, 'revoked_at', ARGV[3])
+return redis.call('HGETALL', P .. 'key:' .. hash)
+""")
+
+# --- idempotency keys (idempotency.py) -----------------------------------------------
+
+IDEMPOTENCY_COMMON = r"""
+local function unclaim(ck, rid)
+  redis.call('DEL', ck)
+  local pk = P .. 'idem:req:' .. rid
+  if redis.call('GET', pk) == ck then redis.call('DEL', pk) end
+end
+"""
+
+# ARGV: claim, request id, body hash, now, stale after (s)
+BEGIN_CLAIM = Script("begin_claim", COMMON + IDEMPOTENCY_COMMON + r"""
+local ck, rid, digest, now = P .. 'idem:' .. ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local c = redis.call('HMGET', ck, 'body_hash', 'request_id', 'done', 'created_at')
+if c[1] and c[3] == '0' and tonumber(now) - tonumber(c[4]) > tonumber(ARGV[6]) then
+  unclaim(ck, c[2])
+  c = {false}
+end
+if not c[1] then
+  redis.call('HSET', ck, 'body_hash', digest, 'request_id', rid, 'done', '0',
+             'created_at', now)
+  redis.call('SET', P .. 'idem:req:' .. rid, ck)
+  return {'new', rid}
+end
+if c[1] ~= digest then return {'mismatch', c[2]} end
+if c[3] == '0' then return {'in_flight', c[2]} end
+local r = redis.call('HMGET', ck, 'status', 'content_type', 'response')
+return {'replay', c[2], tonumber(r[1]), r[2], r[3]}
+""")
+
+# ARGV: claim, status, content type, response
+FINISH_CLAIM = Script("finish_claim", COMMON + r"""
+local ck = P .. 'idem:' .. ARGV[2]
+local rid = redis.call('HGET', ck, 'request_id')
+if not rid then return 0 end
+redis.call('HSET', ck, 'done', '1', 'status', ARGV[3], 'content_type', ARGV[4],
+           'response', ARGV[5])
+local pk = P .. 'idem:req:' .. rid
+if redis.call('GET', pk) == ck then redis.call('DEL', pk) end
+return 1
+""")
+
+# ARGV: claim -> frees it unless its answer is stored
+ABANDON_CLAIM = Script("abandon_claim", COMMON + IDEMPOTENCY_COMMON + r"""
+local ck = P .. 'idem:' .. ARGV[2]
+local c = redis.call('HMGET', ck, 'request_id', 'done')
+if c[1] and c[2] == '0' then unclaim(ck, c[1]); return 1 end
+return 0
+""")
+
+# ARGV: request id -> frees the claim that request holds, unless its answer is stored
+FORGET_REQUEST = Script("forget_request", COMMON + r"""
+return forget(ARGV[2])
+""")

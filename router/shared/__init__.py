@@ -1,0 +1,11 @@
+"""What router instances share through `REDIS_URL`, whatever the ledger (SPEC §4.7, §9.3).
+
+- `redis`: which `RedisSession` (router.ledger.redis.client) carries it: the stores'
+  own when they have one, else one of its own, entered for the server's lifetime.
+- `ratelimit`: rate-limit windows, one Lua script per request for all of its limits.
+- `verdicts`: circuit-breaker verdicts, a key per open provider (TTL = its cooldown)
+  and a Pub/Sub channel; the actor that applies them is
+  `actors.services.shared_verdicts`.
+
+Idempotency-Key claims and stream logs are shared by their own stores.
+"""
