@@ -12,6 +12,8 @@ starts a fresh fake and router and measures, for "direct" (fake) and "router":
 
 Figures are the medians of `--runs` runs (ratios: median of the per-run ratios); the
 table is printed and, for full runs, written to docs/benchmarks.md. Never used by tests.
+The other modes (`--ab`, `--paced`, `--instructions`, `--resumable-streams`,
+`--workers-scaling`: benchlib/scaling.py) measure one thing each and only print.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any, Awaitable, Callable
 
 import trio
 
-from benchlib import instructions, load, report
+from benchlib import backends, instructions, load, report, scaling
 from benchlib.procs import ROOT, UPSTREAM_KEY, Child, Children, cpu_seconds, machine, rss_kib
 
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -72,7 +74,20 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
                    help="only measure the router's memory for N resumable streams (x-aura-"
                         "resumable: true) held open by their clients, then after the clients "
                         "left (the hub keeps them running); medians of --runs")
+    p.add_argument("--backends", action="store_true",
+                   help="router CPU per request on each ledger backend (sqlite, postgres, "
+                        "redis: the machine's local services), non-streaming and paced "
+                        "streams (--paced N, default 200)")
+    p.add_argument("--workers-scaling", action="store_true",
+                   help="only compare one router process with WORKERS=2 (see "
+                        "--scaling-workers): non-streaming req/s at --concurrency and paced "
+                        "streams (--paced N concurrent, default 200; 50 tokens 20 ms apart), "
+                        "with the cores each process used; alternating; medians of --runs")
+    p.add_argument("--scaling-workers", type=int, default=2, metavar="N",
+                   help="the WORKERS to compare with one process (default 2)")
     args = p.parse_args(argv)
+    if (args.workers_scaling or args.backends) and args.paced is None:
+        args.paced = 200
     if args.quick:
         defaults = {"runs": 1, "duration": 1.0, "warmup": 0.3, "ttft_requests": 50,
                     "streams": 100}
@@ -442,6 +457,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: this {this:.3f}, baseline {base:.3f}, median of per-run "
                       f"ratios {ratio:.3f} ({args.runs} runs)")
             return 0
+        if args.workers_scaling:
+            return scaling.run(args, children, _log)
+        if args.backends:
+            return backends.run(args, children, _log)
         if args.paced:
             results = []
             for i in range(args.runs):

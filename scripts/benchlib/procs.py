@@ -1,7 +1,9 @@
 """The processes under test and what /proc says about them.
 
 The fake provider and the router each run as their own process, in their own session
-(so one `killpg` ends a process and anything it spawned). `Children` owns them all and
+(so one `killpg` ends a process and anything it spawned; a WORKERS > 1 router's workers
+are in process groups of their own, stopped by their supervisor, or by themselves when
+it is gone). `Children` owns them all and
 stops them in `close()`, which `bench.py` calls from a `finally`: Ctrl-C or a crash
 leaves nothing behind. CPU and memory are read from /proc directly (no psutil).
 """
@@ -34,7 +36,7 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK")
 # --- /proc ---------------------------------------------------------------------------
 
 def _tree(pid: int) -> list[int]:
-    """`pid` and its descendants (hypercorn could fork workers; today it does not)."""
+    """`pid` and its descendants (with WORKERS > 1, the supervisor and its workers)."""
     out, todo = [], [pid]
     while todo:
         p = todo.pop()
@@ -75,6 +77,32 @@ def rss_kib(pid: int) -> int:
         except OSError:
             continue
     return total
+
+
+def preemptions(pid: int) -> int:
+    """Involuntary context switches of the process tree (all threads): how often the
+    scheduler took a core from it while it still had work (more busy processes than
+    cores)."""
+    total = 0
+    for p in _tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("nonvoluntary_ctxt_switches:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            continue
+    return total
+
+
+def machine_busy_seconds() -> float:
+    """CPU-seconds every core of the machine spent not idle (/proc/stat), all processes:
+    on a shared machine, what else ran shows as busy minus the processes we measure."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / _CLK_TCK  # user..steal; guest is inside user
 
 
 def machine() -> dict[str, str]:
@@ -203,11 +231,15 @@ class Children:
         return child
 
     def start_router(self, fake: Child, python: str = sys.executable,
-                     wrapper: tuple[str, ...] = (), start_timeout_s: float = 30.0
+                     wrapper: tuple[str, ...] = (), start_timeout_s: float = 30.0,
+                     workers: int = 1, env: dict[str, str] | None = None
                      ) -> tuple[Child, str]:
         """A router in a fresh DATA_DIR routing `bench-model` to `fake`; (child, user key).
         `python`: another checkout's interpreter, to run that checkout's router;
-        `wrapper`: a command line to run it under (valgrind, for instruction counts)."""
+        `wrapper`: a command line to run it under (valgrind, for instruction counts);
+        `workers`: WORKERS (above 1 the child is the supervisor, the workers its children:
+        `cpu_seconds` and `rss_kib` of the child count them all); `env`: more settings
+        (BILLING_BACKEND and its URL)."""
         tmp = Path(tempfile.mkdtemp(prefix="aura-bench-"))
         self.dirs.append(tmp)
         config = tmp / "aura-router.toml"
@@ -228,7 +260,7 @@ output_per_mtok = "0.60"
         env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp), "DATA_DIR": str(tmp),
                "ADMIN_API_KEY": ADMIN_KEY, "LOG_REQUESTS": "false", "AURA_CONFIG": str(config),
                "RATE_LIMIT_RPM": "0",  # the load generator is one account
-               "PYTHONUNBUFFERED": "1"}
+               "PYTHONUNBUFFERED": "1", "WORKERS": str(workers), **(env or {})}
         argv = [*wrapper, python, "-m", _cli_module(python), "serve", "--host", "127.0.0.1",
                 "--port", "0"]
         child = Child("router", argv, cwd=tmp, env=env)

@@ -8,30 +8,31 @@ its hold is recovered (`aura_recover`), and in any case expires after `stale_aft
 
 from __future__ import annotations
 
-import psycopg
 
 from router.ledger.base import Claim
 from router.ledger.postgres.db import PostgresDatabase
+from router.ledger.postgres.trio_pq import TrioConnection
 from router.ledger.rows import body_hash
 
 
-def _begin(conn: psycopg.Connection, account: str, key: str, digest: str, request_id: str,
-           now: float, stale_after_s: float) -> Claim:
-    with conn.transaction():
+async def _begin(conn: TrioConnection, account: str, key: str, digest: str,
+                 request_id: str, now: float, stale_after_s: float) -> Claim:
+    async with conn.transaction():
         # A stale unfinished claim (its request long dead) is free again.
-        conn.execute("DELETE FROM idempotency WHERE account = %s AND key = %s AND NOT done "
-                     "AND created_at < %s", (account, key, now - stale_after_s))
-        inserted = conn.execute(
+        await conn.execute("DELETE FROM idempotency WHERE account = %s AND key = %s "
+                           "AND NOT done AND created_at < %s",
+                           (account, key, now - stale_after_s))
+        await conn.execute(
             "INSERT INTO idempotency (account, key, body_hash, request_id, created_at) "
             "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (account, key) DO NOTHING",
-            (account, key, digest, request_id, now)).rowcount
-        if inserted:
+            (account, key, digest, request_id, now))
+        if conn.rowcount:
             return Claim("new", request_id)
-        row = conn.execute("SELECT body_hash, request_id, done, status, content_type, "
-                           "response FROM idempotency WHERE account = %s AND key = %s",
-                           (account, key)).fetchone()
+        row = await conn.fetchone("SELECT body_hash, request_id, done, status, "
+                                  "content_type, response FROM idempotency "
+                                  "WHERE account = %s AND key = %s", (account, key))
     if row is None:  # freed between the two statements: claim it on the next call
-        return _begin(conn, account, key, digest, request_id, now, stale_after_s)
+        return await _begin(conn, account, key, digest, request_id, now, stale_after_s)
     if row[0] != digest:
         return Claim("mismatch", row[1])
     if not row[2]:
@@ -39,21 +40,22 @@ def _begin(conn: psycopg.Connection, account: str, key: str, digest: str, reques
     return Claim("replay", row[1], row[3], row[4], bytes(row[5]))
 
 
-def _finish(conn: psycopg.Connection, account: str, key: str, status: int,
-            content_type: str, response: bytes) -> None:
-    conn.execute("UPDATE idempotency SET done = TRUE, status = %s, content_type = %s, "
-                 "response = %s WHERE account = %s AND key = %s",
-                 (status, content_type, response, account, key))
+async def _finish(conn: TrioConnection, account: str, key: str, status: int,
+                  content_type: str, response: bytes) -> None:
+    await conn.execute("UPDATE idempotency SET done = TRUE, status = %s, content_type = %s, "
+                       "response = %s WHERE account = %s AND key = %s",
+                       (status, content_type, response, account, key))
 
 
-def _abandon(conn: psycopg.Connection, account: str, key: str) -> None:
-    conn.execute("DELETE FROM idempotency WHERE account = %s AND key = %s AND NOT done",
-                 (account, key))
+async def _abandon(conn: TrioConnection, account: str, key: str) -> None:
+    await conn.execute("DELETE FROM idempotency WHERE account = %s AND key = %s AND NOT done",
+                       (account, key))
 
 
-def _forget_request(conn: psycopg.Connection, request_id: str) -> bool:
-    return conn.execute("DELETE FROM idempotency WHERE request_id = %s AND NOT done",
-                        (request_id,)).rowcount > 0
+async def _forget_request(conn: TrioConnection, request_id: str) -> bool:
+    await conn.execute("DELETE FROM idempotency WHERE request_id = %s AND NOT done",
+                       (request_id,))
+    return conn.rowcount > 0
 
 
 class PostgresIdempotency:

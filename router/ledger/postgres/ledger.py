@@ -19,6 +19,7 @@ from router.ledger.base import (AccountState, Checkpoint, Entry, Instance, Lease
                                 Settlement, UsageRecord)
 from router.ledger.export import row_dict
 from router.ledger.postgres.db import PostgresDatabase
+from router.ledger.postgres.trio_pq import TrioConnection
 from router.usage import Usage
 
 _USAGE_COLUMNS = ("request_id, account, model, provider, input_tokens, output_tokens, "
@@ -26,52 +27,57 @@ _USAGE_COLUMNS = ("request_id, account, model, provider, input_tokens, output_to
                   "cost_micros, at, overrun_micros, recovered")
 
 
-def _state(conn: psycopg.Connection, account: str) -> AccountState:
-    row = conn.execute("SELECT balance, held FROM accounts WHERE id = %s",
-                       (account,)).fetchone()
+async def _state(conn: TrioConnection, account: str) -> AccountState:
+    row = await conn.fetchone("SELECT balance, held FROM accounts WHERE id = %s",
+                              (account,))
     return AccountState(account, row[0], row[1]) if row else AccountState(account, 0, 0)
 
 
-def _grant(conn: psycopg.Connection, account: str, amount: int, reason: str | None,
-           at: float) -> AccountState:
-    with conn.transaction():
-        conn.execute("INSERT INTO accounts (id, created_at) VALUES (%s, %s) "
-                     "ON CONFLICT (id) DO NOTHING", (account, at))
+async def _grant(conn: TrioConnection, account: str, amount: int, reason: str | None,
+                 at: float) -> AccountState:
+    async with conn.transaction():
+        await conn.execute("INSERT INTO accounts (id, created_at) VALUES (%s, %s) "
+                           "ON CONFLICT (id) DO NOTHING", (account, at))
         # The row lock makes the check and the change one step for every instance.
-        balance, held = conn.execute("SELECT balance, held FROM accounts WHERE id = %s "
-                                     "FOR UPDATE", (account,)).fetchone()
+        row = await conn.fetchone("SELECT balance, held FROM accounts WHERE id = %s "
+                                  "FOR UPDATE", (account,))
+        assert row is not None  # inserted above
+        balance, held = row
         if amount < 0 and balance - held + amount < 0:
             raise InsufficientFunds(-amount, balance - held)
-        _append(conn, account, "grant" if amount > 0 else "adjust", amount, reason, at)
-        return _state(conn, account)
+        await _append(conn, account, "grant" if amount > 0 else "adjust", amount, reason,
+                      at)
+        return await _state(conn, account)
 
 
-def _append(conn: psycopg.Connection, account: str, kind: str, amount: int,
-            reason: str | None, at: float) -> None:
-    conn.execute("WITH a AS (UPDATE accounts SET balance = balance + %s WHERE id = %s "
-                 "RETURNING balance) INSERT INTO entries (account, kind, amount, held_delta, "
-                 "balance_after, reason, at) SELECT %s, %s, %s, 0, a.balance, %s, %s FROM a",
-                 (amount, account, account, kind, amount, reason, at))
+async def _append(conn: TrioConnection, account: str, kind: str, amount: int,
+                  reason: str | None, at: float) -> None:
+    await conn.execute("WITH a AS (UPDATE accounts SET balance = balance + %s "
+                       "WHERE id = %s RETURNING balance) INSERT INTO entries (account, kind, "
+                       "amount, held_delta, balance_after, reason, at) "
+                       "SELECT %s, %s, %s, 0, a.balance, %s, %s FROM a",
+                       (amount, account, account, kind, amount, reason, at))
 
 
-def _open_account(conn: psycopg.Connection, account: str, starting_grant: int,
-                  at: float) -> bool:
-    with conn.transaction():
-        created = conn.execute("INSERT INTO accounts (id, created_at) VALUES (%s, %s) "
-                               "ON CONFLICT (id) DO NOTHING", (account, at)).rowcount == 1
+async def _open_account(conn: TrioConnection, account: str, starting_grant: int,
+                        at: float) -> bool:
+    async with conn.transaction():
+        await conn.execute("INSERT INTO accounts (id, created_at) VALUES (%s, %s) "
+                           "ON CONFLICT (id) DO NOTHING", (account, at))
+        created = conn.rowcount == 1
         if created and starting_grant > 0:
-            _append(conn, account, "grant", starting_grant, "starting grant", at)
+            await _append(conn, account, "grant", starting_grant, "starting grant", at)
         return created
 
 
-def _hold(conn: psycopg.Connection, account: str, request_id: str, amount: int,
-          deadline: float, at: float, key_id: str | None, key_cap: int | None,
-          owner: str | None, model: str) -> AccountState:
+async def _hold(conn: TrioConnection, account: str, request_id: str, amount: int,
+                deadline: float, at: float, key_id: str | None, key_cap: int | None,
+                owner: str | None, model: str) -> AccountState:
     try:
-        outcome, balance, held, room = conn.execute(
+        outcome, balance, held, room = await conn.fetchone(
             "SELECT * FROM aura_hold(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (account, request_id, amount, deadline, at, key_id, key_cap, owner,
-             model)).fetchone()
+             model))
     except psycopg.errors.UniqueViolation:  # the same request id, held at the same moment
         raise DuplicateRequest(request_id) from None
     if outcome == "duplicate":
@@ -91,24 +97,24 @@ def _settlement(request_id: str, row: tuple[Any, ...]) -> Settlement:
                       replay=outcome == "replay")
 
 
-def _settle(conn: psycopg.Connection, request_id: str, cost: int, record: UsageRecord,
-            at: float) -> Settlement:
+async def _settle(conn: TrioConnection, request_id: str, cost: int, record: UsageRecord,
+                  at: float) -> Settlement:
     u = record.usage
-    return _settlement(request_id, conn.execute(
+    return _settlement(request_id, await conn.fetchone(
         "SELECT * FROM aura_settle(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (request_id, cost, record.model, record.provider, u.input_tokens, u.output_tokens,
          u.cache_read_tokens, u.cache_write_tokens, u.reasoning_tokens, u.reported,
-         record.at, record.recovered, at)).fetchone())
+         record.at, record.recovered, at)))
 
 
-def _recover(conn: psycopg.Connection, request_id: str, at: float) -> Settlement:
-    return _settlement(request_id, conn.execute("SELECT * FROM aura_recover(%s, %s)",
-                                                (request_id, at)).fetchone())
+async def _recover(conn: TrioConnection, request_id: str, at: float) -> Settlement:
+    return _settlement(request_id, await conn.fetchone("SELECT * FROM aura_recover(%s, %s)",
+                                                       (request_id, at)))
 
 
-def _checkpoint(conn: psycopg.Connection, points: list[Checkpoint]) -> None:
+async def _checkpoint(conn: TrioConnection, points: list[Checkpoint]) -> None:
     # One statement for the batch: never lowers a figure, never touches a settled hold.
-    conn.execute(
+    await conn.execute(
         "UPDATE holds h SET provider = p.provider, ck_input = p.i, ck_output = p.o, "
         "ck_cache_read = p.cr, ck_cache_write = p.cw, ck_reasoning = p.r, ck_cost = p.c, "
         "ck_at = p.at FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], "
@@ -123,50 +129,51 @@ def _checkpoint(conn: psycopg.Connection, points: list[Checkpoint]) -> None:
          [p.at for p in points]))
 
 
-def _leased_holds(conn: psycopg.Connection) -> list[LeasedHold]:
-    return [LeasedHold(*row) for row in conn.execute(
+async def _leased_holds(conn: TrioConnection) -> list[LeasedHold]:
+    return [LeasedHold(*row) for row in await conn.execute(
         "SELECT request_id, owner, deadline FROM holds WHERE NOT settled ORDER BY seq")]
 
 
-def _register_instance(conn: psycopg.Connection, instance: Instance) -> None:
-    conn.execute("INSERT INTO instances (id, host, pid, started_at, lease_until) "
-                 "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET "
-                 "host = excluded.host, pid = excluded.pid, started_at = excluded.started_at, "
-                 "lease_until = excluded.lease_until",
-                 (instance.id, instance.host, instance.pid, instance.started_at,
-                  instance.lease_until))
+async def _register_instance(conn: TrioConnection, instance: Instance) -> None:
+    await conn.execute("INSERT INTO instances (id, host, pid, started_at, lease_until) "
+                       "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET "
+                       "host = excluded.host, pid = excluded.pid, "
+                       "started_at = excluded.started_at, lease_until = excluded.lease_until",
+                       (instance.id, instance.host, instance.pid, instance.started_at,
+                        instance.lease_until))
 
 
-def _renew_lease(conn: psycopg.Connection, instance_id: str, until: float) -> None:
-    conn.execute("UPDATE instances SET lease_until = %s WHERE id = %s", (until, instance_id))
+async def _renew_lease(conn: TrioConnection, instance_id: str, until: float) -> None:
+    await conn.execute("UPDATE instances SET lease_until = %s WHERE id = %s",
+                       (until, instance_id))
 
 
-def _instances(conn: psycopg.Connection) -> list[Instance]:
-    return [Instance(*row) for row in conn.execute(
+async def _instances(conn: TrioConnection) -> list[Instance]:
+    return [Instance(*row) for row in await conn.execute(
         "SELECT id, host, pid, started_at, lease_until FROM instances ORDER BY id")]
 
 
-def _key_spent(conn: psycopg.Connection, key_id: str) -> int:
-    row = conn.execute("SELECT spent FROM key_spend WHERE key_id = %s", (key_id,)).fetchone()
+async def _key_spent(conn: TrioConnection, key_id: str) -> int:
+    row = await conn.fetchone("SELECT spent FROM key_spend WHERE key_id = %s", (key_id,))
     return int(row[0]) if row else 0
 
 
-def _entries(conn: psycopg.Connection, account: str, after: int, limit: int) -> list[Entry]:
-    return [Entry(*row) for row in conn.execute(
+async def _entries(conn: TrioConnection, account: str, after: int, limit: int) -> list[Entry]:
+    return [Entry(*row) for row in await conn.execute(
         "SELECT seq, account, kind, amount, held_delta, request_id, balance_after, reason, at "
         "FROM entries WHERE account = %s AND seq > %s ORDER BY seq LIMIT %s",
         (account, after, limit))]
 
 
-def _recent_usage(conn: psycopg.Connection, account: str, limit: int) -> list[UsageRecord]:
-    rows = conn.execute(f"SELECT {_USAGE_COLUMNS} FROM usage WHERE account = %s "
-                        "ORDER BY at DESC LIMIT %s", (account, limit)).fetchall()
+async def _recent_usage(conn: TrioConnection, account: str, limit: int) -> list[UsageRecord]:
+    rows = await conn.execute(f"SELECT {_USAGE_COLUMNS} FROM usage WHERE account = %s "
+                              "ORDER BY at DESC LIMIT %s", (account, limit))
     return [UsageRecord(r[0], r[1], r[2], r[3], Usage(r[4], r[5], r[6], r[7], r[8], r[9]),
                         r[10], r[11], r[12], r[13]) for r in rows]
 
 
-def _usage_rows(conn: psycopg.Connection, account: str | None, since: float | None,
-                until: float | None, limit: int) -> list[dict[str, Any]]:
+async def _usage_rows(conn: TrioConnection, account: str | None, since: float | None,
+                      until: float | None, limit: int) -> list[dict[str, Any]]:
     clauses, params = [], []
     for clause, value in (("account = %s", account), ("at >= %s", since),
                           ("at < %s", until)):
@@ -174,28 +181,29 @@ def _usage_rows(conn: psycopg.Connection, account: str | None, since: float | No
             clauses.append(clause)
             params.append(value)
     where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-    rows = conn.execute(f"SELECT {_USAGE_COLUMNS} FROM usage{where} "
-                        "ORDER BY at, request_id LIMIT %s", (*params, limit)).fetchall()
+    rows = await conn.execute(f"SELECT {_USAGE_COLUMNS} FROM usage{where} "
+                              "ORDER BY at, request_id LIMIT %s", (*params, limit))
     return [row_dict(r) for r in rows]
 
 
-def _open_holds(conn: psycopg.Connection,
-                account: str | None) -> list[tuple[str, str, int, float]]:
+async def _open_holds(conn: TrioConnection,
+                      account: str | None) -> list[tuple[str, str, int, float]]:
     sql = "SELECT request_id, account, amount, deadline FROM holds WHERE NOT settled"
     if account is None:
-        return [tuple(r) for r in conn.execute(sql + " ORDER BY seq")]  # type: ignore[misc]
-    return [tuple(r) for r in conn.execute(sql + " AND account = %s ORDER BY seq",  # type: ignore[misc]
-                                           (account,))]
+        rows = await conn.execute(sql + " ORDER BY seq")
+    else:
+        rows = await conn.execute(sql + " AND account = %s ORDER BY seq", (account,))
+    return [(r[0], r[1], r[2], r[3]) for r in rows]
 
 
-def _spent(conn: psycopg.Connection, account: str) -> int:
-    row = conn.execute("SELECT spent FROM accounts WHERE id = %s", (account,)).fetchone()
+async def _spent(conn: TrioConnection, account: str) -> int:
+    row = await conn.fetchone("SELECT spent FROM accounts WHERE id = %s", (account,))
     return int(row[0]) if row else 0
 
 
-def _exists(conn: psycopg.Connection, account: str) -> bool:
-    return conn.execute("SELECT 1 FROM accounts WHERE id = %s",
-                        (account,)).fetchone() is not None
+async def _exists(conn: TrioConnection, account: str) -> bool:
+    return await conn.fetchone("SELECT 1 FROM accounts WHERE id = %s",
+                               (account,)) is not None
 
 
 class PostgresLedger:
