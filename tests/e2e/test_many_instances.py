@@ -29,7 +29,8 @@ from tests.harness import RouterProcess, assert_account_invariants, router_confi
 
 STREAMS = 300
 INSTANCES = 3
-MAX_TOKENS = 30
+HEAD_START = 20  # the victim's streams started before the others
+MAX_TOKENS = 60  # 1.8 s per stream at the fake's pace
 CHECKPOINT_S, LEASE_S = 0.2, 3.0
 SWEEP_S = 1.0  # the hold sweeper's round: LEASE_S / 3, at least 1 s (actors/root.py)
 PRICES = (Decimal("0.15"), Decimal("0.60"))  # house-model, USD per Mtok
@@ -90,20 +91,27 @@ async def _stream(client: httpx.AsyncClient, i: int, instance: int, attack: Atta
 
 
 async def _attack(routers: list[RouterProcess], key: str, victim: RouterProcess) -> Attack:
+    """The victim's first streams start first (so that it has streams to lose), then the
+    rest over all three instances; kill -9 while the victim's first ones are mid-answer."""
     attack = Attack()
-    on_screen = trio.Semaphore(0)
+    on_screen = trio.Semaphore(0)  # the victim's streams with content shown
     per_instance = STREAMS // INSTANCES
     limits = httpx.Limits(max_connections=per_instance + 5)
     clients = [httpx.AsyncClient(base_url=r.base_url, timeout=60, limits=limits,
                                  headers={"authorization": f"Bearer {key}"}) for r in routers]
+    victim_n = INSTANCES - 1
+    first = [i for i in range(STREAMS) if i % INSTANCES == victim_n][:HEAD_START]
+    rest = [i for i in range(STREAMS) if i not in first]
     try:
         async with trio.open_nursery() as nursery:
-            for i in range(STREAMS):
+            for i in first + rest:
+                if i == rest[0]:
+                    with trio.move_on_after(30):
+                        for _ in range(HEAD_START // 2):
+                            await on_screen.acquire()
                 nursery.start_soon(_stream, clients[i % INSTANCES], i, i % INSTANCES, attack,
                                    on_screen)
-            with trio.move_on_after(30):
-                for _ in range(10):  # the victim's streams are on screen
-                    await on_screen.acquire()
+            await trio.sleep(1.0)  # the others under way; the victim's first ones mid-answer
             assert victim.proc is not None
             victim.proc.kill()  # SIGKILL: no shutdown, no settlement
             victim.proc.wait()
@@ -160,7 +168,9 @@ def test_three_instances_one_account_never_overspend_even_when_one_is_killed(
         for i in completed:  # billed exactly what the client was told
             assert rows[attack.request_id[i]]["cost_micros"] == attack.told[i], i
         killed = [i for i in admitted if i in attack.cut]
-        assert killed and all(attack.instance[i] == INSTANCES - 1 for i in killed)
+        assert killed and all(attack.instance[i] == INSTANCES - 1 for i in killed), (
+            {i: (attack.status.get(i), attack.content.get(i), i in attack.cut)
+             for i in range(STREAMS) if attack.instance[i] == INSTANCES - 1})
         billed_zero = [i for i in killed if attack.content.get(i) and
                        rows[attack.request_id[i]]["cost_micros"] == 0]
         assert billed_zero == [], "streamed tokens are never billed 0"
