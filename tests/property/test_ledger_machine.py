@@ -312,3 +312,4 @@ for _name in BACKENDS:
     _case.settings = settings(stateful_step_count=30, max_examples=_examples
                               if _name == "sqlite" or _examples > 100 else _examples // 6)
     globals()[f"TestLedgerMachine{_name.title()}"] = _case
+del _name, _machine, _case, _examples  # else pytest collects `_case` a second time
