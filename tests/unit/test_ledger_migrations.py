@@ -4,6 +4,8 @@ counters are filled from its history once, then kept by every hold and settlemen
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 from router.ledger.base import UsageRecord
@@ -52,3 +54,19 @@ async def test_an_old_ledger_gets_its_counters_from_its_history(tmp_path: Path) 
     again = SqliteDatabase(path)  # a restart runs no step twice
     assert await SqliteLedger(again).key_spent("k1") == 220
     again.close()
+
+
+def test_processes_opening_a_new_ledger_file_at_once_all_start(tmp_path: Path) -> None:
+    """WORKERS=N start together on a fresh DATA_DIR, each writing as soon as it is up:
+    switching the file to WAL must wait for the others, not fail with 'database is
+    locked'."""
+    script = ("import sys; from pathlib import Path; from router.ledger.sqlite import "
+              "SqliteDatabase; from router.ledger.sqlite.ledger import _grant; "
+              "db = SqliteDatabase(Path(sys.argv[1])); "
+              "[db.run_blocking(_grant, 'a', 1, None, 1.0) for _ in range(300)]; db.close()")
+    for round_ in range(3):
+        path = tmp_path / f"round{round_}" / "ledger.sqlite3"
+        starts = [subprocess.Popen([sys.executable, "-c", script, str(path)],
+                                   stderr=subprocess.PIPE, text=True) for _ in range(6)]
+        failures = [p.communicate()[1] for p in starts if p.wait() != 0]
+        assert failures == [], failures[0]

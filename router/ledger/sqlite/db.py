@@ -14,6 +14,7 @@ Transactions are `BEGIN IMMEDIATE` ... `COMMIT`: no await happens inside one.
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -116,10 +117,24 @@ def connect(path: Path, *, busy_timeout_ms: int, autocheckpoint: bool) -> sqlite
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
                            timeout=busy_timeout_ms / 1000)
     conn.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
-    conn.execute("PRAGMA journal_mode=WAL")
+    _switch_to_wal(conn)
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute(f"PRAGMA wal_autocheckpoint={1000 if autocheckpoint else 0}")
     return conn
+
+
+def _switch_to_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
+    """`PRAGMA journal_mode=WAL`, retried while another process holds the file: the
+    switch needs the file to itself and SQLite does not wait for it (WORKERS=N opening a
+    new file at once). A file already in WAL mode answers at once."""
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
