@@ -1,5 +1,5 @@
 """`WORKERS=N`: N router processes on one port, and the supervisor that runs them
-(SPEC §9.3, docs/configuration.md "Workers").
+(docs/configuration.md "Workers", docs/deployment.md).
 
 With `WORKERS=1` (the default) none of this runs: `aura-router serve` is the router. With
 more, the process started by `aura-router serve` is a small supervisor that never opens

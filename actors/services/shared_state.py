@@ -1,5 +1,5 @@
-"""What this instance shares with the others through `REDIS_URL` (SPEC §9.3), started
-first by `actors.root.start_actors` when the setting is there.
+"""What this instance shares with the others through `REDIS_URL` (docs/deployment.md),
+started first by `actors.root.start_actors` when the setting is there.
 
 The Redis session (`Runtime.shared_redis`: the ledger's own when the ledger is in Redis,
 else one that `build_runtime` has the stores enter with theirs, so it is open before

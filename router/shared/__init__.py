@@ -1,4 +1,5 @@
-"""What router instances share through `REDIS_URL`, whatever the ledger (SPEC §4.7, §9.3).
+"""What router instances share through `REDIS_URL`, whatever the ledger
+(docs/deployment.md).
 
 - `redis`: which `RedisSession` (router.ledger.redis.client) carries it: the stores'
   own when they have one, else one of its own, entered for the server's lifetime.
