@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import trio
+
 from router.auth.principal import Principal
 from router.catalog import ModelSpec
 from router.errors import InsufficientCredits, InsufficientFunds, RateLimited, SpendCapReached
@@ -67,8 +69,13 @@ def _refusal(exc: InsufficientFunds | SpendCapReached, needed: int
 
 async def _hold(ledger: BillingLedger, principal: Principal, request_id: str, amount: int,
                 cap: int | None, model: ModelSpec, now: float, policy: HoldPolicy) -> int:
-    await ledger.hold(principal.account, request_id, amount, now + policy.hold_ttl_s, now,
-                      key_id=principal.key_id, key_cap=cap, owner=policy.owner, model=model.id)
+    # Shielded: a hold the ledger wrote must reach the caller, which settles it, even if
+    # the client hangs up while the answer travels back (a network ledger); each
+    # backend bounds its own call.
+    with trio.CancelScope(shield=True):
+        await ledger.hold(principal.account, request_id, amount, now + policy.hold_ttl_s, now,
+                          key_id=principal.key_id, key_cap=cap, owner=policy.owner,
+                          model=model.id)
     return amount
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import Any, Iterator
@@ -130,7 +131,9 @@ def test_three_instances_one_account_never_overspend_even_when_one_is_killed(
     # sqlite: every instance on the one file; the others: each its own directory.
     dirs = [tmp_path / "shared" if backend == "sqlite" else tmp_path / f"r{n}"
             for n in range(INSTANCES)]
-    routers = [RouterProcess(d, config, env=env).start() for d in dirs]
+    routers = [RouterProcess(d, config, env=env) for d in dirs]
+    with ThreadPoolExecutor(INSTANCES) as starting:  # at once, as a deployment does
+        list(starting.map(RouterProcess.start, routers))
     try:
         first = routers[0]
         account, key = first.new_account(1)

@@ -306,10 +306,10 @@ for _name in BACKENDS:
     _case = _machine.TestCase
     # the loaded profile (ci, or --hypothesis-profile=thorough) decides how many examples
     # A network backend pays a fresh schema or database per example and a connection per
-    # step: a sixth as many in the default (CI) profile; the thorough profile runs
+    # step: a tenth as many in the default (CI) profile; the thorough profile runs
     # thousands on each.
     _examples = settings.default.max_examples
     _case.settings = settings(stateful_step_count=30, max_examples=_examples
-                              if _name == "sqlite" or _examples > 100 else _examples // 6)
+                              if _name == "sqlite" or _examples > 100 else _examples // 10)
     globals()[f"TestLedgerMachine{_name.title()}"] = _case
 del _name, _machine, _case, _examples  # else pytest collects `_case` a second time

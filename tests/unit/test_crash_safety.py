@@ -14,14 +14,16 @@ import trio
 import trio.testing
 
 from actors.services.ledger_maintenance import LeaseKeeper, dead_instances, sweep_abandoned_holds
-from actors.pipeline.reserve import Reservation
+from actors.pipeline.reserve import HoldPolicy, Reservation, reserve
 from actors.pipeline.context import Outcome
 from actors.pipeline.settle import Billing
+from router.auth.principal import Principal
 from router.catalog import ModelSpec
 from router.ledger.base import Instance, Settlement, UsageRecord
 from router.ledger.sqlite import SqliteDatabase, SqliteIdempotency, SqliteLedger
 from router.pricing import Prices
-from router.protocols.api import Meter
+from router.protocols.api import ClientRequest, Meter
+from router.tokens import measure
 from tests.unit.contexts import request_context
 
 MODEL = ModelSpec("m", "openai", Prices(Decimal(1), Decimal(2), Decimal(1), Decimal(1)), 1000)
@@ -146,4 +148,38 @@ async def test_a_settlement_that_misses_its_deadline_is_retried_until_recorded(
     rows = await ledger.recent_usage("alice")
     assert [r.request_id for r in rows] == ["slow"] and rows[0].cost_micros > 0
     assert live == {}, "recorded: the keeper lets it go"
+    db.close()
+
+
+class LateAnswers:
+    """A real ledger whose answers come back late, as a network ledger's do: the hold is
+    written, then the answer travels."""
+
+    def __init__(self, ledger: SqliteLedger) -> None:
+        self.ledger = ledger
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.ledger, name)
+
+    async def hold(self, *args: Any, **kwargs: Any) -> Any:
+        state = await self.ledger.hold(*args, **kwargs)
+        await trio.sleep(1)
+        return state
+
+
+async def test_a_request_cancelled_while_its_hold_is_answered_keeps_the_hold_to_settle(
+        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    """A client that hangs up while the ledger answers the hold: the reservation still
+    reaches the pipeline (which settles it), instead of a hold nobody knows of until its
+    deadline, an hour later."""
+    db = SqliteDatabase(tmp_path / "l.sqlite3")
+    ledger = SqliteLedger(db)
+    await ledger.grant("alice", 1_000_000, None, NOW)
+    request = ClientRequest({}, MODEL.id, True, 50, measure({}))
+    reservation = None
+    with trio.move_on_after(0.5):  # the client is gone mid-hold
+        reservation = await reserve(LateAnswers(ledger), Principal("alice"), request, MODEL,
+                                    "r1", now=NOW, policy=HoldPolicy())
+    assert reservation is not None and reservation.request_id == "r1"
+    assert [h[0] for h in await ledger.open_holds("alice")] == ["r1"]
     db.close()
