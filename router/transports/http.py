@@ -31,6 +31,7 @@ from router.errors import (ApiShape, BadRequest, BodyTooLarge, EventsGone, Gone,
 from router.gateway import Gateway, ModelCall, ResumableStream, Settled
 from router.protocols.formats import FORMATS
 from router.transports.app import build_quart_app
+from router.transports.cors import CorsPolicy
 from router.transports.guard import admin_refusal, closing_when_unread
 from router.transports.sse import HEARTBEAT, number_events, parse_after, render
 from router.transports.websocket import serve_websocket
@@ -164,9 +165,17 @@ class RouterApp:
         self.gw = gateway
         self.config = gateway.config
         self.quart = build_quart_app(gateway)
+        self.cors = CorsPolicy.from_setting(gateway.config.cors_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            origin = _header(scope, b"origin")
+            if origin is not None:  # a browser page: CORS (SDKs and servers send none)
+                if scope["method"] == "OPTIONS" and \
+                        _header(scope, b"access-control-request-method") is not None:
+                    await self._preflight(scope, send, origin)
+                    return
+                send = _with_headers(send, self.cors.response_headers(origin))
             path = scope["path"]
             if path.startswith(LEGACY_PREFIX + "/"):
                 path = path[len(LEGACY_PREFIX):]
@@ -189,6 +198,13 @@ class RouterApp:
             await serve_websocket(self.gw, scope, receive, send)
             return
         await self.quart(scope, receive, send)
+
+    async def _preflight(self, scope: Scope, send: Send, origin: bytes) -> None:
+        """Answered before any credential is asked for (browsers send none here)."""
+        headers = self.cors.preflight_headers(
+            origin, _header(scope, b"access-control-request-headers"))
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _model_call(self, scope: Scope, receive: Receive, send: Send, api: str) -> None:
         headers: dict[bytes, bytes] = dict(scope["headers"])
@@ -316,6 +332,22 @@ class RouterApp:
                 nursery.cancel_scope.cancel()
         finally:
             hub.detach(stream)
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
+def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    """`send`, adding `extra` to the response's start (CORS for a browser's request)."""
+    async def sending(message: dict) -> None:  # type: ignore[type-arg]
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), *extra]}
+        await send(message)
+    return sending
 
 
 def _text(value: bytes | None) -> str | None:
