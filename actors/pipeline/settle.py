@@ -56,7 +56,10 @@ class Billing:
         if seen == self._checkpointed or self.settled is not None and not self.unsettled:
             return None  # cheap enough to ask of every live stream every interval
         self._checkpointed = seen
-        usage = meter.usage(self.estimated_input)
+        return self._running_point()
+
+    def _running_point(self) -> Checkpoint | None:
+        usage = self.meter.usage(self.estimated_input)
         if usage.is_empty:
             return None
         cost = min(self.model.prices.cost_micros(usage), self.reservation.hold_micros)
@@ -69,7 +72,9 @@ class Billing:
         if whole:
             await self.settle()
             return
-        point = self.due_checkpoint()
+        # Written here even if the lease keeper's batch already took this usage: that
+        # batch may still be on its way to a network ledger when the content leaves.
+        point = self._running_point()
         if point is not None:
             with trio.CancelScope(shield=True):
                 await self.ledger.checkpoint([point])

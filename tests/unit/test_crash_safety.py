@@ -183,3 +183,42 @@ async def test_a_request_cancelled_while_its_hold_is_answered_keeps_the_hold_to_
     assert reservation is not None and reservation.request_id == "r1"
     assert [h[0] for h in await ledger.open_holds("alice")] == ["r1"]
     db.close()
+
+
+class StalledBatchLedger(SqliteLedger):
+    """The real ledger; its first checkpoint write never arrives, like a lease keeper's
+    batch still on its way to a network ledger when the process is killed."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        super().__init__(db)
+        self.stalled = trio.Event()
+
+    async def checkpoint(self, points: list[Any]) -> None:
+        if not self.stalled.is_set():
+            self.stalled.set()
+            await trio.sleep_forever()
+        await super().checkpoint(points)
+
+
+async def test_content_waits_for_its_own_checkpoint_even_with_a_batch_in_flight(
+        tmp_path: Path) -> None:
+    db = SqliteDatabase(tmp_path / "ledger.sqlite3")
+    ledger = StalledBatchLedger(db)
+    await ledger.grant("alice", 1_000_000, "t", NOW)
+    await ledger.register_instance(instance("dead", pid=4242))
+    streaming = await _held(ledger, "streaming", owner="dead")
+    _stream(streaming, 3)
+    keeper = LeaseKeeper(ledger, instance("dead", pid=4242), {"streaming": streaming},
+                         checkpoint_s=1, lease_s=15, clock=lambda: NOW + 1)
+    async with trio.open_nursery() as crash:
+        crash.start_soon(keeper.tick)  # takes the running usage, its write never lands
+        await ledger.stalled.wait()
+        await streaming.before_content(whole=False)
+        crash.cancel_scope.cancel()  # kill -9 right after the content left
+    me = instance("me", pid=99)
+    await ledger.register_instance(me)
+    assert await sweep_abandoned_holds(ledger, {}, NOW + 1, me,
+                                       exists=lambda pid: pid == 99) == 1
+    [row] = await ledger.recent_usage("alice")
+    assert row.recovered and row.cost_micros > 0, "content shown is never billed 0"
+    db.close()
