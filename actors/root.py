@@ -20,7 +20,9 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
+from actors.services.jwks_refresher import JwksRefresher
 from actors.services.ledger_maintenance import HoldSweeper, LeaseKeeper, StoreUpkeep
+from actors.services.outbox import OutboxShipper, build_sinks, derived_sinks
 from actors.services.providers import ProviderActor
 from actors.services.shared_state import start_shared_state
 from actors.runtime import Runtime, build_runtime
@@ -68,12 +70,22 @@ async def start_actors(rt: Runtime, nursery: trio.Nursery) -> None:
     await nursery.start(Supervisor("hold-sweeper", lambda: HoldSweeper(
         rt.ledger, rt.live_requests, rt.instance, rt.clock,
         interval_s=min(30.0, max(1.0, rt.config.lease_s / 3)), claims=rt.idempotency)).run)
+    # The sinks every settlement queues events for are the deployment's: written for all
+    # instances on this ledger (none configured: none queued).
+    sinks = build_sinks(rt.config)
+    await rt.outbox.configure(derived_sinks(sinks))
+    if sinks:
+        await nursery.start(Supervisor("outbox", lambda: OutboxShipper(
+            rt.outbox, sinks, rt.outbox_doorbell, retry_max_s=rt.config.outbox_retry_max_s,
+            clock=rt.clock)).run)
     for name, provider in rt.providers.items():
         supervisor = Supervisor(f"provider:{name}", lambda p=provider: ProviderActor(p))
         rt.provider_handles[name] = await nursery.start(supervisor.run)
     # The hub's streams call providers, so it starts after them (and stops before them).
     rt.hub = await nursery.start(StreamHub(rt, window_s=rt.config.resume_window_s,
                                            buffer_bytes=rt.config.stream_buffer_bytes).run)
+    if (ring := rt.jwks) is not None:  # its first fetch is over (or failed) before traffic
+        await nursery.start(Supervisor("jwks-refresher", lambda: JwksRefresher(ring)).run)
 
 
 async def until_signalled() -> None:

@@ -24,12 +24,15 @@ from actors.pipeline.count_tokens import count_tokens
 from actors.pipeline.request import limit_rate, run_model_call
 from actors.pipeline.reserve import HoldPolicy
 from actors.pipeline.settle import Billing
+from actors.services.jwks_refresher import JwksKeyring
+from actors.services.outbox import Doorbell
+from router.auth.jwks import jwks_settings
 from router.auth.principal import Principal
 from router.config import Config
 from router.errors import BillingUnavailable
 from router.gateway import ClientSink, ModelCall, Streams, TokenCount
 from router.ledger.base import AccountBook, BillingLedger, IdempotencyStore, Instance, KeyStore
-from router.ledger.base import UsageReports
+from router.ledger.base import Outbox, UsageReports
 from router.ledger.stores import Stores, open_stores
 from router.providers.base import Provider
 from router.providers.registry import adapter
@@ -61,6 +64,10 @@ class Runtime:
     # REDIS_URL: what carries the state instances share; entered with the stores.
     shared_redis: "RedisSession | None" = None
     observers: list[RequestObserver] = field(default_factory=list)
+    # AUTH0_DOMAIN / JWKS_URL: the RS256 keys, kept by the JWKS refresher actor.
+    jwks: JwksKeyring | None = None
+    # Rung after each settlement: the outbox actor ships what it queued at once.
+    outbox_doorbell: Doorbell = field(default_factory=Doorbell)
 
     # --- the stores, by their interfaces ---------------------------------------------
 
@@ -83,6 +90,10 @@ class Runtime:
     @property
     def idempotency(self) -> IdempotencyStore:
         return self.stores.idempotency
+
+    @property
+    def outbox(self) -> Outbox:
+        return self.stores.outbox
 
     # --- the Gateway ---------------------------------------------------------------------
 
@@ -112,8 +123,9 @@ class Runtime:
         reasons = []
         try:
             await self.stores.ping()
-        except BillingUnavailable:
-            reasons.append(f"ledger unreachable ({self.stores.backend} at {self.stores.where})")
+        except BillingUnavailable as exc:
+            reasons.append(f"ledger unreachable ({self.stores.backend} at "
+                           f"{self.stores.where}): {exc}")
         except Exception as exc:  # noqa: BLE001 - the point is to report it, whatever it is
             reasons.append(f"ledger unusable: {type(exc).__name__}")
         stats = await self.provider_stats()
@@ -122,6 +134,8 @@ class Runtime:
                 f"{s['name']}: " + ("not running" if not s["running"] else
                                     "circuit open" if s["breaker"]["state"] == "open"
                                     else "every credential refused") for s in stats))
+        if self.jwks is not None and (why := self.jwks.unready_reason()):
+            reasons.append(why)
         return reasons
 
     def observe(self, outcome: Outcome) -> None:
@@ -140,6 +154,7 @@ def _entering_both(first: Callable[[], AbstractAsyncContextManager[Any]],
 
 
 def build_runtime(config: Config) -> Runtime:
+    settings = jwks_settings(config)  # a malformed AUTH0_DOMAIN / JWKS_URL: ConfigError
     stores = open_stores(config)
     shared_redis = None
     if config.redis_url:
@@ -160,8 +175,11 @@ def build_runtime(config: Config) -> Runtime:
                          for key in spec.api_keys] + config.secrets(),
                         [spec.base_url for spec in config.catalog.providers.values()
                          if spec.base_url])
+    jwks = JwksKeyring(settings, refresh_s=config.jwks_refresh_s,
+                       min_refresh_s=config.jwks_min_refresh_s) if settings else None
     return Runtime(config=config, stores=stores,
-                   auth=Authenticator(config, stores.keys, stores.accounts, time.time),
+                   auth=Authenticator(config, stores.keys, stores.accounts, time.time, jwks),
+                   jwks=jwks,
                    providers=providers, redactor=redactor, instance=instance,
                    hold_policy=HoldPolicy(config.hold_policy == "affordable",
                                           config.min_output_tokens, config.hold_ttl_s,

@@ -72,6 +72,6 @@ class Supervisor:
                     if len(crashes) > self.policy.max_restarts:
                         raise RestartBudgetExceeded(self.name, len(crashes)) from exc
                     log.warning("%s crashed (%s); restarting in %.2fs", self.name,
-                                type(exc).__name__, backoff)
+                                type(exc).__name__, backoff, exc_info=exc)
                     await trio.sleep(backoff * (0.5 + random.random() / 2))
                     backoff = min(backoff * 2, self.policy.backoff_max_s)

@@ -18,7 +18,7 @@ from dotenv import dotenv_values
 
 from router.catalog import Catalog, build_catalog
 from router.errors import ConfigError
-from router.ledger.stores import BACKENDS
+from router.ledger.stores import BACKENDS, EXTERNAL_BACKENDS
 from router.redact import display_url
 
 __all__ = ["Config", "ConfigError", "load_config"]
@@ -71,6 +71,8 @@ _SETTINGS: tuple[Setting, ...] = (
     Setting("auth0_audience", ("AUTH0_AUDIENCE",), None),
     Setting("jwks_url", ("JWKS_URL",), None),
     Setting("jwt_issuer", ("JWT_ISSUER",), None),
+    Setting("jwks_refresh_s", ("JWKS_REFRESH_S",), 600.0, _seconds),
+    Setting("jwks_min_refresh_s", ("JWKS_MIN_REFRESH_S",), 30.0, _seconds),
     Setting("internal_service_token", ("INTERNAL_SERVICE_TOKEN",), None),
     Setting("openai_api_key", ("OPENAI_API_KEY",), None),
     Setting("openai_base_url", ("OPENAI_BASE_URL",), "https://api.openai.com/v1"),
@@ -98,12 +100,23 @@ _SETTINGS: tuple[Setting, ...] = (
     Setting("ws_max_frame_bytes", ("WS_MAX_FRAME_BYTES",), 1024 * 1024, _int),
     Setting("ws_auth_timeout_s", ("WS_AUTH_TIMEOUT_S",), 10, _int),
     Setting("ws_ping_interval_s", ("WS_PING_INTERVAL_S",), 20, _int),
+    Setting("z_billing_url", ("Z_BILLING_URL",), None),
+    Setting("z_billing_api_key", ("Z_BILLING_API_KEY",), None),
+    Setting("z_billing_mode", ("Z_BILLING_MODE",), "two_phase"),
+    Setting("z_billing_timeout_s", ("Z_BILLING_TIMEOUT_S",), 5.0, _seconds),
+    Setting("aura_network_url", ("AURA_NETWORK_URL",), None),
+    Setting("aura_network_token", ("AURA_NETWORK_TOKEN",), None),
+    Setting("aura_storage_url", ("AURA_STORAGE_URL",), None),
+    Setting("aura_storage_token", ("AURA_STORAGE_TOKEN",), None),
+    Setting("store_messages", ("STORE_MESSAGES",), None, _bool),
+    Setting("outbox_retry_max_s", ("OUTBOX_RETRY_MAX_S",), 300.0, _seconds),
 )
 
 # Secrets: `doctor` and logs show only whether they are set.
 SECRET_FIELDS = frozenset({"admin_api_key", "auth_cookie_secret", "internal_service_token",
                            "openai_api_key", "anthropic_api_key", "redis_url",
-                           "database_url"})
+                           "database_url", "z_billing_api_key", "aura_network_token",
+                           "aura_storage_token"})
 
 
 @dataclass(frozen=True)
@@ -121,6 +134,8 @@ class Config:
     auth0_audience: str | None
     jwks_url: str | None
     jwt_issuer: str | None
+    jwks_refresh_s: float
+    jwks_min_refresh_s: float
     internal_service_token: str | None = field(repr=False)
     openai_api_key: str | None = field(repr=False)
     openai_base_url: str
@@ -148,8 +163,26 @@ class Config:
     ws_max_frame_bytes: int
     ws_auth_timeout_s: int
     ws_ping_interval_s: int
+    z_billing_url: str | None
+    z_billing_api_key: str | None = field(repr=False)
+    z_billing_mode: str
+    z_billing_timeout_s: float
+    aura_network_url: str | None
+    aura_network_token: str | None = field(repr=False)
+    aura_storage_url: str | None
+    aura_storage_token: str | None = field(repr=False)
+    store_messages: bool | None  # None: on when AURA_STORAGE_URL is set
+    outbox_retry_max_s: float
     config_path: str | None
     catalog: Catalog = field(repr=False)
+
+    @property
+    def sends_messages(self) -> bool:
+        """Prompts and answers go to the storage sink (STORE_MESSAGES, on by default when
+        AURA_STORAGE_URL is set)."""
+        if self.store_messages is None:
+            return bool(self.aura_storage_url)
+        return self.store_messages and bool(self.aura_storage_url)
 
     def secrets(self) -> list[str]:
         """Every secret setting that is set: never shown, and redacted wherever a
@@ -227,14 +260,23 @@ def load_config(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] |
         else:
             values[s.field] = s.parse(raw, source) if s.parse else raw
 
-    if values["billing_backend"] not in BACKENDS:
+    if values["billing_backend"] not in BACKENDS + EXTERNAL_BACKENDS:
         raise ConfigError(f"BILLING_BACKEND={values['billing_backend']!r} is not available "
-                          f"in this build; use one of {', '.join(BACKENDS)}")
+                          f"in this build; use one of "
+                          f"{', '.join(BACKENDS + EXTERNAL_BACKENDS)}")
+    if values["billing_backend"] == "http" and not values["z_billing_url"]:
+        raise ConfigError("BILLING_BACKEND=http needs Z_BILLING_URL (the credit service, "
+                          "docs/integration.md)")
     if values["billing_backend"] == "postgres" and not values["database_url"]:
         raise ConfigError("BILLING_BACKEND=postgres needs DATABASE_URL "
                           "(postgresql://user@host:5432/dbname)")
     if values["billing_backend"] == "redis" and not values["redis_url"]:
         raise ConfigError("BILLING_BACKEND=redis needs REDIS_URL (redis://host:6379/0)")
+    if values["z_billing_mode"] not in ("two_phase", "check_debit"):
+        raise ConfigError(f"Z_BILLING_MODE must be 'two_phase' or 'check_debit', got "
+                          f"{values['z_billing_mode']!r}")
+    if values["store_messages"] and not values["aura_storage_url"]:
+        raise ConfigError("STORE_MESSAGES needs AURA_STORAGE_URL (where the messages go)")
     if values["workers"] < 1:
         raise ConfigError("WORKERS must be 1 or more")
     if values["rate_limit_rpm"] < 0:
@@ -250,7 +292,8 @@ def load_config(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] |
     for name in ("checkpoint_s", "first_event_grace_s", "max_body_bytes", "body_timeout_s",
                  "header_timeout_s", "resume_window_s", "stream_buffer_bytes",
                  "sse_heartbeat_s", "ws_max_streams", "ws_max_frame_bytes",
-                 "ws_auth_timeout_s", "ws_ping_interval_s"):
+                 "ws_auth_timeout_s", "ws_ping_interval_s", "jwks_refresh_s",
+                 "jwks_min_refresh_s", "outbox_retry_max_s", "z_billing_timeout_s"):
         if values[name] <= 0:
             raise ConfigError(f"{name.upper()} must be positive")
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from router.auth.principal import Principal
 from router.errors import ApiShape, RouterError
-from router.ledger.base import AccountBook, KeyStore, Settlement, UsageReports
+from router.ledger.base import AccountBook, KeyStore, Outbox, Settlement, UsageReports
 from router.stream_log import StreamLog
 from router.usage import Usage
 
@@ -147,6 +147,9 @@ class Gateway(Protocol):
 
     @property
     def reports(self) -> UsageReports: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
 
     @property
     def streams(self) -> Streams: ...

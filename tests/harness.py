@@ -12,9 +12,10 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import httpx
 
@@ -57,13 +58,15 @@ fast = "house-model"
 
 def assert_ledger_invariants(path: Path) -> None:
     """Every request any test sent through this router: capture <= hold, captured exactly
-    once, the usage row's cost is the capture, and balances and holds add up (I1-I5)."""
+    once, the usage row's cost is the capture (a hold an external credit service refused
+    is released without one), and balances and holds add up (I1-I5)."""
     conn = sqlite3.connect(str(path))
     try:
         bad = conn.execute(
             "SELECT h.request_id, h.amount, h.captured, u.cost_micros FROM holds h "
             "LEFT JOIN usage u ON u.request_id = h.request_id WHERE h.settled = 1 AND "
-            "(h.captured > h.amount OR u.cost_micros IS NULL OR u.cost_micros != h.captured)"
+            "(h.captured > h.amount OR u.cost_micros IS NULL AND h.captured != 0 "
+            "OR u.cost_micros != h.captured)"
         ).fetchall()
         assert bad == [], f"settlements that broke capture <= hold or lost their usage: {bad}"
         twice = conn.execute("SELECT request_id FROM entries WHERE kind = 'capture' "
@@ -180,6 +183,15 @@ class RouterProcess:
         r = httpx.get(self.base_url + "/v1/usage", headers={"authorization": f"Bearer {key}"})
         assert r.status_code == 200, r.text
         return r.json()
+
+
+def eventually(condition: Callable[[], bool], within_s: float = 5.0,
+               what: str = "the condition") -> None:
+    """Wait for something the router does in the background (never a timing claim)."""
+    deadline = time.monotonic() + within_s
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {within_s} s"
+        time.sleep(0.05)
 
 
 def assert_account_invariants(router: "RouterProcess", account: str) -> None:

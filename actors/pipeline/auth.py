@@ -1,11 +1,19 @@
-"""Stage 1, auth: a credential becomes a `Principal`, or a 401/403."""
+"""Stage 1, auth: a credential becomes a `Principal`, or a 401/403.
+
+A JWT goes by its header's `alg` (docs/configuration.md#jwts): HS256 to the shared
+secret (when `AUTH_COOKIE_SECRET` is set), RS256 to the JWKS keyring (when
+`AUTH0_DOMAIN` or `JWKS_URL` is set), anything else refused. An RS256 token whose `kid`
+is unknown asks the JWKS refresher for one (rate-limited) fetch and is checked again.
+"""
 
 from __future__ import annotations
 
 import hmac
 from typing import Callable
 
-from router.auth.jwt import looks_like_jwt, verify_hs256
+from actors.services.jwks_refresher import JwksKeyring
+from router.auth.jwks import UnknownSigningKey
+from router.auth.jwt import accepted_header, looks_like_jwt, verify_hs256
 from router.auth.keys import looks_like_key
 from router.auth.principal import Principal
 from router.config import Config
@@ -17,8 +25,9 @@ KNOWN_SUBJECTS_MAX = 100_000
 
 class Authenticator:
     def __init__(self, config: Config, keys: KeyStore, accounts: AccountBook,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], jwks: JwksKeyring | None = None) -> None:
         self.config = config
+        self.jwks = jwks
         self.keys = keys
         self.accounts = accounts
         self.clock = clock
@@ -46,10 +55,9 @@ class Authenticator:
             return Principal(account=record.account, key_id=record.id,
                              allowed_models=frozenset(record.models) if record.models else None,
                              rpm=record.rpm, spend_cap_micros=record.spend_cap_micros)
-        if looks_like_jwt(credential) and self.config.auth_cookie_secret:
+        if looks_like_jwt(credential) and (self.config.auth_cookie_secret or self.jwks):
             try:
-                subject = verify_hs256(credential, self.config.auth_cookie_secret,
-                                       issuer=self.config.jwt_issuer)
+                subject = await self._jwt_subject(credential)
             except JwtRejected as exc:
                 raise Unauthenticated(f"invalid token: {exc}") from None
             if subject not in self._known_subjects:
@@ -60,3 +68,20 @@ class Authenticator:
                 self._known_subjects.add(subject)
             return Principal(account=subject, via="jwt")
         raise Unauthenticated("invalid credential")
+
+    async def _jwt_subject(self, token: str) -> str:
+        secret, jwks = self.config.auth_cookie_secret, self.jwks
+        # Only the algorithms configured: an HS256 token where only a JWKS is set (its
+        # "secret" perhaps the RSA public key) is refused here, unverified.
+        accepted = ["HS256"] * bool(secret) + ["RS256"] * bool(jwks)
+        alg = accepted_header(token, accepted)["alg"]
+        if alg == "HS256" and secret:
+            return verify_hs256(token, secret, issuer=self.config.jwt_issuer)
+        if alg != "RS256" or jwks is None:
+            raise JwtRejected(f"token algorithm {alg!r} is not accepted")  # not reached
+        try:
+            return jwks.verify(token)
+        except UnknownSigningKey:
+            if not await jwks.refreshed():
+                raise
+            return jwks.verify(token)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING
 
 import orjson
@@ -26,6 +27,7 @@ from router.auth.principal import Principal
 from router.errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited, RouterError
 from router.gateway import ClientSink, ModelCall
 from router.ledger.base import MAX_IDEMPOTENCY_KEY, Claim
+from router.outbox.wire import transcript_body
 from router.protocols.api import Meter
 from router.protocols.formats import FORMATS
 from router.ratelimit import Limit, retry_after_header
@@ -101,7 +103,11 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
                          request.size.input_estimate(model.per_image_tokens), base_headers,
                          rt.config.first_event_grace_s)
     meter = Meter()
-    billing = Billing(rt.ledger, ctx, meter, outcome, rt.clock)
+    transcript = None
+    if rt.config.sends_messages:  # STORE_MESSAGES: the storage sink gets prompt and answer
+        meter.answer = []
+        transcript = partial(_transcript, call, principal.account, model.id, meter)
+    billing = Billing(rt.ledger, ctx, meter, outcome, rt.clock, transcript)
     rt.live_requests[call.request_id] = billing  # checkpointed by the lease keeper
     try:
         failed = await run_stream(ctx, meter, outcome, sink, billing, rt.redactor)
@@ -112,6 +118,7 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
     finally:
         try:
             outcome.settled = await billing.settle()
+            rt.outbox_doorbell.ring()
             sink.settled(outcome.settled)
             if claimed is not None:
                 await _close_claim(rt, claimed, sink, meter)
@@ -119,6 +126,11 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
             if not billing.unsettled:  # else the lease keeper retries it
                 rt.live_requests.pop(call.request_id, None)
         rt.observe(outcome)
+
+
+def _transcript(call: ModelCall, account: str, model: str, meter: Meter) -> bytes:
+    return transcript_body(call.request_id, account, model, call.api, call.body,
+                           "".join(meter.answer or ()))
 
 
 async def _claim(rt: "Runtime", call: ModelCall, principal: Principal

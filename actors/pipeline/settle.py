@@ -34,8 +34,10 @@ class Billing:
     """The money of one request between its hold and its settlement."""
 
     def __init__(self, ledger: BillingLedger, ctx: RequestContext, meter: Meter,
-                 outcome: Outcome, clock: Callable[[], float]) -> None:
+                 outcome: Outcome, clock: Callable[[], float],
+                 transcript: Callable[[], bytes] | None = None) -> None:
         self.ledger = ledger
+        self.transcript = transcript  # the storage sink's event, with the settlement
         self.reservation = ctx.reservation
         self.model = ctx.model
         self.meter = meter
@@ -92,13 +94,14 @@ class Billing:
         now = self.clock()
         record = UsageRecord(reservation.request_id, reservation.account, self.model.id,
                              self.outcome.provider or "", usage, cost, now)
+        transcript = self.transcript() if self.transcript is not None else None
         with trio.CancelScope(shield=True) as scope:
             scope.deadline = trio.current_time() + SETTLE_DEADLINE_S
             pause = RETRY_FIRST_S
             while True:
                 try:
                     settlement = await self.ledger.settle(reservation.request_id, cost, record,
-                                                          now)
+                                                          now, transcript)
                 except BillingUnavailable:  # the ledger's service is away: it comes back
                     await trio.sleep(pause)
                     pause = min(pause * 2, RETRY_MAX_S)

@@ -24,9 +24,10 @@ from router.errors import (DuplicateRequest, InsufficientFunds, LedgerError, Spe
 from router.usage import Usage
 
 __all__ = ["AccountBook", "AccountState", "BillingLedger", "Checkpoint", "Claim",
-           "DuplicateRequest", "Entry", "IdempotencyStore", "Instance", "InsufficientFunds",
-           "KeyStore", "LeasedHold", "LedgerError", "LedgerModel", "Settlement",
-           "SpendCapReached", "UnknownRequest", "UsageRecord", "UsageReports"]
+           "DERIVED_SINKS", "DuplicateRequest", "Entry", "IdempotencyStore", "Instance",
+           "InsufficientFunds", "KeyStore", "LeasedHold", "LedgerError", "LedgerModel",
+           "OUTBOX_SINKS", "Outbox", "OutboxEvent", "Settlement", "SpendCapReached",
+           "UnknownRequest", "UsageRecord", "UsageReports", "event_id"]
 
 MAX_IDEMPOTENCY_KEY = 255  # characters of an Idempotency-Key
 MAX_STORED_ANSWER = 4 * 1024 * 1024  # bytes of a first answer kept for replays
@@ -156,7 +157,79 @@ class BillingLedger(Protocol):
         ...
 
     async def settle(self, request_id: str, cost_micros: int, record: UsageRecord,
-                     at: float) -> Settlement: ...
+                     at: float, transcript: bytes | None = None) -> Settlement:
+        """Capture `min(cost, hold)`, release the rest, record the usage row, and in the
+        same transaction queue its outbox events: one per derived sink (`Outbox.
+        configure`) and, with `transcript`, a `messages` event carrying it."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """One event on its way to a sink (docs/integration.md). Derived sinks (`usage`,
+    `billing`) carry no body: it is built from the usage row when the event is shipped;
+    a `messages` event carries its body."""
+
+    event_id: str  # "<sink>.<request id>": the same settlement can never make two
+    sink: str
+    request_id: str
+    account: str
+    body: bytes | None
+    created_at: float
+    attempts: int
+    next_at: float
+    state: str  # "pending" | "dead"
+    last_error: str | None = None
+
+
+DERIVED_SINKS = ("usage", "billing")  # written for every settlement once configured
+OUTBOX_SINKS = ("usage", "messages", "billing")
+
+
+def event_id(sink: str, request_id: str) -> str:
+    return f"{sink}.{request_id}"
+
+
+class Outbox(Protocol):
+    """The durable outbox (SPEC §9.2): events written with the settlements they describe,
+    claimed by one shipper at a time, in order per (sink, account)."""
+
+    async def configure(self, sinks: frozenset[str]) -> None:
+        """The derived sinks every settlement from now on writes an event for (shared by
+        every instance on this ledger: the deployment's, not the process's)."""
+        ...
+
+    async def claim(self, now: float, limit: int, lease_s: float) -> list[OutboxEvent]:
+        """Up to `limit` due events, each the oldest pending one of its (sink, account);
+        claimed for `lease_s` (another shipper skips them meanwhile)."""
+        ...
+
+    async def delivered(self, event: OutboxEvent, at: float) -> None:
+        """The sink took it: it leaves the outbox (a debit a local ledger counts against
+        a credit service's balance is kept a while as `sent`, docs/integration.md)."""
+        ...
+
+    async def retry_at(self, event: OutboxEvent, next_at: float, error: str) -> None: ...
+
+    async def park(self, event: OutboxEvent, error: str, at: float) -> None:
+        """Dead: kept and listed, never retried until `revive`; later events of its
+        (sink, account) go on."""
+        ...
+
+    async def listing(self, state: str | None, limit: int) -> list[OutboxEvent]: ...
+
+    async def revive(self, event_id: str, now: float) -> bool:
+        """A dead event pending again (at the end of its queue); False if none."""
+        ...
+
+    async def pending(self) -> dict[str, int]:
+        """Pending events per sink (`aura_outbox_pending{sink}`)."""
+        ...
+
+    async def usage_row(self, request_id: str) -> dict[str, Any] | None:
+        """What a derived event is built from: the request's usage row (export shape)
+        with `started_at`, the time its hold was taken."""
+        ...
 
 
 class AccountBook(Protocol):
@@ -301,7 +374,7 @@ class LedgerModel:
         return self.state(account)
 
     def settle(self, request_id: str, cost_micros: int, record: UsageRecord,
-               at: float) -> Settlement:
+               at: float, transcript: bytes | None = None) -> Settlement:
         hold = self.holds.get(request_id)
         if hold is None:
             raise UnknownRequest(request_id)

@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from router.errors import ConfigError
 from router.ledger.base import (AccountBook, BillingLedger, IdempotencyStore, KeyStore,
-                                UsageReports)
+                                Outbox, UsageReports)
 
 if TYPE_CHECKING:
     from router.config import Config
 
 BACKENDS = ("sqlite", "postgres", "redis")
+# Backends whose balances live elsewhere (not in the invariant suites over BACKENDS).
+EXTERNAL_BACKENDS = ("http",)
 
 
 @dataclass
@@ -32,6 +34,7 @@ class Stores:
     reports: UsageReports
     keys: KeyStore
     idempotency: IdempotencyStore
+    outbox: Outbox
     where: str  # where the data lives, for `doctor` (never a credential)
     ping: Callable[[], Awaitable[bool]]
     close: Callable[[], None]
@@ -59,8 +62,14 @@ def open_stores(config: "Config") -> Stores:
     if config.billing_backend == "redis":
         from router.ledger import redis
         return redis.open(config)
+    if config.billing_backend == "http":
+        from router.ledger import http, sqlite
+        local = sqlite.open(config)
+        if config.redis_url:
+            _claims_in_redis(local, config)
+        return http.open(config, local)
     raise ConfigError(f"BILLING_BACKEND={config.billing_backend!r} is not available in this "
-                      f"build; use one of {', '.join(BACKENDS)}")
+                      f"build; use one of {', '.join(BACKENDS + EXTERNAL_BACKENDS)}")
 
 
 def _claims_in_redis(stores: Stores, config: "Config") -> None:

@@ -86,15 +86,21 @@ class Meter:
     open_block: int | None = None  # Anthropic content block open now
     blocks: int = 0  # Anthropic content blocks started
     last_seq: int = -1  # Responses sequence_number
+    answer: list[str] | None = None  # the answer's text, kept only when it is stored
 
     def add_text(self, text: str) -> None:
         if text:
             self.output_bytes += len(text.encode("utf-8")) if not text.isascii() else len(text)
             self.output_deltas += 1
+            if self.answer is not None:
+                self.answer.append(text)
 
     def reset(self) -> None:
         """Forget everything (an answer that never reached the client)."""
+        keeps_answer = self.answer is not None
         self.__init__()  # type: ignore[misc]
+        if keeps_answer:
+            self.answer = []
 
     @property
     def whole(self) -> bool:

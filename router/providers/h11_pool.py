@@ -65,6 +65,7 @@ class H11Response:
         self._conn = conn
         self.status = response.status_code
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in response.headers}
+        self.headers = headers  # lower-case names (h11 normalises them)
         self.content_type = headers.get("content-type", "")
         self.retry_after = headers.get("retry-after")
         self.finished = False

@@ -1,4 +1,5 @@
-"""Admin routes (docs/api.md): accounts, credits, keys, providers, streams, usage export.
+"""Admin routes (docs/api.md): accounts, credits, keys, providers, streams, usage export,
+the outbox.
 
 `Authorization: Bearer $ADMIN_API_KEY`."""
 
@@ -12,7 +13,8 @@ from quart import Blueprint, Response, request
 
 from router.errors import BadRequest, Conflict, InsufficientFunds, LedgerError, NotFound
 from router.gateway import Gateway
-from router.ledger.export import DEFAULT_LIMIT, MAX_LIMIT, parse_time, to_csv
+from router.ledger.base import OutboxEvent
+from router.ledger.export import DEFAULT_LIMIT, MAX_LIMIT, iso_utc, parse_time, to_csv
 from router.redact import quote_input
 from router.transports.common import int_field, json_body, json_response, require_admin
 
@@ -64,6 +66,13 @@ async def _csv_response(rows: list[dict[str, Any]], has_more: bool) -> Response:
     return Response(text, status=200, content_type="text/csv; charset=utf-8",
                     headers={"content-disposition": 'attachment; filename="aura-usage.csv"',
                              "x-aura-has-more": "true" if has_more else "false"})
+
+
+def _event_json(event: OutboxEvent) -> dict[str, Any]:
+    return {"event_id": event.event_id, "sink": event.sink, "request_id": event.request_id,
+            "account": event.account, "state": event.state, "attempts": event.attempts,
+            "created_at": iso_utc(event.created_at), "next_at": iso_utc(event.next_at),
+            "last_error": event.last_error}
 
 
 def admin_routes(gw: Gateway) -> Blueprint:
@@ -166,6 +175,25 @@ def admin_routes(gw: Gateway) -> Blueprint:
         if fmt == "csv":
             return await _csv_response(rows, has_more)
         return json_response({"data": rows, "count": len(rows), "has_more": has_more})
+
+    @bp.get("/outbox")
+    async def outbox():  # type: ignore[no-untyped-def]
+        """Events waiting for their sink (`?state=pending|dead`, default both), with the
+        pending count per sink (`aura_outbox_pending{sink}`). Bodies are not shown: a
+        stored conversation is the user's, not the operator's."""
+        state = _query("state")
+        if state not in (None, "pending", "dead"):
+            raise BadRequest("'state' must be 'pending' or 'dead'", param="state")
+        limit = min(_limit_param(), 1000) if _query("limit") else 100
+        events = await gw.outbox.listing(state, limit)
+        return json_response({"pending": await gw.outbox.pending(), "count": len(events),
+                              "data": [_event_json(e) for e in events]})
+
+    @bp.post("/outbox/<event_id>/retry")
+    async def retry_event(event_id: str):  # type: ignore[no-untyped-def]
+        if not await gw.outbox.revive(event_id, gw.clock()):
+            raise NotFound(f"no dead event with id {quote_input(event_id)}")
+        return json_response({"event_id": event_id, "state": "pending"})
 
     @bp.get("/providers")
     async def providers():  # type: ignore[no-untyped-def]

@@ -8,14 +8,14 @@ import sqlite3
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import openai
 import pytest
 
 from tests.backends import fresh_redis_url
 from tests.fakes import FakeProviderServer
-from tests.harness import RouterProcess, router_config
+from tests.harness import RouterProcess, eventually, router_config
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 COOLDOWN_S = 3
@@ -62,13 +62,6 @@ def breaker(router: RouterProcess, provider: str) -> dict[str, Any]:
     answer = router.admin("GET", "/admin/providers")
     assert answer.status_code == 200, answer.text
     return {p["name"]: p for p in answer.json()["data"]}[provider]["breaker"]
-
-
-def eventually(condition: Callable[[], bool], within_s: float = 5.0) -> None:
-    deadline = time.monotonic() + within_s
-    while not condition():
-        assert time.monotonic() < deadline, "did not happen in time"
-        time.sleep(0.05)
 
 
 def test_a_rate_limit_of_5_is_5_across_two_instances(

@@ -366,7 +366,9 @@ def test_plain_sse_events_carry_ids(wsrouter: RouterProcess,
 def test_an_idle_sse_stream_gets_heartbeat_comments(wsrouter: RouterProcess,
                                                     clean_fake: FakeProviderServer) -> None:
     clean_fake.state.reply_words = 2
-    clean_fake.state.chunk_delay_s = 2.5  # silence between the role chunk and the words
+    # Silence between the two words: past twice SSE_HEARTBEAT_S (1 s), so that the
+    # watcher, which looks once a second, sees it at least once.
+    clean_fake.state.chunk_delay_s = 2.2
     _, key = wsrouter.new_account(5_000_000)
     for resumable in ("false", "true"):
         with httpx.stream("POST", wsrouter.base_url + "/v1/chat/completions",

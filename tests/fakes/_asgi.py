@@ -40,8 +40,19 @@ def rand_hex(prefix: str, length: int) -> str:
     return prefix + "".join(_rng.choices("0123456789abcdef", k=length))
 
 
-async def read_request(scope: Scope, receive: Receive, state: FakeState) -> ReceivedRequest:
-    """Read the whole body, parse it as JSON if possible, record and return it."""
+async def lifespan(receive: Receive, send: Send) -> None:
+    """Answer the ASGI lifespan protocol (nothing to set up or tear down) until shutdown."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body (what arrived before a disconnect)."""
     chunks: list[bytes] = []
     while True:
         message = await receive()
@@ -51,24 +62,44 @@ async def read_request(scope: Scope, receive: Receive, state: FakeState) -> Rece
                 break
         elif message["type"] == "http.disconnect":
             break
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+def parse_json(raw: bytes) -> tuple[Any, bool]:
+    """``(body, json_error)``: the parsed JSON (None for an empty body) and whether a
+    non-empty body failed to parse."""
+    if not raw:
+        return None, False
+    try:
+        return orjson.loads(raw), False
+    except orjson.JSONDecodeError:
+        return None, True
+
+
+def request_path(scope: Scope) -> str:
+    """The path, with ``?query`` when there is one."""
+    query = scope.get("query_string", b"")
+    return scope["path"] + ("?" + query.decode("latin-1") if query else "")
+
+
+async def wait_disconnect(receive: Receive) -> None:
+    """Return once the client has gone (``http.disconnect``)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def read_request(scope: Scope, receive: Receive, state: FakeState) -> ReceivedRequest:
+    """Read the whole body, parse it as JSON if possible, record and return it."""
+    raw = await read_body(receive)
     headers: dict[str, str] = {}
     for key, value in scope.get("headers", []):
         name = key.decode("latin-1").lower()
         text = value.decode("latin-1")
         headers[name] = f"{headers[name]}, {text}" if name in headers else text
-    query = scope.get("query_string", b"")
-    path = scope["path"] + ("?" + query.decode("latin-1") if query else "")
-    body: Any = None
-    json_error = False
-    if raw:
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            json_error = True
+    body, json_error = parse_json(raw)
     request = ReceivedRequest(
         method=scope.get("method", "GET"),
-        path=path,
+        path=request_path(scope),
         headers=headers,
         body=body,
         raw_body=raw,
@@ -157,8 +188,7 @@ async def until_disconnect(receive: Receive, job: Callable[[], Awaitable[None]])
     async with trio.open_nursery() as nursery:
 
         async def watch() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
+            await wait_disconnect(receive)
             nursery.cancel_scope.cancel()
 
         nursery.start_soon(watch)

@@ -49,11 +49,11 @@ class CountingLedger(SqliteLedger):
         await super().checkpoint(points)
 
     async def settle(self, request_id: str, cost: int, record: UsageRecord,
-                     at: float) -> Settlement:
+                     at: float, transcript: bytes | None = None) -> Settlement:
         if self.hang:
             self.hang = False
             await trio.sleep_forever()  # a lock held elsewhere, longer than the deadline
-        return await super().settle(request_id, cost, record, at)
+        return await super().settle(request_id, cost, record, at, transcript)
 
 
 async def _held(ledger: SqliteLedger, request_id: str, amount: int = 100_000,

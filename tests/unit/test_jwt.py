@@ -1,5 +1,6 @@
-"""HS256 JWTs (docs/api.md): `sub` is the account; `exp` required; 30 s leeway; `nbf`/`iss`
-checked; `alg: none` and any other algorithm refused."""
+"""HS256 JWTs (docs/api.md, docs/configuration.md#jwts): `sub` is the account; `exp`
+required; 30 s leeway; `nbf`/`iss` checked; `alg: none` and any other algorithm refused,
+an HS256 token keyed with an RSA public key included. RS256 is in test_jwks.py."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from typing import Any
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from router.auth.jwt import JwtRejected, looks_like_jwt, verify_hs256
+from router.auth.jwt import JwtRejected, accepted_header, looks_like_jwt, verify_hs256
+from tests.fakes.jwks_server import forged
 
 SECRET = "test-cookie-secret-" + "0123456789abcdef" * 4
 
@@ -153,3 +156,43 @@ def test_looks_like_jwt() -> None:
     assert looks_like_jwt(token(claims()))
     assert not looks_like_jwt("ar_sk_" + "a" * 43)
     assert not looks_like_jwt("sk-abc")
+
+
+def test_hs256_keyed_with_an_rsa_public_key_pem_is_refused() -> None:
+    public = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    pem = public.public_bytes(serialization.Encoding.PEM,
+                              serialization.PublicFormat.SubjectPublicKeyInfo)
+    confused = forged({"alg": "HS256", "typ": "JWT"}, claims(), pem)
+    with pytest.raises(JwtRejected) as info:
+        verify_hs256(confused, SECRET)
+    assert str(info.value) == "token signature is invalid"
+    # and verified with the PEM itself, pyjwt refuses an asymmetric key as an HMAC secret
+    with pytest.raises(JwtRejected):
+        verify_hs256(confused, pem.decode())
+
+
+def test_an_audience_is_not_checked_for_hs256() -> None:
+    assert verify_hs256(token(claims(aud="https://any.example")), SECRET) == "alice"
+
+
+def test_accepted_header_dispatches_only_the_configured_algorithms() -> None:
+    hs = token(claims())
+    assert accepted_header(hs, ("HS256", "RS256"))["alg"] == "HS256"
+    with pytest.raises(JwtRejected) as info:
+        accepted_header(hs, ("RS256",))
+    assert str(info.value) == "token algorithm 'HS256' is not accepted"
+    with pytest.raises(JwtRejected) as info:
+        accepted_header(hs, ())
+    assert "is not accepted" in str(info.value)
+
+
+def test_a_refused_algorithm_is_quoted_bounded() -> None:
+    header = b64url(json.dumps({"alg": "X" * 5000 + "'\n", "typ": "JWT"}).encode())
+    payload = b64url(json.dumps(claims()).encode())
+    with pytest.raises(JwtRejected) as info:
+        verify_hs256(f"{header}.{payload}.", SECRET)
+    assert len(str(info.value)) < 120 and "is not accepted" in str(info.value)
+    header = b64url(json.dumps({"typ": "JWT"}).encode())
+    with pytest.raises(JwtRejected) as info:
+        verify_hs256(f"{header}.{payload}.", SECRET)
+    assert str(info.value) == "token header lacks 'alg'"

@@ -5,26 +5,12 @@ against the model by tests/property/test_ledger_machine.py.)"""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import AsyncIterator
-
 import pytest
 
-from router.config import load_config
 from router.errors import InsufficientFunds
 from router.ledger.base import UsageRecord
-from router.ledger.stores import BACKENDS, Stores, open_stores
+from router.ledger.stores import Stores
 from router.usage import Usage
-from tests.backends import backend_env
-
-
-@pytest.fixture(params=BACKENDS)
-async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stores]:
-    config = load_config(env=backend_env(request.param, tmp_path), cwd=tmp_path)
-    opened = open_stores(config)
-    async with opened.session():
-        yield opened
-    opened.close()
 
 
 async def test_keys_are_found_by_their_plaintext_only_and_revocation_sticks(

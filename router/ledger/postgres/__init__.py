@@ -14,6 +14,7 @@ from router.ledger.postgres.db import PostgresDatabase
 from router.ledger.postgres.idempotency import PostgresIdempotency
 from router.ledger.postgres.keys import PostgresKeyStore
 from router.ledger.postgres.ledger import PostgresLedger
+from router.ledger.postgres.outbox import PostgresOutbox
 from router.ledger.stores import Stores
 from router.redact import display_url
 
@@ -28,8 +29,9 @@ def open(config: "Config") -> Stores:  # noqa: A001 - the backend's one entry po
     return Stores(backend="postgres", billing=ledger, accounts=ledger, reports=ledger,
                   keys=PostgresKeyStore(db),
                   idempotency=PostgresIdempotency(db, stale_after_s=config.hold_ttl_s),
+                  outbox=PostgresOutbox(db),
                   where=display_url(config.database_url), ping=ledger.ping, close=db.close)
 
 
 __all__ = ["PostgresDatabase", "PostgresIdempotency", "PostgresKeyStore", "PostgresLedger",
-           "open"]
+           "PostgresOutbox", "open"]

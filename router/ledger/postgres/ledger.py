@@ -97,14 +97,29 @@ def _settlement(request_id: str, row: tuple[Any, ...]) -> Settlement:
                       replay=outcome == "replay")
 
 
+_SETTLE_CALL = "aura_settle(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+_SETTLE = f"SELECT * FROM {_SETTLE_CALL}"
+# With stored messages: the same call, and the `messages` event queued by the same
+# statement (one transaction) unless the settlement was a replay.
+_SETTLE_WITH_TRANSCRIPT = (
+    f"WITH s AS (SELECT * FROM {_SETTLE_CALL}), m AS ("
+    "INSERT INTO outbox (event_id, sink, request_id, account, body, created_at, next_at) "
+    "SELECT %s, 'messages', %s, h.account, %s, %s, %s FROM s, holds h "
+    "WHERE s.outcome = 'ok' AND h.request_id = %s ON CONFLICT (event_id) DO NOTHING) "
+    "SELECT outcome, captured, released, balance, held FROM s")
+
+
 async def _settle(conn: TrioConnection, request_id: str, cost: int, record: UsageRecord,
-                  at: float) -> Settlement:
+                  at: float, transcript: bytes | None) -> Settlement:
     u = record.usage
-    return _settlement(request_id, await conn.fetchone(
-        "SELECT * FROM aura_settle(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (request_id, cost, record.model, record.provider, u.input_tokens, u.output_tokens,
-         u.cache_read_tokens, u.cache_write_tokens, u.reasoning_tokens, u.reported,
-         record.at, record.recovered, at)))
+    args = (request_id, cost, record.model, record.provider, u.input_tokens,
+            u.output_tokens, u.cache_read_tokens, u.cache_write_tokens, u.reasoning_tokens,
+            u.reported, record.at, record.recovered, at)
+    if transcript is None:
+        return _settlement(request_id, await conn.fetchone(_SETTLE, args))
+    return _settlement(request_id, await conn.fetchone(_SETTLE_WITH_TRANSCRIPT, (
+        *args, f"messages.{request_id}", request_id, transcript, record.at, record.at,
+        request_id)))
 
 
 async def _recover(conn: TrioConnection, request_id: str, at: float) -> Settlement:
@@ -255,10 +270,10 @@ class PostgresLedger:
         return await self.db.run(_key_spent, key_id)
 
     async def settle(self, request_id: str, cost_micros: int, record: UsageRecord,
-                     at: float) -> Settlement:
+                     at: float, transcript: bytes | None = None) -> Settlement:
         if cost_micros < 0:
             raise LedgerError("a cost cannot be negative")
-        return await self.db.run(_settle, request_id, cost_micros, record, at)
+        return await self.db.run(_settle, request_id, cost_micros, record, at, transcript)
 
     async def entries(self, account: str, after: int = 0, limit: int = 100) -> list[Entry]:
         return await self.db.run(_entries, account, after, limit)

@@ -176,7 +176,31 @@ BEGIN
         DELETE FROM idempotency WHERE request_id = p_request AND NOT done;
     END IF;
 END $$;
-""",)
+""",
+# 2: the outbox (docs/integration.md). Every usage row queues one event per configured
+# derived sink in the transaction that inserts it (a settlement or a recovery); the body
+# of a derived event is built from that row when it is shipped.
+"""
+CREATE TABLE outbox (
+    seq BIGSERIAL PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, sink TEXT NOT NULL,
+    request_id TEXT NOT NULL, account TEXT NOT NULL, body BYTEA,
+    created_at DOUBLE PRECISION NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    next_at DOUBLE PRECISION NOT NULL, state TEXT NOT NULL DEFAULT 'pending',
+    last_error TEXT);
+CREATE INDEX outbox_queues ON outbox (sink, account, seq) WHERE state = 'pending';
+CREATE INDEX outbox_due ON outbox (next_at) WHERE state = 'pending';
+CREATE TABLE outbox_sinks (sink TEXT PRIMARY KEY);
+CREATE FUNCTION aura_usage_outbox() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO outbox (event_id, sink, request_id, account, created_at, next_at)
+        SELECT s.sink || '.' || NEW.request_id, s.sink, NEW.request_id, NEW.account,
+               NEW.at, NEW.at FROM outbox_sinks s
+        ON CONFLICT (event_id) DO NOTHING;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER usage_outbox AFTER INSERT ON usage
+    FOR EACH ROW EXECUTE FUNCTION aura_usage_outbox();
+""")
 
 
 def migrate(conn: psycopg.Connection) -> None:

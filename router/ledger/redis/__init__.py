@@ -5,8 +5,9 @@ router instances on any number of hosts.
 `open(config)` builds its `Stores` on one `RedisSession` (client.py); the owner of each
 event loop enters `stores.session()`. Modules: client.py (the session and the one way to
 send a command or a script), scripts.py (the Lua: every write is one atomic script),
-ledger.py (billing, accounts, usage reports), keys.py, idempotency.py (also usable on its
-own beside another ledger backend), health.py (`persistence_warning` for doctor).
+ledger.py (billing, accounts, usage reports), outbox.py (the events settlements queue),
+keys.py, idempotency.py (also usable on its own beside another ledger backend),
+health.py (`persistence_warning` for doctor).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from router.ledger.redis.health import persistence_warning
 from router.ledger.redis.idempotency import RedisIdempotency
 from router.ledger.redis.keys import RedisKeyStore
 from router.ledger.redis.ledger import RedisLedger
+from router.ledger.redis.outbox import RedisOutbox
 from router.ledger.stores import Stores
 
 if TYPE_CHECKING:
@@ -32,11 +34,11 @@ def open(config: "Config", *, prefix: str = DEFAULT_PREFIX) -> Stores:  # noqa: 
     return Stores(backend="redis", billing=ledger, accounts=ledger, reports=ledger,
                   keys=RedisKeyStore(redis),
                   idempotency=RedisIdempotency(redis, stale_after_s=config.hold_ttl_s),
-                  where=redis.where, ping=ledger.ping, close=lambda: None,
-                  session=redis.session,
+                  outbox=RedisOutbox(redis), where=redis.where, ping=ledger.ping,
+                  close=lambda: None, session=redis.session,
                   details={"redis_session": redis,
                            "persistence_warning_check": lambda: persistence_warning(redis)})
 
 
 __all__ = ["DEFAULT_PREFIX", "RedisIdempotency", "RedisKeyStore", "RedisLedger",
-           "RedisSession", "check_url", "open", "persistence_warning"]
+           "RedisOutbox", "RedisSession", "check_url", "open", "persistence_warning"]

@@ -7,6 +7,9 @@ key's spend cap) and its write are atomic across every router instance (I3), and
 settlement keyed by request id returns its first result on a replay (I4). Reads of one
 key are one plain command; reads across keys are one script.
 
+A settlement (or a recovery) also queues its outbox events in its own script
+(outbox.py).
+
 Entries are a stream per account whose ids are the account's own entry numbers (`seq`
 counts per account, not across the ledger as in SQLite). Usage rows are kept by request
 id and indexed by `at`, so exports come out in `at` order (ties by request id) however
@@ -82,7 +85,7 @@ def _refusal(reply: list[Any], request_id: str) -> LedgerError | None:
     return None
 
 
-def _usage_row(raw: bytes) -> tuple[Any, ...]:
+def usage_values(raw: bytes) -> tuple[Any, ...]:
     """A stored row (strings, in the export's column order) as typed values."""
     r = orjson.loads(raw)
     return (r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), int(r[6]), int(r[7]), int(r[8]),
@@ -186,13 +189,16 @@ class RedisLedger:
         await self.redis.script(scripts.CHECKPOINT, *args)
 
     async def settle(self, request_id: str, cost_micros: int, record: UsageRecord,
-                     at: float) -> Settlement:
+                     at: float, transcript: bytes | None = None) -> Settlement:
+        """One script: the settlement, its usage row and its outbox events (outbox.py):
+        one per configured derived sink and, with `transcript`, a `messages` event."""
         u = record.usage
         reply = await self.redis.script(
             scripts.SETTLE, request_id, money(cost_micros, "cost"), when(at), record.account,
             record.model, record.provider, str(u.input_tokens), str(u.output_tokens),
             str(u.cache_read_tokens), str(u.cache_write_tokens), str(u.reasoning_tokens),
-            "1" if u.reported else "0", when(record.at), "1" if record.recovered else "0")
+            "1" if u.reported else "0", when(record.at), "1" if record.recovered else "0",
+            b"" if transcript is None else b"+" + bytes(transcript))
         return self._settlement(reply, request_id)
 
     async def recover(self, request_id: str, at: float) -> Settlement:
@@ -246,7 +252,7 @@ class RedisLedger:
             return []
         # 0 asks the script for all: what a negative limit means (as SQLite's LIMIT)
         reply = await self.redis.script(scripts.RECENT_USAGE, account, str(max(limit, 0)))
-        return [_usage_record(_usage_row(raw)) for raw in reply]
+        return [_usage_record(usage_values(raw)) for raw in reply]
 
     async def usage_rows(self, account: str | None, since: float | None,
                          until: float | None, limit: int) -> list[dict[str, Any]]:
@@ -259,7 +265,7 @@ class RedisLedger:
         after: str | None = None
         while len(rows) < limit:
             want = min(USAGE_PAGE, limit - len(rows))
-            page = [_usage_row(raw) for raw in await self.redis.script(
+            page = [usage_values(raw) for raw in await self.redis.script(
                 scripts.USAGE_PAGE, opt(account), low, high, str(want), opt(after))]
             rows += page
             if len(page) < want:

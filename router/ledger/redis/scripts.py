@@ -30,6 +30,14 @@ Keys (after the prefix):
   instances, instances:lease  hashes: id -> JSON {host, pid, started_at}; id -> lease_until
   key:{sha256}, keys:id, keys:all, keys:by_account:{account}   router API keys (keys.py)
   idem:{len}:{account}:{key}, idem:req:{request_id}            idempotency (idempotency.py)
+  outbox:sinks              set of the configured derived sinks (outbox.py)
+  outbox:seq                counter giving each queued (or revived) event its place
+  outbox:ev:{event_id}      hash: sink, request_id, account, [body], created_at, attempts,
+                            next_at, state (pending | dead), [last_error], seq
+  outbox:q:{sink}:{account} list of the pending event ids of one queue, oldest first
+  outbox:ready              sorted set of queues ("{sink}:{account}") by their head's next_at
+  outbox:pending, outbox:dead  sorted sets of event ids by seq, per state
+  outbox:count              hash: sink -> its pending events
 """
 
 from __future__ import annotations
@@ -134,10 +142,66 @@ balance, held = append(account, 'hold', 0, amount, rid, nil, at)
 return {'ok', balance, held}
 """)
 
-SETTLE_COMMON = r"""
+# The outbox (outbox.py): each (sink, account) queue is a list of event ids whose head
+# alone is scored in `outbox:ready`, by its next_at; `rescore` keeps that true after
+# every change to a queue.
+OUTBOX_COMMON = r"""
+local function rescore(q)
+  local head = redis.call('LINDEX', P .. 'outbox:q:' .. q, 0)
+  if head then
+    redis.call('ZADD', P .. 'outbox:ready',
+               redis.call('HGET', P .. 'outbox:ev:' .. head, 'next_at'), q)
+  else
+    redis.call('ZREM', P .. 'outbox:ready', q)
+  end
+end
+-- Puts a pending event at the end of its queue (its hash already written).
+local function enqueue(id, sink, account, seq, next_at)
+  local q = sink .. ':' .. account
+  if redis.call('RPUSH', P .. 'outbox:q:' .. q, id) == 1 then
+    redis.call('ZADD', P .. 'outbox:ready', next_at, q)
+  end
+  redis.call('ZADD', P .. 'outbox:pending', seq, id)
+  redis.call('HINCRBY', P .. 'outbox:count', sink, 1)
+end
+-- Takes a pending event out of its queue (the head, but wherever it is).
+local function dequeue(id, sink, account)
+  local q = sink .. ':' .. account
+  local qk = P .. 'outbox:q:' .. q
+  if redis.call('LINDEX', qk, 0) == id then redis.call('LPOP', qk)
+  else redis.call('LREM', qk, 1, id) end
+  rescore(q)
+  redis.call('ZREM', P .. 'outbox:pending', id)
+  if redis.call('HINCRBY', P .. 'outbox:count', sink, -1) <= 0 then
+    redis.call('HDEL', P .. 'outbox:count', sink)
+  end
+end
+local function queue_event(sink, rid, account, body, at)
+  local id = sink .. '.' .. rid
+  local ek = P .. 'outbox:ev:' .. id
+  if redis.call('EXISTS', ek) == 1 then return end
+  local seq = I(redis.call('INCR', P .. 'outbox:seq'))
+  local f = {'sink', sink, 'request_id', rid, 'account', account, 'created_at', at,
+             'attempts', '0', 'next_at', at, 'state', 'pending', 'seq', seq}
+  if body then f[#f + 1] = 'body'; f[#f + 1] = body end
+  redis.call('HSET', ek, unpack(f))
+  enqueue(id, sink, account, seq, at)
+end
+-- A settlement's events: one per configured derived sink (in name order), then its
+-- stored messages if any.
+local function queue_events(rid, account, at, transcript)
+  local sinks = redis.call('SMEMBERS', P .. 'outbox:sinks')
+  table.sort(sinks)
+  for _, sink in ipairs(sinks) do queue_event(sink, rid, account, nil, at) end
+  if transcript then queue_event('messages', rid, account, transcript, at) end
+end
+"""
+
+SETTLE_COMMON = OUTBOX_COMMON + r"""
 -- rec: the usage row's strings: account, model, provider, input, output, cache read,
--- cache write, reasoning, reported, at, recovered
-local function settle(rid, cost, at, rec)
+-- cache write, reasoning, reported, at, recovered. transcript: the body of a `messages`
+-- event, or nil.
+local function settle(rid, cost, at, rec, transcript)
   local hk = P .. 'hold:' .. rid
   local h = redis.call('HMGET', hk, 'account', 'amount', 'settled', 'captured', 'released',
                        'key_id')
@@ -167,17 +231,19 @@ local function settle(rid, cost, at, rec)
   redis.call('HSET', P .. 'usage:rows', rid, row)
   redis.call('ZADD', P .. 'usage:by_at', rec[10], rid)
   redis.call('ZADD', P .. 'usage:by_at:' .. rec[1], rec[10], rid)
+  queue_events(rid, account, rec[10], transcript)
   local balance, held = state(account)
   return {'ok', captured, released, balance, held}
 end
 """
 
 # ARGV: request id, cost, at, then the record: account, model, provider, input, output,
-# cache read, cache write, reasoning, reported (0/1), at, recovered (0/1)
+# cache read, cache write, reasoning, reported (0/1), at, recovered (0/1); then the
+# transcript? (the body of its `messages` event)
 SETTLE = Script("settle", COMMON + SETTLE_COMMON + r"""
 local rec = {}
 for i = 5, 15 do rec[#rec + 1] = ARGV[i] end
-return settle(ARGV[2], tonumber(ARGV[3]), ARGV[4], rec)
+return settle(ARGV[2], tonumber(ARGV[3]), ARGV[4], rec, opt(ARGV[16] or ''))
 """)
 
 # ARGV: request id, at. Settles from the last checkpoint (0 without one) and frees the
@@ -196,7 +262,7 @@ else
   rec = {h[1], h[2], '', '0', '0', '0', '0', '0', '0', at, '1'}
   cost = 0
 end
-local out = settle(rid, cost, at, rec)
+local out = settle(rid, cost, at, rec, nil)
 if out[1] == 'ok' then forget(rid) end
 return out
 """)
@@ -371,4 +437,123 @@ return 0
 # ARGV: request id -> frees the claim that request holds, unless its answer is stored
 FORGET_REQUEST = Script("forget_request", COMMON + r"""
 return forget(ARGV[2])
+""")
+
+# --- the outbox (outbox.py) -----------------------------------------------------------
+
+# ARGV: the derived sinks every settlement from now on queues an event for
+CONFIGURE_OUTBOX = Script("configure_outbox", COMMON + r"""
+redis.call('DEL', P .. 'outbox:sinks')
+if #ARGV > 1 then redis.call('SADD', P .. 'outbox:sinks', unpack(ARGV, 2)) end
+return 1
+""")
+
+# ARGV: now, limit (negative: no limit), queues looked at (negative: all), lease until
+# -> the claimed events' fields (flat name, value lists), oldest settlement first. The
+# due queues looked at are those due the longest; of them, those whose heads were
+# queued first are claimed, each head leased until `lease until`.
+CLAIM_OUTBOX = Script("claim_outbox", COMMON + OUTBOX_COMMON + r"""
+local now, limit, scan, lease_until = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+if limit == 0 then return {} end
+local heads = {}
+for _, q in ipairs(redis.call('ZRANGEBYSCORE', P .. 'outbox:ready', '-inf', now,
+                              'LIMIT', 0, scan)) do
+  local id = redis.call('LINDEX', P .. 'outbox:q:' .. q, 0)
+  local seq = id and tonumber(redis.call('HGET', P .. 'outbox:ev:' .. id, 'seq'))
+  if seq then heads[#heads + 1] = {seq, q, id} end
+end
+table.sort(heads, function(a, b) return a[1] < b[1] end)
+local out = {}
+for i = 1, #heads do
+  if limit > 0 and i > limit then break end
+  local ek = P .. 'outbox:ev:' .. heads[i][3]
+  redis.call('HSET', ek, 'next_at', lease_until)
+  redis.call('ZADD', P .. 'outbox:ready', lease_until, heads[i][2])
+  out[#out + 1] = redis.call('HGETALL', ek)
+end
+return out
+""")
+
+# ARGV: event id -> 1 if a pending event was removed (delivered: it is gone)
+OUTBOX_DELIVERED = Script("outbox_delivered", COMMON + OUTBOX_COMMON + r"""
+local id = ARGV[2]
+local ek = P .. 'outbox:ev:' .. id
+local e = redis.call('HMGET', ek, 'sink', 'account', 'state')
+if e[3] ~= 'pending' then return 0 end
+redis.call('DEL', ek)
+dequeue(id, e[1], e[2])
+return 1
+""")
+
+# ARGV: event id, next_at, error -> 1 if the event was pending
+OUTBOX_RETRY = Script("outbox_retry", COMMON + OUTBOX_COMMON + r"""
+local id, next_at, err = ARGV[2], ARGV[3], ARGV[4]
+local ek = P .. 'outbox:ev:' .. id
+local e = redis.call('HMGET', ek, 'sink', 'account', 'state')
+if e[3] ~= 'pending' then return 0 end
+redis.call('HINCRBY', ek, 'attempts', 1)
+redis.call('HSET', ek, 'next_at', next_at, 'last_error', err)
+rescore(e[1] .. ':' .. e[2])
+return 1
+""")
+
+# ARGV: event id, error, at -> 1 if a pending event is dead now (out of its queue)
+OUTBOX_PARK = Script("outbox_park", COMMON + OUTBOX_COMMON + r"""
+local id, err, at = ARGV[2], ARGV[3], ARGV[4]
+local ek = P .. 'outbox:ev:' .. id
+local e = redis.call('HMGET', ek, 'sink', 'account', 'state', 'seq')
+if e[3] ~= 'pending' then return 0 end
+redis.call('HINCRBY', ek, 'attempts', 1)
+redis.call('HSET', ek, 'state', 'dead', 'last_error', err, 'next_at', at)
+dequeue(id, e[1], e[2])
+redis.call('ZADD', P .. 'outbox:dead', e[4], id)
+return 1
+""")
+
+# ARGV: event id, now -> 1 if a dead event is pending again, at the end of its queue
+OUTBOX_REVIVE = Script("outbox_revive", COMMON + OUTBOX_COMMON + r"""
+local id, now = ARGV[2], ARGV[3]
+local ek = P .. 'outbox:ev:' .. id
+local e = redis.call('HMGET', ek, 'sink', 'account', 'state')
+if e[3] ~= 'dead' then return 0 end
+local seq = I(redis.call('INCR', P .. 'outbox:seq'))
+redis.call('HSET', ek, 'state', 'pending', 'attempts', '0', 'next_at', now, 'seq', seq)
+redis.call('ZREM', P .. 'outbox:dead', id)
+enqueue(id, e[1], e[2], seq, now)
+return 1
+""")
+
+# ARGV: state? ("pending" | "dead"; none: both), limit (negative: all) -> the events'
+# fields (flat name, value lists) by seq
+OUTBOX_LISTING = Script("outbox_listing", COMMON + r"""
+local wanted, limit = opt(ARGV[2]), tonumber(ARGV[3])
+if limit == 0 then return {} end
+local stop = -1
+if limit > 0 then stop = limit - 1 end
+local function page(state)
+  return redis.call('ZRANGE', P .. 'outbox:' .. state, 0, stop, 'WITHSCORES')
+end
+local ids = {}
+if wanted == 'pending' or wanted == 'dead' then
+  local got = page(wanted)
+  for i = 1, #got, 2 do ids[#ids + 1] = {tonumber(got[i + 1]), got[i]} end
+elseif not wanted then
+  for _, state in ipairs({'pending', 'dead'}) do
+    local got = page(state)
+    for i = 1, #got, 2 do ids[#ids + 1] = {tonumber(got[i + 1]), got[i]} end
+  end
+  table.sort(ids, function(a, b) return a[1] < b[1] end)
+end
+local out = {}
+for i = 1, #ids do
+  if limit > 0 and i > limit then break end
+  out[#out + 1] = redis.call('HGETALL', P .. 'outbox:ev:' .. ids[i][2])
+end
+return out
+""")
+
+# ARGV: request id -> {its usage row (JSON) or false, its hold's `at` or false}
+OUTBOX_USAGE_ROW = Script("outbox_usage_row", COMMON + r"""
+return {redis.call('HGET', P .. 'usage:rows', ARGV[2]),
+        redis.call('HGET', P .. 'hold:' .. ARGV[2], 'at')}
 """)

@@ -14,6 +14,7 @@ from router.ledger.sqlite.db import SqliteDatabase
 from router.ledger.sqlite.idempotency import SqliteIdempotency
 from router.ledger.sqlite.keys import SqliteKeyStore
 from router.ledger.sqlite.ledger import SqliteLedger
+from router.ledger.sqlite.outbox import SqliteOutbox
 from router.ledger.stores import Stores
 
 if TYPE_CHECKING:
@@ -32,9 +33,10 @@ def open(config: "Config") -> Stores:  # noqa: A001 - the backend's one entry po
     return Stores(backend="sqlite", billing=ledger, accounts=ledger, reports=ledger,
                   keys=SqliteKeyStore(db),
                   idempotency=SqliteIdempotency(db, stale_after_s=config.hold_ttl_s),
+                  outbox=SqliteOutbox(db),
                   where=str(db.path), ping=ledger.ping, close=db.close,
                   upkeep=db.checkpoint, upkeep_interval_s=1.0)
 
 
-__all__ = ["SqliteDatabase", "SqliteIdempotency", "SqliteKeyStore", "SqliteLedger", "open",
+__all__ = ["SqliteDatabase", "SqliteIdempotency", "SqliteKeyStore", "SqliteLedger", "SqliteOutbox", "open",
            "path_of"]

@@ -88,7 +88,39 @@ INSERT OR REPLACE INTO key_spend (key_id, spent)
 ALTER TABLE accounts ADD COLUMN spent INTEGER NOT NULL DEFAULT 0;
 UPDATE accounts SET spent = (SELECT COALESCE(SUM(cost_micros), 0) FROM usage
                              WHERE usage.account = accounts.id);
-""",)
+""",
+# 2: the outbox (docs/integration.md). Every usage row queues one event per configured
+# derived sink in the transaction that inserts it, whoever settles (the request, or the
+# sweeper after a crash); the body of a derived event is built from that row when it is
+# shipped.
+"""
+CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE,
+    sink TEXT NOT NULL, request_id TEXT NOT NULL, account TEXT NOT NULL, body BLOB,
+    created_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending', last_error TEXT);
+CREATE INDEX outbox_queues ON outbox(sink, account, seq) WHERE state = 'pending';
+CREATE INDEX outbox_due ON outbox(next_at) WHERE state = 'pending';
+CREATE TABLE outbox_sinks (sink TEXT PRIMARY KEY);
+CREATE TRIGGER usage_outbox AFTER INSERT ON usage BEGIN
+    INSERT OR IGNORE INTO outbox (event_id, sink, request_id, account, created_at, next_at)
+        SELECT sink || '.' || NEW.request_id, sink, NEW.request_id, NEW.account, NEW.at,
+               NEW.at FROM outbox_sinks;
+END;
+""")
+
+
+def statements(script: str) -> list[str]:
+    """The complete statements of a script (a trigger's body holds semicolons)."""
+    out, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            out.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        out.append(buffer.strip())
+    return out
 
 
 def migrate(conn: sqlite3.Connection) -> None:
@@ -106,9 +138,8 @@ def migrate(conn: sqlite3.Connection) -> None:
         with Transaction(conn):
             if conn.execute("PRAGMA user_version").fetchone()[0] >= version:
                 continue
-            for statement in step.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            for statement in statements(step):
+                conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {version}")
 
 

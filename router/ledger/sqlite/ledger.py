@@ -21,6 +21,7 @@ from router.ledger.base import (AccountState, Checkpoint, Entry, Instance, Lease
                                 Settlement, UsageRecord)
 from router.ledger.sqlite.db import SqliteDatabase, Transaction
 from router.ledger.sqlite.export import read_usage_rows
+from router.ledger.sqlite.outbox import queue_transcript
 from router.usage import Usage
 
 T = TypeVar("T")
@@ -104,7 +105,7 @@ def _hold(conn: sqlite3.Connection, account: str, request_id: str, amount: int,
 
 
 def _settle(conn: sqlite3.Connection, request_id: str, cost: int, record: UsageRecord,
-            at: float) -> Settlement:
+            at: float, transcript: bytes | None = None) -> Settlement:
     if cost < 0:
         raise LedgerError("a cost cannot be negative")
     row = conn.execute("SELECT account, amount, settled, captured, released, key_id "
@@ -137,6 +138,8 @@ def _settle(conn: sqlite3.Connection, request_id: str, cost: int, record: UsageR
                   u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
                   u.reasoning_tokens, int(u.reported), captured, record.at,
                   cost - captured, int(record.recovered)))
+    if transcript is not None:
+        queue_transcript(conn, request_id, account, transcript, record.at)
     state = _state(conn, account)
     return Settlement(request_id, captured, released, state.balance, state.held)
 
@@ -278,9 +281,9 @@ class SqliteLedger:
         return await self.db.run(_key_spent, key_id)
 
     async def settle(self, request_id: str, cost_micros: int, record: UsageRecord,
-                     at: float) -> Settlement:
+                     at: float, transcript: bytes | None = None) -> Settlement:
         return await self.db.run(_in_transaction, _settle, request_id, cost_micros, record,
-                                 at)
+                                 at, transcript)
 
     async def entries(self, account: str, after: int = 0, limit: int = 100) -> list[Entry]:
         return await self.db.run(_entries, account, after, limit)
