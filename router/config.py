@@ -92,7 +92,7 @@ _SETTINGS: tuple[Setting, ...] = (
     Setting("lease_s", ("LEASE_S",), 15.0, _seconds),
     Setting("first_event_grace_s", ("FIRST_EVENT_GRACE_S",), 20.0, _seconds),
     Setting("log_requests", ("LOG_REQUESTS",), True, _bool),
-    Setting("shutdown_grace_s", ("SHUTDOWN_GRACE_S",), 10, _int),
+    Setting("shutdown_grace_s", ("SHUTDOWN_GRACE_S",), 10.0, _seconds),
     Setting("resume_window_s", ("RESUME_WINDOW_S",), 120, _int),
     Setting("stream_buffer_bytes", ("STREAM_BUFFER_BYTES",), 1024 * 1024, _int),
     Setting("sse_heartbeat_s", ("SSE_HEARTBEAT_S",), 15, _int),
@@ -155,7 +155,7 @@ class Config:
     lease_s: float
     first_event_grace_s: float
     log_requests: bool
-    shutdown_grace_s: int
+    shutdown_grace_s: float
     resume_window_s: int
     stream_buffer_bytes: int
     sse_heartbeat_s: int

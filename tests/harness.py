@@ -93,7 +93,7 @@ class RouterProcess:
         self.env = {"PATH": os.environ.get("PATH", ""), "HOME": str(data_dir),
                     "DATA_DIR": str(data_dir), "ADMIN_API_KEY": ADMIN_KEY,
                     "PYTHONUNBUFFERED": "1", "LOG_REQUESTS": "false",
-                    "SHUTDOWN_GRACE_S": "1", "RATE_LIMIT_RPM": "1000000", **(env or {})}
+                    "SHUTDOWN_GRACE_S": "0.3", "RATE_LIMIT_RPM": "1000000", **(env or {})}
         if config_text is not None:
             config_path = data_dir / "aura-router.toml"
             config_path.write_text(config_text)

@@ -201,7 +201,7 @@ async def assert_next_request_on_the_connection_is_served(
 @pytest.fixture(scope="module")
 def tight_router(fake: FakeProviderServer, tmp_path_factory: pytest.TempPathFactory
                  ) -> Iterator[RouterProcess]:
-    env = {"MAX_BODY_BYTES": "65536", "BODY_TIMEOUT_S": "2", "HEADER_TIMEOUT_S": "2",
+    env = {"MAX_BODY_BYTES": "65536", "BODY_TIMEOUT_S": "1", "HEADER_TIMEOUT_S": "1",
            "WS_MAX_FRAME_BYTES": str(TIGHT_FRAME_BYTES)}
     with RouterProcess(tmp_path_factory.mktemp("tight"),
                        router_config(fake.openai_base_url, fake.anthropic_base_url),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator
 
 import httpx
@@ -370,12 +371,17 @@ def test_an_idle_sse_stream_gets_heartbeat_comments(wsrouter: RouterProcess,
     # watcher, which looks once a second, sees it at least once.
     clean_fake.state.chunk_delay_s = 2.2
     _, key = wsrouter.new_account(5_000_000)
-    for resumable in ("false", "true"):
+
+    def read(resumable: str) -> list[str]:
         with httpx.stream("POST", wsrouter.base_url + "/v1/chat/completions",
                           json=OPENAI_BODY, timeout=15,
                           headers={"authorization": f"Bearer {key}",
                                    "x-aura-resumable": resumable}) as response:
-            lines = list(response.iter_lines())
+            return list(response.iter_lines())
+
+    with ThreadPoolExecutor(2) as both:  # the plain and the resumable stream at once
+        answers = dict(zip(("false", "true"), both.map(read, ("false", "true"))))
+    for resumable, lines in answers.items():
         assert ": keep-alive" in lines, resumable
         assert "data: [DONE]" in lines
 

@@ -222,7 +222,8 @@ async def test_sigterm_to_the_supervisor_drains_and_stops_every_worker(
     clean_fake.state.chunk_delay_s = 0.05  # ~0.6 s per stream: in flight at the SIGTERM
     clean_fake.state.keep_requests = False
     router = RouterProcess(tmp_path, router_config(fake.openai_base_url,
-                                                   fake.anthropic_base_url), env=ENV).start()
+                                                   fake.anthropic_base_url),
+                           env={**ENV, "SHUTDOWN_GRACE_S": "5"}).start()  # covers the stream
     try:
         assert router.proc is not None
         workers = worker_pids(router)
