@@ -374,6 +374,9 @@ SECRETS = {
     "INTERNAL_SERVICE_TOKEN": "internal-SECRET-5b6c",
     "OPENAI_API_KEY": "sk-openai-SECRET-a1b2",
     "ANTHROPIC_API_KEY": "sk-ant-SECRET-c3d4",
+    "Z_BILLING_API_KEY": "zb-SECRET-0a0b",
+    "AURA_NETWORK_TOKEN": "net-SECRET-1c1d",
+    "AURA_STORAGE_TOKEN": "sto-SECRET-2e2f",
 }
 
 
@@ -392,7 +395,8 @@ def test_describe_never_contains_secret_values(tmp_path: Path) -> None:
     assert "SECRET" not in text
     d = cfg.describe()
     for name in ("admin_api_key", "auth_cookie_secret", "internal_service_token",
-                 "openai_api_key", "anthropic_api_key"):
+                 "openai_api_key", "anthropic_api_key", "z_billing_api_key",
+                 "aura_network_token", "aura_storage_token"):
         assert d[name] == "set"
     # non-secrets are shown as they are
     assert d["port"] == 3000
@@ -415,6 +419,30 @@ def test_describe_hides_password_in_redis_url(tmp_path: Path) -> None:
     cfg = load_config({}, {"REDIS_URL": "redis://:redis-SECRET-pw@cache.internal:6379/0"},
                       tmp_path)
     assert "redis-SECRET-pw" not in repr(cfg.describe())
+
+
+@pytest.mark.parametrize("env, says", [
+    ({"BILLING_BACKEND": "http"}, "needs Z_BILLING_URL"),
+    ({"BILLING_BACKEND": "http", "Z_BILLING_URL": "https://zb", "Z_BILLING_MODE": "later"},
+     "Z_BILLING_MODE"),
+    ({"STORE_MESSAGES": "true"}, "needs AURA_STORAGE_URL"),
+    ({"OUTBOX_RETRY_MAX_S": "0"}, "OUTBOX_RETRY_MAX_S must be positive"),
+    ({"Z_BILLING_TIMEOUT_S": "-1"}, "Z_BILLING_TIMEOUT_S must be positive"),
+])
+def test_the_platform_services_settings_are_checked_at_start(
+        tmp_path: Path, env: dict[str, str], says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        load_config({}, env, tmp_path)
+
+
+def test_messages_are_stored_by_default_only_with_a_storage_sink(tmp_path: Path) -> None:
+    assert not load_config({}, {}, tmp_path).sends_messages
+    assert load_config({}, {"AURA_STORAGE_URL": "https://sto"}, tmp_path).sends_messages
+    assert not load_config({}, {"AURA_STORAGE_URL": "https://sto", "STORE_MESSAGES": "false"},
+                           tmp_path).sends_messages
+    described = load_config({}, {"AURA_NETWORK_URL": "https://u:pw@net/x?k=v"},
+                            tmp_path).describe()
+    assert described["aura_network_url"] == "https://net/x", "no userinfo, no query"
 
 
 # --- Catalog.resolve ---------------------------------------------------------------------------
