@@ -122,6 +122,18 @@ def test_a_refused_hold_is_a_402_and_reaches_no_provider(
     assert clean_fake.state.snapshot() == [], "nothing sent to a provider"
     assert two_phase.admin("GET", "/admin/accounts/poor").json()["held_micros"] == 0
     assert clean_service.holds() == []
+    # Enough for a lowered limit: the service refuses the client's, the router asks
+    # again for what it affords (HOLD_POLICY=affordable), under the same request id.
+    clean_service.grant("poor", 200)
+    lowered = _client(two_phase, _key(two_phase, "poor")).chat.completions \
+        .with_raw_response.create(**{**BODY, "max_tokens": 2000})
+    request_id = lowered.headers["x-request-id"]
+    assert int(lowered.headers["x-aura-max-tokens"]) < 2000
+    asked = [c.json["amount_micros"] for c in clean_service.calls("/v1/holds")
+             if c.path == "/v1/holds" and c.idempotency_key == request_id]
+    assert len(asked) == 2 and asked[0] > asked[1], "the second hold asks for less"
+    eventually(lambda: clean_service.applied_captures() == {request_id: 1},
+               what="the lowered request's capture")
 
 
 def test_a_service_that_cannot_be_asked_fails_closed(

@@ -7,8 +7,9 @@ hold first moves the local balance to that figure (a `sync` entry, so balance an
 still add up from the entries), then takes the hold with the usual checks (a request
 taken twice, a key's spend cap, and in `check_debit` mode what the service's balance
 affords after this instance's own open holds and undelivered debits). A hold the service
-refused is released without a usage row; one whose outcome is unknown is released and
-queues a `billing` release, so the service lets go of it if it had placed it.
+refused is released without a usage row (and forgotten, so that the request may ask for
+less); one whose outcome is unknown is released and queues a `billing` release, so the
+service lets go of it if it had placed it.
 """
 
 from __future__ import annotations
@@ -60,8 +61,11 @@ def _release_hold(conn: sqlite3.Connection, request_id: str, at: float,
         if row is None:
             return
         account, amount, key_id = row
-        conn.execute("UPDATE holds SET settled = 1, captured = 0, released = ? "
-                     "WHERE request_id = ?", (amount, request_id))
+        if tell_service:  # the request ends here (503): its hold stays, settled at 0
+            conn.execute("UPDATE holds SET settled = 1, captured = 0, released = ? "
+                         "WHERE request_id = ?", (amount, request_id))
+        else:  # refused: the pipeline may ask again for less, under the same request id
+            conn.execute("DELETE FROM holds WHERE request_id = ?", (request_id,))
         if amount:
             _append(conn, account, "release", 0, -amount, request_id, None, at)
             _append(conn, account, "sync", -amount, 0, request_id, "credit service", at)
