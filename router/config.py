@@ -79,6 +79,17 @@ _SETTINGS: tuple[Setting, ...] = (
     Setting("anthropic_api_key", ("ANTHROPIC_API_KEY",), None),
     Setting("anthropic_base_url", ("ANTHROPIC_BASE_URL",), "https://api.anthropic.com"),
     Setting("llm_provider_mode", ("LLM_PROVIDER_MODE",), "direct"),
+    Setting("google_ai_api_key", ("GOOGLE_AI_API_KEY", "GEMINI_API_KEY"), None),
+    Setting("google_ai_base_url", ("GOOGLE_AI_BASE_URL",),
+            "https://generativelanguage.googleapis.com"),
+    Setting("azure_openai_endpoint", ("AZURE_OPENAI_ENDPOINT",), None),
+    Setting("azure_openai_api_key", ("AZURE_OPENAI_API_KEY",), None),
+    Setting("azure_openai_api_version", ("AZURE_OPENAI_API_VERSION",), "2024-10-21"),
+    Setting("openrouter_api_key", ("OPENROUTER_API_KEY",), None),
+    Setting("openrouter_base_url", ("OPENROUTER_BASE_URL",), "https://openrouter.ai/api/v1"),
+    Setting("ollama_base_url", ("OLLAMA_BASE_URL",), None),
+    Setting("claude_code_home", ("CLAUDE_CODE_HOME",), None),
+    Setting("additional_account_dirs", ("ADDITIONAL_ACCOUNT_DIRS",), None),
     Setting("rate_limit_rpm", ("RATE_LIMIT_RPM",), 60, _int),
     Setting("cors_origins", ("CORS_ORIGINS",), "*"),
     Setting("max_body_bytes", ("MAX_BODY_BYTES",), 10 * 1024 * 1024, _int),
@@ -116,7 +127,8 @@ _SETTINGS: tuple[Setting, ...] = (
 SECRET_FIELDS = frozenset({"admin_api_key", "auth_cookie_secret", "internal_service_token",
                            "openai_api_key", "anthropic_api_key", "redis_url",
                            "database_url", "z_billing_api_key", "aura_network_token",
-                           "aura_storage_token"})
+                           "aura_storage_token", "google_ai_api_key",
+                           "azure_openai_api_key", "openrouter_api_key"})
 
 
 @dataclass(frozen=True)
@@ -142,6 +154,16 @@ class Config:
     anthropic_api_key: str | None = field(repr=False)
     anthropic_base_url: str
     llm_provider_mode: str
+    google_ai_api_key: str | None = field(repr=False)
+    google_ai_base_url: str
+    azure_openai_endpoint: str | None
+    azure_openai_api_key: str | None = field(repr=False)
+    azure_openai_api_version: str
+    openrouter_api_key: str | None = field(repr=False)
+    openrouter_base_url: str
+    ollama_base_url: str | None
+    claude_code_home: str | None  # None: ~/.claude
+    additional_account_dirs: str | None  # comma-separated
     rate_limit_rpm: int
     cors_origins: str
     max_body_bytes: int

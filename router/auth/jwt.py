@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Collection
 
 import jwt
+from jwt.types import Options
 from jwt.exceptions import InvalidSubjectError
 
 from router.errors import JwtRejected
@@ -47,8 +48,8 @@ def decode_subject(token: str, key: Any, algorithm: str, *, issuer: str | None =
                    audience: str | None = None) -> str:
     """The subject of a token verified with `key` under `algorithm` alone, or
     `JwtRejected`; the messages say why, never the token or the key."""
-    options = {"require": ["exp", "sub"], "verify_iss": issuer is not None,
-               "verify_aud": audience is not None}
+    options: Options = {"require": ["exp", "sub"], "verify_iss": issuer is not None,
+                        "verify_aud": audience is not None}
     try:
         claims = jwt.decode(token, key, algorithms=[algorithm], leeway=LEEWAY_S,
                             issuer=issuer, audience=audience, options=options)
