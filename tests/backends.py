@@ -12,6 +12,7 @@ both services when they are down; only a machine without them skips).
 
 from __future__ import annotations
 
+import os
 import secrets
 import socket
 from pathlib import Path
@@ -42,7 +43,7 @@ def fresh_postgres_url() -> str:
     import psycopg
 
     require("postgres")
-    schema = f"aura_test_{secrets.token_hex(6)}"
+    schema = f"aura_test_{os.getpid()}_{secrets.token_hex(4)}"  # the pid: see below
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
     _SCHEMAS.append(schema)
@@ -50,17 +51,32 @@ def fresh_postgres_url() -> str:
 
 
 def drop_postgres_schemas(*, leftovers: bool = False) -> None:
-    """Drop the schemas this run made (`leftovers`: and those a killed run left)."""
+    """Drop the schemas this run made (`leftovers`: and those a killed run left, never
+    those of a test run still going on this machine)."""
     if not _SCHEMAS and not (leftovers and _reachable(5432)):
         return
     import psycopg
 
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
         if leftovers:
-            _SCHEMAS.extend(row[0] for row in conn.execute(
-                "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'aura\\_test\\_%'"))
+            _SCHEMAS.extend(name for (name,) in conn.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'aura\\_test\\_%'")
+                if not _made_by_a_live_run(name))
         while _SCHEMAS:
             conn.execute(f"DROP SCHEMA IF EXISTS {_SCHEMAS.pop()} CASCADE")
+
+
+def _made_by_a_live_run(schema: str) -> bool:
+    pid = schema.removeprefix("aura_test_").split("_", 1)[0]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def fresh_redis_url(db: int = 15) -> str:
