@@ -20,6 +20,7 @@ from router.catalog import Catalog, build_catalog
 from router.errors import ConfigError
 from router.ledger.stores import BACKENDS, EXTERNAL_BACKENDS
 from router.redact import display_url
+from router.tiers import TIERS, TierConfig, default_models, parse_tiers
 
 __all__ = ["Config", "ConfigError", "load_config"]
 
@@ -197,6 +198,7 @@ class Config:
     outbox_retry_max_s: float
     config_path: str | None
     catalog: Catalog = field(repr=False)
+    tiers: TierConfig = field(repr=False, default=TierConfig({}))
 
     @property
     def sends_messages(self) -> bool:
@@ -322,4 +324,19 @@ def load_config(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] |
     catalog = build_catalog(toml, toml_text, str(config_path) if config_path else None,
                             values, merged_env)
     return Config(**values, config_path=str(config_path) if config_path else None,
-                  catalog=catalog)
+                  catalog=catalog,
+                  tiers=_tiers(toml, str(config_path or "[tiers]"), catalog))
+
+
+def _tiers(toml: Mapping[str, Any], where: str, catalog: Catalog) -> TierConfig:
+    """`[tiers]`, each tier's model resolved (by default from the catalog, router/tiers.py)."""
+    parsed = parse_tiers(toml.get("tiers"), where)
+    defaults = default_models({m.id: m.prices.output for m in catalog.models.values()
+                               if m.route})
+    models: dict[str, str | None] = {}
+    for tier in TIERS:
+        chosen = parsed.models[tier] or defaults.get(tier)
+        if chosen is not None and catalog.resolve(chosen) is None:
+            raise ConfigError(f"{where}: tiers.{tier}: unknown model {chosen!r}")
+        models[tier] = chosen
+    return TierConfig(models, parsed.rules)

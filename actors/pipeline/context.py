@@ -67,6 +67,7 @@ class Outcome:
     status: int = 0  # the last status seen: the provider's, or the refusal's
     judged: bool = False  # the provider's breaker got a verdict from this attempt
     settled: Settled | None = None
+    tier: str | None = None  # `auto*` models: the classifier's verdict (router/tiers.py)
 
     @property
     def duration_ms(self) -> float:
@@ -89,6 +90,8 @@ class RequestLog:
             "account": outcome.account, "model": outcome.model,
             "provider": outcome.provider, "status": outcome.status or 200,
             "ms": round(outcome.duration_ms, 2)}
+        if outcome.tier is not None:
+            line["tier"] = outcome.tier
         settled = outcome.settled
         if settled is not None:
             usage = settled.usage

@@ -28,10 +28,11 @@ from router.errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited
 from router.gateway import ClientSink, ModelCall
 from router.ledger.base import MAX_IDEMPOTENCY_KEY, Claim
 from router.outbox.wire import transcript_body
-from router.protocols.api import Meter
+from router.protocols.api import ClientRequest, Meter
 from router.protocols.formats import FORMATS
 from router.ratelimit import Limit, retry_after_header
 from router.redact import quote_input
+from router.tiers import Verdict, classify, tier_of
 
 if TYPE_CHECKING:
     from actors.runtime import Runtime
@@ -57,7 +58,7 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
         principal = await rt.auth.authenticate(call.credential, call.account_header)
         outcome.account = principal.account
         request = fmt.parse(parse_body(call.body))
-        model = rt.config.catalog.resolve(request.model)
+        model = rt.config.catalog.resolve(_tiered(rt, request, outcome))
         if model is None:
             raise NotFound(f"model {quote_input(request.model)} does not exist or has no "
                            "price", param="model")
@@ -97,6 +98,8 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
 
     base_headers = ((b"x-request-id", call.request_id.encode()),
                     (b"x-aura-model", model.id.encode()))
+    if outcome.tier is not None:
+        base_headers += ((b"x-aura-tier", outcome.tier.split(" ", 1)[0].encode()),)
     if reservation.lowered:  # the limit the router enforces, where the client did not set it
         base_headers += ((b"x-aura-max-tokens", str(reservation.max_output).encode()),)
     ctx = RequestContext(call, fmt, principal, model, request, tuple(legs), reservation,
@@ -126,6 +129,22 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
             if not billing.unsettled:  # else the lease keeper retries it
                 rt.live_requests.pop(call.request_id, None)
         rt.observe(outcome)
+
+
+def _tiered(rt: "Runtime", request: ClientRequest, outcome: Outcome) -> str:
+    """The model to serve: the one asked for, or for `auto*` its tier's (router/tiers.py);
+    the verdict goes to the log line and `x-aura-tier`."""
+    tier = tier_of(request.model)
+    if tier is None:
+        return request.model
+    tiers = rt.config.tiers
+    verdict = Verdict(tier, ("asked",)) if tier else \
+        classify(request.body, request.size, tiers.rules)
+    outcome.tier = verdict.describe()
+    chosen = tiers.models.get(verdict.tier)
+    if chosen is None:
+        raise NotFound(f"no model serves the {verdict.tier} tier", param="model")
+    return chosen
 
 
 def _transcript(call: ModelCall, account: str, model: str, meter: Meter) -> bytes:

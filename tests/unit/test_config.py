@@ -435,6 +435,16 @@ def test_the_platform_services_settings_are_checked_at_start(
         load_config({}, env, tmp_path)
 
 
+def test_a_tier_naming_an_unknown_model_stops_the_start(tmp_path: Path) -> None:
+    toml(tmp_path, """
+        [tiers]
+        eco = "no-such-model"
+    """)
+    with pytest.raises(ConfigError, match="tiers.eco: unknown model 'no-such-model'"):
+        load_config({}, {}, tmp_path)
+    assert load_config({}, {}, tmp_path / "..").tiers.models["eco"] is not None
+
+
 def test_messages_are_stored_by_default_only_with_a_storage_sink(tmp_path: Path) -> None:
     assert not load_config({}, {}, tmp_path).sends_messages
     assert load_config({}, {"AURA_STORAGE_URL": "https://sto"}, tmp_path).sends_messages
