@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from functools import partial
 from urllib.parse import parse_qs
 from typing import Any, Awaitable, Callable
 
@@ -31,6 +32,7 @@ from router.errors import (ApiShape, BadRequest, BodyTooLarge, EventsGone, Gone,
 from router.gateway import Gateway, ModelCall, ResumableStream, Settled
 from router.protocols.formats import FORMATS
 from router.transports.app import build_quart_app
+from router.transports.cloud_surfaces import vertex_body, vertex_target
 from router.transports.cors import CorsPolicy
 from router.transports.guard import admin_refusal, closing_when_unread
 from router.transports.sse import HEARTBEAT, number_events, parse_after, render
@@ -184,6 +186,12 @@ class RouterApp:
             if api is not None and scope["method"] == "POST":
                 await self._model_call(scope, receive, send, api)
                 return
+            vertex = vertex_target(path) if scope["method"] == "POST" else None
+            if vertex is not None:  # a Vertex-shaped Claude call: a /v1/messages call
+                await self._model_call(scope, receive, send, "anthropic.messages",
+                                       partial(vertex_body, model=vertex[0],
+                                               stream=vertex[1]))
+                return
             if path.startswith(STREAMS_PREFIX) and scope["method"] == "GET":
                 await self._resume(scope, receive, send, path[len(STREAMS_PREFIX):])
                 return
@@ -206,7 +214,8 @@ class RouterApp:
         await send({"type": "http.response.start", "status": 204, "headers": headers})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _model_call(self, scope: Scope, receive: Receive, send: Send, api: str) -> None:
+    async def _model_call(self, scope: Scope, receive: Receive, send: Send, api: str,
+                          reshape: Callable[[bytes], bytes] | None = None) -> None:
         headers: dict[bytes, bytes] = dict(scope["headers"])
         request_id = new_request_id()
         sink = AsgiSink(send, request_id)
@@ -226,6 +235,8 @@ class RouterApp:
         except (RouterError, trio.TooSlowError) as exc:
             await self._refuse_unread(exc, sink, receive, shape)
             return
+        if reshape is not None:
+            body = reshape(body)
         call = ModelCall(
             api=api, body=body, request_id=request_id, credential=credential_in(headers),
             query=query.decode("latin-1"),
