@@ -38,6 +38,7 @@ from router.providers.base import Provider
 from router.providers.registry import adapter
 from router.ratelimit import Limiter, RateLimiter
 from router.redact import Redactor
+from router.response_cache import MemoryStore, RedisStore, ResponseStore
 
 if TYPE_CHECKING:
     from actors.services.stream_hub import StreamHub
@@ -68,6 +69,8 @@ class Runtime:
     jwks: JwksKeyring | None = None
     # Rung after each settlement: the outbox actor ships what it queued at once.
     outbox_doorbell: Doorbell = field(default_factory=Doorbell)
+    # RESPONSE_CACHE: where whole answers to deterministic requests are kept.
+    response_cache: ResponseStore | None = None
 
     # --- the stores, by their interfaces ---------------------------------------------
 
@@ -185,4 +188,14 @@ def build_runtime(config: Config) -> Runtime:
                                           config.min_output_tokens, config.hold_ttl_s,
                                           instance.id),
                    observers=[RequestLog()] if config.log_requests else [],
-                   shared_redis=shared_redis)
+                   shared_redis=shared_redis,
+                   response_cache=_response_cache(config, shared_redis))
+
+
+def _response_cache(config: Config, shared_redis: "RedisSession | None"
+                    ) -> ResponseStore | None:
+    if config.response_cache == "memory":
+        return MemoryStore()
+    if config.response_cache == "redis" and shared_redis is not None:
+        return RedisStore(shared_redis)
+    return None

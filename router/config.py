@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from decimal import Decimal, InvalidOperation
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -37,6 +38,17 @@ def _seconds(value: str, name: str) -> float:
         return float(str(value).strip())
     except ValueError:
         raise ConfigError(f"{name} must be a number of seconds, got {value!r}") from None
+
+
+def _fraction(value: str, name: str) -> Decimal:
+    """A non-negative decimal factor (never a float: it multiplies money)."""
+    try:
+        factor = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ConfigError(f"{name} must be a decimal number, got {value!r}") from None
+    if not factor.is_finite() or factor < 0:
+        raise ConfigError(f"{name} must be 0 or more, got {value!r}")
+    return factor
 
 
 def _bool(value: str, name: str) -> bool:
@@ -122,6 +134,10 @@ _SETTINGS: tuple[Setting, ...] = (
     Setting("aura_storage_token", ("AURA_STORAGE_TOKEN",), None),
     Setting("store_messages", ("STORE_MESSAGES",), None, _bool),
     Setting("outbox_retry_max_s", ("OUTBOX_RETRY_MAX_S",), 300.0, _seconds),
+    Setting("response_cache", ("RESPONSE_CACHE",), "off"),
+    Setting("cache_ttl_s", ("CACHE_TTL_S",), 3600.0, _seconds),
+    Setting("cache_scope", ("CACHE_SCOPE",), "account"),
+    Setting("cache_hit_price", ("CACHE_HIT_PRICE",), Decimal(0), _fraction),
 )
 
 # Secrets: `doctor` and logs show only whether they are set.
@@ -196,6 +212,10 @@ class Config:
     aura_storage_token: str | None = field(repr=False)
     store_messages: bool | None  # None: on when AURA_STORAGE_URL is set
     outbox_retry_max_s: float
+    response_cache: str
+    cache_ttl_s: float
+    cache_scope: str
+    cache_hit_price: Decimal
     config_path: str | None
     catalog: Catalog = field(repr=False)
     tiers: TierConfig = field(repr=False, default=TierConfig({}))
@@ -223,6 +243,8 @@ class Config:
                 value = "set" if value else "not set"
             elif s.field.endswith("_url") and isinstance(value, str):
                 value = display_url(value)  # never userinfo or a query (a key may sit there)
+            elif isinstance(value, Decimal):
+                value = str(value)
             out[s.field] = value
         out["config_path"] = self.config_path
         return out
@@ -301,6 +323,14 @@ def load_config(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] |
                           f"{values['z_billing_mode']!r}")
     if values["store_messages"] and not values["aura_storage_url"]:
         raise ConfigError("STORE_MESSAGES needs AURA_STORAGE_URL (where the messages go)")
+    if values["response_cache"] not in ("off", "memory", "redis"):
+        raise ConfigError(f"RESPONSE_CACHE must be off, memory or redis, got "
+                          f"{values['response_cache']!r}")
+    if values["response_cache"] == "redis" and not values["redis_url"]:
+        raise ConfigError("RESPONSE_CACHE=redis needs REDIS_URL")
+    if values["cache_scope"] not in ("account", "global"):
+        raise ConfigError(f"CACHE_SCOPE must be account or global, got "
+                          f"{values['cache_scope']!r}")
     if values["workers"] < 1:
         raise ConfigError("WORKERS must be 1 or more")
     if values["rate_limit_rpm"] < 0:
@@ -317,7 +347,8 @@ def load_config(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] |
                  "header_timeout_s", "resume_window_s", "stream_buffer_bytes",
                  "sse_heartbeat_s", "ws_max_streams", "ws_max_frame_bytes",
                  "ws_auth_timeout_s", "ws_ping_interval_s", "jwks_refresh_s",
-                 "jwks_min_refresh_s", "outbox_retry_max_s", "z_billing_timeout_s"):
+                 "jwks_min_refresh_s", "outbox_retry_max_s", "z_billing_timeout_s",
+                 "cache_ttl_s"):
         if values[name] <= 0:
             raise ConfigError(f"{name.upper()} must be positive")
 

@@ -35,6 +35,7 @@ class ModelCall:
     passthrough_headers: tuple[tuple[str, str], ...] = ()  # anthropic-beta, -version
     account_header: str | None = None  # x-aura-account, for service-to-service calls
     idempotency_key: str | None = None
+    cache_hint: str | None = None  # x-aura-cache: true/false (docs/configuration.md)
 
 
 @dataclass(frozen=True, slots=True)

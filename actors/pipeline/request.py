@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import orjson
 import trio
 
+from actors.pipeline.cache import lookup, remember, serve_hit
 from actors.pipeline.context import Outcome, RequestContext
 from actors.pipeline.idempotency import RecordingSink, replay
 from actors.pipeline.plan import plan_route
@@ -75,6 +76,16 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
                 await replay(sink, early)
                 return
             sink = RecordingSink(sink)
+        cached: tuple[str, RecordingSink] | None = None  # a miss to remember
+        if claimed is None:  # (an Idempotency-Key replays its own first answer)
+            key, hit = await lookup(rt, call, principal, request)
+            if hit is not None:
+                await serve_hit(rt, call, principal, model, hit, sink, outcome)
+                rt.observe(outcome)
+                return
+            if key is not None:
+                sink = RecordingSink(sink)
+                cached = (key, sink)
         try:
             reservation = await reserve(rt.ledger, principal, request, model, call.request_id,
                                         now=rt.clock(), policy=rt.hold_policy)
@@ -100,6 +111,8 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
                     (b"x-aura-model", model.id.encode()))
     if outcome.tier is not None:
         base_headers += ((b"x-aura-tier", outcome.tier.split(" ", 1)[0].encode()),)
+    if cached is not None:
+        base_headers += ((b"x-aura-cache", b"miss"),)
     if reservation.lowered:  # the limit the router enforces, where the client did not set it
         base_headers += ((b"x-aura-max-tokens", str(reservation.max_output).encode()),)
     ctx = RequestContext(call, fmt, principal, model, request, tuple(legs), reservation,
@@ -123,6 +136,8 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
             outcome.settled = await billing.settle()
             rt.outbox_doorbell.ring()
             sink.settled(outcome.settled)
+            if cached is not None:
+                await remember(rt, cached[0], cached[1], meter, outcome, model)
             if claimed is not None:
                 await _close_claim(rt, claimed, sink, meter)
         finally:

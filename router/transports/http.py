@@ -243,7 +243,8 @@ class RouterApp:
             passthrough_headers=tuple((k.decode(), v.decode("latin-1"))
                                       for k, v in scope["headers"] if k in _PASSTHROUGH),
             account_header=_text(headers.get(b"x-aura-account")),
-            idempotency_key=_text(headers.get(b"idempotency-key")))
+            idempotency_key=_text(headers.get(b"idempotency-key")),
+            cache_hint=_text(headers.get(b"x-aura-cache")))
         if headers.get(b"x-aura-resumable", b"").lower() == b"true":
             await self._resumable_call(call, sink, receive, shape)
             return
