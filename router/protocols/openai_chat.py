@@ -29,9 +29,13 @@ def _record_usage(meter: Meter, usage: dict[str, Any]) -> None:
     prompt = int(usage.get("prompt_tokens") or 0)
     details = usage.get("prompt_tokens_details") or {}
     cached = int(details.get("cached_tokens") or 0)
+    # OpenRouter says what went into a prompt cache (Anthropic and Gemini models behind
+    # it bill cache writes dearer than input); OpenAI itself never sends it.
+    written = int(details.get("cache_write_tokens") or 0)
     out_details = usage.get("completion_tokens_details") or {}
-    meter.reported_input(max(prompt - cached, 0), cached)
+    meter.reported_input(max(prompt - cached - written, 0), cached + written)
     meter.cache_read_tokens = cached
+    meter.cache_write_tokens = written
     meter.output_tokens = int(usage.get("completion_tokens") or 0)
     meter.reasoning_tokens = int(out_details.get("reasoning_tokens") or 0)
 

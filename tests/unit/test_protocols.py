@@ -412,6 +412,20 @@ def test_openai_body_usage() -> None:
     assert meter.usage(estimated_input=1) == Usage(20, 3, 100, 0, 0, True)
 
 
+def test_openrouter_cache_writes_are_billed_as_cache_writes() -> None:
+    """OpenRouter splits the prompt into fresh input, cache reads and cache writes (the
+    writes cost more than input for the Anthropic models behind it)."""
+    body = orjson.dumps({"id": "gen-1", "object": "chat.completion", "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "Hi"},
+         "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1000, "completion_tokens": 4, "total_tokens": 1004,
+                  "prompt_tokens_details": {"cached_tokens": 300,
+                                            "cache_write_tokens": 600}}})
+    meter = Meter()
+    OPENAI.on_body(meter, body)
+    assert meter.usage(estimated_input=1) == Usage(100, 4, 300, 600, 0, True)
+
+
 def test_anthropic_body_usage() -> None:
     body = orjson.dumps({"id": "msg_2", "type": "message", "role": "assistant",
                          "content": [{"type": "text", "text": "Hello"}],
