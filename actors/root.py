@@ -20,6 +20,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
+from actors.services.credential_files import CredentialFileWatcher
 from actors.services.jwks_refresher import JwksRefresher
 from actors.services.ledger_maintenance import HoldSweeper, LeaseKeeper, StoreUpkeep
 from actors.services.outbox import OutboxShipper, build_sinks, derived_sinks
@@ -27,8 +28,10 @@ from actors.services.providers import ProviderActor
 from actors.services.shared_state import start_shared_state
 from actors.runtime import Runtime, build_runtime
 from actors.services.stream_hub import StreamHub
+from actors.services.vertex_tokens import VertexTokenKeeper
 from actors.supervisor import Supervisor
 from router.config import Config
+from router.providers.google_sa import load as load_service_account
 from router.transports.http import build_app
 from router.transports.hypercorn_guard import contain_connection_failures
 
@@ -81,11 +84,38 @@ async def start_actors(rt: Runtime, nursery: trio.Nursery) -> None:
     for name, provider in rt.providers.items():
         supervisor = Supervisor(f"provider:{name}", lambda p=provider: ProviderActor(p))
         rt.provider_handles[name] = await nursery.start(supervisor.run)
+    await start_claude_code_watcher(rt, nursery)
+    await start_vertex_tokens(rt, nursery)
     # The hub's streams call providers, so it starts after them (and stops before them).
     rt.hub = await nursery.start(StreamHub(rt, window_s=rt.config.resume_window_s,
                                            buffer_bytes=rt.config.stream_buffer_bytes).run)
     if (ring := rt.jwks) is not None:  # its first fetch is over (or failed) before traffic
         await nursery.start(Supervisor("jwks-refresher", lambda: JwksRefresher(ring)).run)
+
+
+async def start_vertex_tokens(rt: Runtime, nursery: trio.Nursery) -> None:
+    """A Vertex AI provider's access token, fetched before traffic and kept fresh."""
+    provider = rt.providers.get("vertex")
+    if provider is None or provider.spec.kind != "vertex" or \
+            not rt.config.vertex_ai_service_account_json:
+        return
+    account = load_service_account(rt.config.vertex_ai_service_account_json,
+                                   "VERTEX_AI_SERVICE_ACCOUNT_JSON")
+    await nursery.start(Supervisor("vertex-token", lambda: VertexTokenKeeper(
+        provider.credentials, account)).run)
+
+
+async def start_claude_code_watcher(rt: Runtime, nursery: trio.Nursery) -> None:
+    """The `claude-code` provider's pool follows its login files (its first read is over
+    before traffic: an expired token is never sent)."""
+    from router.providers.claude_oauth import PROVIDER_NAME, account_dirs
+
+    provider = rt.providers.get(PROVIDER_NAME)
+    if provider is None or provider.spec.kind != "anthropic":
+        return
+    dirs = account_dirs(rt.config.claude_code_home, rt.config.additional_account_dirs)
+    await nursery.start(Supervisor(f"{PROVIDER_NAME}-accounts", lambda: CredentialFileWatcher(
+        provider.credentials, dirs)).run)
 
 
 async def until_signalled() -> None:

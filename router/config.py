@@ -101,6 +101,11 @@ _SETTINGS: tuple[Setting, ...] = (
     Setting("openrouter_api_key", ("OPENROUTER_API_KEY",), None),
     Setting("openrouter_base_url", ("OPENROUTER_BASE_URL",), "https://openrouter.ai/api/v1"),
     Setting("ollama_base_url", ("OLLAMA_BASE_URL",), None),
+    Setting("vertex_ai_project", ("VERTEX_AI_PROJECT",), None),
+    Setting("vertex_ai_location", ("VERTEX_AI_LOCATION",), "global"),
+    Setting("vertex_ai_service_account_json",
+            ("VERTEX_AI_SERVICE_ACCOUNT_JSON", "GOOGLE_APPLICATION_CREDENTIALS"), None),
+    Setting("vertex_ai_base_url", ("VERTEX_AI_BASE_URL",), None),
     Setting("claude_code_home", ("CLAUDE_CODE_HOME",), None),
     Setting("additional_account_dirs", ("ADDITIONAL_ACCOUNT_DIRS",), None),
     Setting("rate_limit_rpm", ("RATE_LIMIT_RPM",), 60, _int),
@@ -145,7 +150,8 @@ SECRET_FIELDS = frozenset({"admin_api_key", "auth_cookie_secret", "internal_serv
                            "openai_api_key", "anthropic_api_key", "redis_url",
                            "database_url", "z_billing_api_key", "aura_network_token",
                            "aura_storage_token", "google_ai_api_key",
-                           "azure_openai_api_key", "openrouter_api_key"})
+                           "azure_openai_api_key", "openrouter_api_key",
+                           "vertex_ai_service_account_json"})
 
 
 @dataclass(frozen=True)
@@ -179,6 +185,10 @@ class Config:
     openrouter_api_key: str | None = field(repr=False)
     openrouter_base_url: str
     ollama_base_url: str | None
+    vertex_ai_project: str | None  # None: the service account's project_id
+    vertex_ai_location: str
+    vertex_ai_service_account_json: str | None = field(repr=False)  # JSON, or a path
+    vertex_ai_base_url: str | None  # None: Google's endpoint for the location
     claude_code_home: str | None  # None: ~/.claude
     additional_account_dirs: str | None  # comma-separated
     rate_limit_rpm: int

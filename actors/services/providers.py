@@ -36,7 +36,8 @@ class ProviderActor(Actor[Any]):
             breaker = provider.breaker.describe(now)
             running = provider.running
             usable = running and breaker["state"] != "open" and (
-                not credentials or any(c["state"] != "bad" for c in credentials))
+                not credentials and not provider.credentials.required
+                or any(c["state"] not in ("bad", "expired") for c in credentials))
             message.reply.set({"name": spec.name, "kind": spec.kind, "strategy": spec.strategy,
                                "max_concurrent": spec.max_concurrent,
                                "running": running, "usable": usable, "breaker": breaker,

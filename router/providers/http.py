@@ -67,10 +67,12 @@ class HttpProvider:
         pool = self.credentials
         for attempt in range(max(len(pool), 1)):
             now = trio.current_time()
-            credential = pool.pick(now) if len(pool) else None
-            if len(pool) and credential is None:
-                raise CredentialsResting("every credential of the provider is resting after "
-                                         "rate limits", pool.next_usable_in(now))
+            keyed = len(pool) > 0 or pool.required
+            credential = pool.pick(now) if keyed else None
+            if keyed and credential is None:
+                raise CredentialsResting(pool.unusable_reason(now), pool.next_usable_in(now))
+            # The key as the pool holds it: a plain str is an API key, an OAuthToken an OAuth
+            # login (the adapter signs each its way).
             call = self.adapter.build_request(request, credential.key if credential else None)
             try:
                 async with self.pool.send(call) as response:

@@ -7,7 +7,9 @@ metering and the supervisors ask the registry; nothing else knows the kinds by n
 
 from __future__ import annotations
 
-from router.providers import anthropic, demo, openai, openai_compatible
+from router.providers import (anthropic, azure, demo, gemini, openai, openai_compatible,
+                              vertex)
+from router.providers import bedrock
 from router.providers.base import ProviderAdapter
 
 _ADAPTERS: dict[str, ProviderAdapter] = {}
@@ -40,4 +42,9 @@ register(anthropic.ADAPTER)
 register(openai_compatible.ADAPTER)
 register(openai_compatible.OLLAMA)
 register(openai_compatible.OPENROUTER)
+register(azure.ADAPTER)
+register(gemini.ADAPTER)
+register(vertex.ADAPTER)
+register(bedrock.ADAPTER)
+register(bedrock.GATEWAY)
 register(demo.ADAPTER)

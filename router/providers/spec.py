@@ -25,3 +25,8 @@ class ProviderSpec:
     breaker_failures: int = 5  # consecutive failures that open the circuit
     breaker_cooldown_s: float = 30.0  # before a half-open probe
     max_tokens_field: str | None = None  # config override of where the output limit goes
+    # Kind-specific fields (a kind's adapter says which it reads: `provider_fields`).
+    api_version: str | None = None  # azure: the dated `api-version`, or "v1"
+    deployments: tuple[tuple[str, str], ...] = ()  # azure: (upstream model id, deployment)
+    headers: tuple[tuple[str, str], ...] = ()  # extra headers sent with every call
+    region: str | None = None  # bedrock: the AWS region (SigV4 scope, profile prefix)

@@ -4,6 +4,8 @@ usage, admin). Errors come out in the caller's API shape, never as HTML.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import orjson
 from quart import request
 from quart_trio import QuartTrio
@@ -120,6 +122,22 @@ def build_quart_app(gw: Gateway) -> QuartTrio:
                         "cache_write_tokens": r.usage.cache_write_tokens,
                         "cost_micros": r.cost_micros,
                         "at": iso_utc(r.at)} for r in recent]})
+
+    @app.get("/v1/accounts")
+    async def oauth_accounts():  # type: ignore[no-untyped-def]
+        """The OAuth logins (Claude Code's) the providers call with, and whether each is
+        usable now: directory, state, cooldown, expiry. Never a token or its prefix."""
+        await principal()
+        data = []
+        for stats in await gw.provider_stats():
+            for c in cast("list[dict[str, Any]]", stats["credentials"]):
+                if c.get("kind") == "oauth":
+                    data.append({"provider": stats["name"], "account": c["account"],
+                                 "state": c["state"], "reason": c["reason"],
+                                 "cooldown_s": c["cooldown_s"],
+                                 "expires_at": iso_utc(c["expires_at"]) if c["expires_at"]
+                                 else None, "expires_in_s": c["expires_in_s"]})
+        return json_response({"object": "list", "data": data})
 
     app.register_blueprint(admin_routes(gw))
     return app

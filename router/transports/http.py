@@ -32,6 +32,8 @@ from router.errors import (ApiShape, BadRequest, BodyTooLarge, EventsGone, Gone,
 from router.gateway import Gateway, ModelCall, ResumableStream, Settled
 from router.protocols.formats import FORMATS
 from router.transports.app import build_quart_app
+from router.transports.bedrock_surface import (bedrock_body, bedrock_target,
+                                               event_stream_send)
 from router.transports.cloud_surfaces import vertex_body, vertex_target
 from router.transports.cors import CorsPolicy
 from router.transports.guard import admin_refusal, closing_when_unread
@@ -191,6 +193,13 @@ class RouterApp:
                 await self._model_call(scope, receive, send, "anthropic.messages",
                                        partial(vertex_body, model=vertex[0],
                                                stream=vertex[1]))
+                return
+            bedrock = bedrock_target(scope) if scope["method"] == "POST" else None
+            if bedrock is not None:  # a Bedrock-shaped Claude call (InvokeModel): the same
+                await self._model_call(scope, receive, event_stream_send(send) if bedrock[1]
+                                       else send, "anthropic.messages",
+                                       partial(bedrock_body, model=bedrock[0],
+                                               stream=bedrock[1]))
                 return
             if path.startswith(STREAMS_PREFIX) and scope["method"] == "GET":
                 await self._resume(scope, receive, send, path[len(STREAMS_PREFIX):])

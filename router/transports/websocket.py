@@ -27,7 +27,7 @@ import trio
 from router.auth.credentials import credential_in
 from router.errors import EventsGone, RouterError
 from router.gateway import Gateway, ModelCall, ResumableStream, Settled
-from router.protocols.formats import FORMATS
+from router.protocols.formats import CLIENT_APIS, FORMATS
 from router.stream_log import LoggedEvent
 
 log = logging.getLogger("aura.ws")
@@ -155,8 +155,8 @@ class Connection:
     async def on_request(self, stream_id: str, frame: dict[str, Any]) -> None:
         assert self.account is not None
         api, body = frame.get("api"), frame.get("body")
-        if not isinstance(api, str) or api not in FORMATS:
-            await self.send(error_frame(f"'api' must be one of {', '.join(FORMATS)}",
+        if not isinstance(api, str) or api not in CLIENT_APIS:
+            await self.send(error_frame(f"'api' must be one of {', '.join(CLIENT_APIS)}",
                                         stream_id=stream_id))
             return
         if not isinstance(body, dict):

@@ -21,6 +21,14 @@ Usage: P = `count_input_tokens` (see state.py); ``input_tokens`` reports the
 uncached part ``max(P - cache_read - cache_write, 0)``; cache fields as configured.
 Misbehaviour switches (``ignore_limits``, ``usage_mode``, ``error_before_content``) are
 described in state.py.
+
+OAuth access tokens (``sk-ant-oat...``, Claude Code's logins) are checked as the real API
+does: only as ``Authorization: Bearer`` with ``oauth-2025-04-20`` among the
+``anthropic-beta`` values (else 401 "OAuth authentication is currently not supported."),
+never as ``x-api-key`` (401 "invalid x-api-key"). Per-key rate limits: set
+``state.rate_limited_keys = {key: retry_after_seconds}`` (an extra attribute, not a
+`FakeState` field: ``reset()`` leaves it, so use it on a server of your own); that key is
+answered 429 with that ``retry-after``.
 """
 
 from __future__ import annotations
@@ -35,6 +43,9 @@ from ._asgi import ASGIApp, Headers, Receive, Scope, Send, rand_id, read_request
 from ._asgi import send_json, sleep_if, split_stream, start_sse, stream_events
 from .state import FakeState, capped_words, count_input_tokens, reply_text, text_pieces
 from .state import tool_call_fragments, usage_mode, word, word_json
+
+OAUTH_TOKEN_PREFIX = "sk-ant-oat"
+OAUTH_BETA = "oauth-2025-04-20"
 
 _STATUS_ERRORS: dict[int, tuple[str, str]] = {
     400: ("invalid_request_error", "Invalid request."),
@@ -140,6 +151,20 @@ def make_anthropic_app(state: FakeState) -> ASGIApp:
         if not key or (state.expected_api_key is not None and key != state.expected_api_key):
             message = "x-api-key header is required" if not key else "invalid x-api-key"
             await send_json(send, 401, error_body("authentication_error", message, request_id), extra)
+            return
+        if key.startswith(OAUTH_TOKEN_PREFIX):
+            betas = {b.strip() for b in request.headers.get("anthropic-beta", "").split(",")}
+            message = ("invalid x-api-key" if request.headers.get("x-api-key") else
+                       None if OAUTH_BETA in betas else
+                       "OAuth authentication is currently not supported.")
+            if message is not None:
+                await send_json(send, 401, error_body("authentication_error", message, request_id),
+                                extra)
+                return
+        limited = getattr(state, "rate_limited_keys", None) or {}
+        if key in limited:
+            extra.append((b"retry-after", str(limited[key]).encode()))
+            await send_json(send, 429, status_error(429, request_id), extra)
             return
         if not request.headers.get("anthropic-version"):
             err = error_body("invalid_request_error", "anthropic-version: header is required", request_id)

@@ -1,7 +1,8 @@
 """`FakeProviderServer`: one real hypercorn (trio) HTTP server on loopback hosting both fakes.
 
-Routes ``/v1/chat/completions``, ``/v1/responses`` and ``/v1/models`` to the fake OpenAI app and
-``/v1/messages*`` to the fake Anthropic app.  From sync pytest code::
+Routes ``/v1/chat/completions``, ``/v1/responses`` and ``/v1/models`` to the fake OpenAI app,
+``/v1/messages*`` to the fake Anthropic app, ``/openai/*`` to the fake Azure OpenAI app and
+``/v1beta/models/*`` to the fake Gemini app.  From sync pytest code::
 
     with FakeProviderServer() as fake:
         fake.state.fail_status = 529
@@ -25,6 +26,9 @@ from hypercorn.trio import serve
 from ._asgi import ASGIApp, Receive, Scope, Send, lifespan
 from ._thread import ThreadedServer
 from .anthropic_app import make_anthropic_app
+from .azure_app import make_azure_app
+from .bedrock_app import make_bedrock_app
+from .gemini_app import make_gemini_app
 from .openai_app import error_body, make_openai_app
 from .state import FakeState
 
@@ -33,6 +37,9 @@ def make_app(state: FakeState) -> ASGIApp:
     """The combined ASGI app (with a trivial lifespan handler)."""
     openai_app = make_openai_app(state)
     anthropic_app = make_anthropic_app(state)
+    azure_app = make_azure_app(state)  # Azure OpenAI: /openai/deployments/..., /openai/v1/...
+    gemini_app = make_gemini_app(state)
+    bedrock_app = make_bedrock_app(state)  # Bedrock runtime: /model/{id}/invoke...
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -42,6 +49,12 @@ def make_app(state: FakeState) -> ASGIApp:
         path: str = scope["path"]
         if path.startswith("/v1/messages"):
             await anthropic_app(scope, receive, send)
+        elif path.startswith("/openai/"):
+            await azure_app(scope, receive, send)
+        elif path.startswith("/model/"):
+            await bedrock_app(scope, receive, send)
+        elif path.startswith("/v1beta/models/"):
+            await gemini_app(scope, receive, send)
         elif path in ("/v1/chat/completions", "/v1/responses", "/v1/models"):
             await openai_app(scope, receive, send)
         else:
@@ -94,6 +107,10 @@ class FakeProviderServer(ThreadedServer):
 
     @property
     def anthropic_base_url(self) -> str:
+        return self.base_url
+
+    @property
+    def gemini_base_url(self) -> str:
         return self.base_url
 
     async def _serve(self, stop: trio.Event, *,

@@ -1,0 +1,61 @@
+"""Vertex AI's Claude models: Anthropic's Messages API at Google's endpoint.
+
+`POST {base}/publishers/anthropic/models/{model}:rawPredict` (`:streamRawPredict` when
+streamed), where `{base}` is `https://{location}-aiplatform.googleapis.com/v1/projects/
+{project}/locations/{location}` (`aiplatform.googleapis.com` for `global`): the provider's
+base URL holds the project and location, so one entry is one deployment. The body is the
+Messages body without `model` (it is in the path, as Vertex spells it:
+`claude-sonnet-4-5@20250929`) and with `anthropic_version: vertex-2023-10-16`; the answer,
+streamed or not, is Anthropic's own. The credential is a Google OAuth2 access token,
+sent as `Authorization: Bearer`: the `vertex-token` actor gets it from the service
+account with google-auth and replaces it before it expires (never on a request's path).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import orjson
+
+from router.providers.base import HttpCall, UpstreamRequest
+from router.providers.http import HttpAdapter
+
+VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"
+
+
+def vertex_base_url(project: str, location: str, host: str | None = None) -> str:
+    """The base URL of one project and location (`host` overrides Google's, for tests
+    and private endpoints)."""
+    if host is None:
+        host = "https://aiplatform.googleapis.com" if location == "global" \
+            else f"https://{location}-aiplatform.googleapis.com"
+    return f"{host.rstrip('/')}/v1/projects/{quote(project, safe='')}/locations/" \
+           f"{quote(location, safe='')}"
+
+
+def vertex_body(body: bytes, stream: bool) -> bytes:
+    request = orjson.loads(body)
+    request.pop("model", None)
+    request["anthropic_version"] = VERTEX_ANTHROPIC_VERSION
+    if stream:
+        request["stream"] = True
+    return orjson.dumps(request)
+
+
+class VertexAdapter(HttpAdapter):
+    kind = "vertex"
+    apis = ("anthropic.messages",)
+    needs_base_url = True
+
+    def build_request(self, request: UpstreamRequest, credential: str | None) -> HttpCall:
+        verb = "streamRawPredict" if request.stream else "rawPredict"
+        headers = [(b"content-type", b"application/json"), (b"user-agent", b"aura-router")]
+        if request.stream:
+            headers.append((b"accept", b"text/event-stream"))
+        if credential:
+            headers.append((b"authorization", b"Bearer " + credential.encode()))
+        return HttpCall(f"/publishers/anthropic/models/{quote(request.model, safe='@')}:{verb}",
+                        tuple(headers), vertex_body(request.body, request.stream))
+
+
+ADAPTER = VertexAdapter()

@@ -1,0 +1,353 @@
+"""Azure OpenAI, OpenRouter and Ollama, and LLM_PROVIDER_MODE, through the real router with
+the official SDKs, to fakes that check what arrives (api-version, api-key, deployment)."""
+
+from __future__ import annotations
+
+from decimal import ROUND_CEILING, Decimal
+from pathlib import Path
+from typing import Iterator
+
+import anthropic
+import openai
+import pytest
+
+from router.catalog import build_catalog
+from tests.fakes import FakeProviderServer, count_input_tokens
+from tests.harness import RouterProcess
+
+MESSAGES = [{"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Say hello to the billing router."}]
+TEXT = " ".join(f"w{i}" for i in range(12))
+_SHIPPED = build_catalog(toml={}, toml_text="", path=None, settings={}, env={}).models
+
+
+# the config's own models: (input, output) USD per million tokens
+CONFIGURED = {"v1-4o": (Decimal("2.50"), Decimal("10.00")),
+              "llama-local": (Decimal("0.10"), Decimal("0.20"))}
+
+
+def cost(model: str, prompt: int, completion: int) -> int:
+    """The exact bill, in micro-USD, of a call without cached tokens."""
+    inp, out = CONFIGURED.get(model) or (_SHIPPED[model].prices.input,
+                                         _SHIPPED[model].prices.output)
+    exact = prompt * inp + completion * out
+    return int(exact.to_integral_value(rounding=ROUND_CEILING))
+
+
+def chat(router: RouterProcess, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=router.base_url + "/v1", api_key=key, max_retries=0)
+
+
+def messages_client(router: RouterProcess, key: str) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=router.base_url, api_key=key, max_retries=0)
+
+
+def billed(router: RouterProcess, key: str) -> dict:
+    return router.usage(key)["recent"][0]
+
+
+@pytest.fixture(scope="module")
+def azure_router(fake: FakeProviderServer, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[RouterProcess]:
+    """LLM_PROVIDER_MODE names the Azure provider `az`: what its deployments list goes
+    there, the rest to its own provider."""
+    config = f"""
+[[providers]]
+name = "az"
+kind = "azure"
+base_url = "{fake.base_url}"
+api_keys = ["azure-key-1"]
+api_version = "2024-10-21"
+deployments = {{ "gpt-4o-mini" = "my-4o-mini" }}
+timeout_connect_s = 2
+
+[[providers]]
+name = "azv1"
+kind = "azure"
+base_url = "{fake.base_url}/openai/v1"
+api_keys = ["azure-key-2"]
+deployments = {{ "gpt-4o" = "my-4o" }}
+
+[[providers]]
+name = "oai"
+kind = "openai"
+base_url = "{fake.openai_base_url}"
+api_keys = ["sk-fake-openai-1"]
+
+[[providers]]
+name = "or"
+kind = "openrouter"
+base_url = "{fake.openai_base_url}"
+api_keys = ["sk-or-1"]
+headers = {{ "HTTP-Referer" = "https://app.example.com" }}
+
+[[models]]
+id = "v1-4o"
+route = ["azv1:gpt-4o"]
+input_per_mtok = "2.50"
+output_per_mtok = "10.00"
+
+[[models]]
+id = "claude-sonnet-4-5"
+route = ["or:anthropic/claude-sonnet-4.5"]
+
+[[models]]
+id = "llama-local"
+route = ["ollama:llama3.2"]
+input_per_mtok = "0.10"
+output_per_mtok = "0.20"
+"""
+    data_dir: Path = tmp_path_factory.mktemp("azure-router")
+    with RouterProcess(data_dir, config, env={"LLM_PROVIDER_MODE": "az",
+                                              "OLLAMA_BASE_URL": fake.base_url}) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def openrouter_router(fake: FakeProviderServer, tmp_path_factory: pytest.TempPathFactory
+                      ) -> Iterator[RouterProcess]:
+    """Everything through OpenRouter (env-implied), Anthropic for what it does not list;
+    an env-implied Azure provider beside them."""
+    data_dir: Path = tmp_path_factory.mktemp("openrouter-router")
+    with RouterProcess(data_dir, None, env={
+            "LLM_PROVIDER_MODE": "openrouter", "OPENROUTER_API_KEY": "sk-or-env",
+            "OPENROUTER_BASE_URL": fake.openai_base_url, "ANTHROPIC_API_KEY": "sk-ant-fake-1",
+            "ANTHROPIC_BASE_URL": fake.anthropic_base_url,
+            "AZURE_OPENAI_ENDPOINT": fake.base_url + "/", "AZURE_OPENAI_API_KEY": "az-env-key",
+            "AZURE_OPENAI_API_VERSION": "2025-04-01-preview"}) as proc:
+        yield proc
+
+
+# --- Azure: the deployments API ----------------------------------------------------------
+
+def test_chat_client_reaches_the_deployment_with_api_version_and_api_key(
+        azure_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    account, key = azure_router.new_account(5_000_000)
+    raw = chat(azure_router, key).chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, max_tokens=40)
+    answer = raw.parse()
+    assert raw.headers["x-aura-provider"] == "az"
+    assert answer.choices[0].message.content == TEXT
+    sent = clean_fake.state.last
+    assert sent.path == "/openai/deployments/my-4o-mini/chat/completions?api-version=2024-10-21"
+    assert sent.headers["api-key"] == "azure-key-1" and "authorization" not in sent.headers
+    assert sent.body["max_completion_tokens"] == 40 and "max_tokens" not in sent.body
+    expected = cost("gpt-4o-mini", answer.usage.prompt_tokens, answer.usage.completion_tokens)
+    assert billed(azure_router, key)["cost_micros"] == expected
+    assert azure_router.account(account)["balance_micros"] == 5_000_000 - expected
+
+
+def test_streamed_deployment_hides_azures_annotation_chunk_and_bills_its_usage(
+        azure_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    _, key = azure_router.new_account(5_000_000)
+    chunks = list(chat(azure_router, key).chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    assert all(c.choices for c in chunks), "neither Azure's annotation nor the usage chunk"
+    assert all(c.id for c in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == TEXT
+    sent = clean_fake.state.last
+    assert sent.path.endswith("?api-version=2024-10-21")
+    assert sent.body["stream_options"] == {"include_usage": True}
+    recent = billed(azure_router, key)
+    assert not recent.get("estimated")
+    assert recent["cost_micros"] == cost("gpt-4o-mini", count_input_tokens(
+        sent.body["messages"]), 12)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_anthropic_client_reaches_the_deployment_through_the_bridge(
+        azure_router: RouterProcess, clean_fake: FakeProviderServer, stream: bool) -> None:
+    _, key = azure_router.new_account(5_000_000)
+    client = messages_client(azure_router, key)
+    request = dict(model="gpt-4o-mini", max_tokens=50, system="Be brief.",
+                   messages=[{"role": "user", "content": "Say hello to the billing router."}])
+    if stream:
+        with client.messages.stream(**request) as events:
+            text = "".join(events.text_stream)
+            message = events.get_final_message()
+    else:
+        message = client.messages.create(**request)
+        text = message.content[0].text
+    assert text == TEXT and message.stop_reason == "end_turn"
+    sent = clean_fake.state.last
+    assert sent.path.startswith("/openai/deployments/my-4o-mini/chat/completions?")
+    assert sent.headers["api-key"] == "azure-key-1"
+    assert sent.body["max_completion_tokens"] == 50
+    prompt = count_input_tokens(sent.body["messages"])
+    assert message.usage.input_tokens == prompt and message.usage.output_tokens == 12
+    assert billed(azure_router, key)["cost_micros"] == cost("gpt-4o-mini", prompt, 12)
+
+
+def test_azure_content_filter_refusal_reaches_the_client_and_costs_nothing(
+        azure_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    account, key = azure_router.new_account(5_000_000)
+    with pytest.raises(openai.BadRequestError) as raised:
+        chat(azure_router, key).chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "FILTER_ME please"}])
+    assert "content management policy" in raised.value.message
+    assert azure_router.account(account)["balance_micros"] == 5_000_000
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_filtered_completion_is_a_refusal_for_a_messages_client(
+        azure_router: RouterProcess, clean_fake: FakeProviderServer, stream: bool) -> None:
+    _, key = azure_router.new_account(5_000_000)
+    client = messages_client(azure_router, key)
+    request = dict(model="gpt-4o-mini", max_tokens=50,
+                   messages=[{"role": "user", "content": "FILTER_OUTPUT this"}])
+    if stream:
+        with client.messages.stream(**request) as events:
+            message = events.get_final_message()
+    else:
+        message = client.messages.create(**request)
+    assert message.stop_reason == "refusal"
+    prompt = count_input_tokens(clean_fake.state.last.body["messages"])
+    assert billed(azure_router, key)["cost_micros"] == cost("gpt-4o-mini", prompt, 12)
+
+
+def test_a_key_azure_refuses_is_a_502_that_names_no_key(
+        azure_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.expected_api_key = "another-key"
+    _, key = azure_router.new_account(5_000_000)
+    with pytest.raises(openai.APIStatusError) as raised:
+        chat(azure_router, key).chat.completions.create(model="gpt-4o-mini",
+                                                         messages=MESSAGES)
+    assert raised.value.status_code == 502
+    assert "azure-key-1" not in raised.value.response.text
+
+
+# --- Azure: the v1 API -------------------------------------------------------------------
+
+def test_v1_api_takes_the_deployment_in_the_body_for_chat_and_responses(
+        azure_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    _, key = azure_router.new_account(5_000_000)
+    answer = chat(azure_router, key).chat.completions.create(model="v1-4o", messages=MESSAGES)
+    sent = clean_fake.state.last
+    assert sent.path == "/openai/v1/chat/completions"
+    assert sent.body["model"] == "my-4o" and sent.headers["api-key"] == "azure-key-2"
+    assert billed(azure_router, key)["cost_micros"] == cost(
+        "v1-4o", answer.usage.prompt_tokens, answer.usage.completion_tokens)
+    response = chat(azure_router, key).responses.create(model="v1-4o", input="Hello there.")
+    assert response.output_text == TEXT
+    sent = clean_fake.state.last
+    assert sent.path == "/openai/v1/responses" and sent.body["model"] == "my-4o"
+    assert sent.headers["api-key"] == "azure-key-2"
+    assert billed(azure_router, key)["cost_micros"] == cost(
+        "v1-4o", response.usage.input_tokens, response.usage.output_tokens)
+
+
+# --- the provider mode: what the provider cannot serve goes to its own provider ---------------
+
+def test_a_model_the_mode_provider_cannot_serve_falls_back_to_its_own_provider(
+        azure_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    _, key = azure_router.new_account(5_000_000)
+    raw = chat(azure_router, key).chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=MESSAGES)
+    assert raw.headers["x-aura-provider"] == "oai"
+    sent = clean_fake.state.last
+    assert sent.path == "/v1/chat/completions" and sent.body["model"] == "gpt-4o"
+    assert sent.headers["authorization"] == "Bearer sk-fake-openai-1"
+    usage = raw.parse().usage
+    assert billed(azure_router, key)["cost_micros"] == cost(
+        "gpt-4o", usage.prompt_tokens, usage.completion_tokens)
+
+
+# --- OpenRouter and Ollama ----------------------------------------------------------------
+
+def test_openrouter_gets_its_headers_usage_field_and_model_id_and_we_bill_our_price(
+        azure_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    _, key = azure_router.new_account(5_000_000)
+    chunks = list(chat(azure_router, key).chat.completions.create(
+        model="claude-sonnet-4-5", messages=MESSAGES, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == TEXT
+    sent = clean_fake.state.last
+    assert sent.path == "/v1/chat/completions"
+    assert sent.body["model"] == "anthropic/claude-sonnet-4.5"
+    assert sent.body["usage"] == {"include": True}
+    assert sent.body["stream_options"] == {"include_usage": True}
+    assert sent.headers["authorization"] == "Bearer sk-or-1"
+    assert sent.headers["http-referer"] == "https://app.example.com"
+    assert sent.headers["x-title"] == "Aura Router"
+    assert billed(azure_router, key)["cost_micros"] == cost(
+        "claude-sonnet-4-5", count_input_tokens(sent.body["messages"]), 12)
+
+
+def test_ollama_implied_by_its_base_url_is_spoken_to_on_v1(
+        azure_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    _, key = azure_router.new_account(5_000_000)
+    chunks = list(chat(azure_router, key).chat.completions.create(
+        model="llama-local", messages=MESSAGES, stream=True, max_tokens=30))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == TEXT
+    sent = clean_fake.state.last
+    assert sent.path == "/v1/chat/completions" and sent.body["model"] == "llama3.2"
+    assert "authorization" not in sent.headers
+    assert sent.body["max_tokens"] == 30 and "max_completion_tokens" not in sent.body
+    assert sent.body["stream_options"] == {"include_usage": True}
+    assert billed(azure_router, key)["cost_micros"] == cost(
+        "llama-local", count_input_tokens(sent.body["messages"]), 12)
+
+
+# --- LLM_PROVIDER_MODE=openrouter --------------------------------------------------------------
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_openrouter_mode_sends_a_catalog_model_under_its_openrouter_id(
+        openrouter_router: RouterProcess, clean_fake: FakeProviderServer, stream: bool) -> None:
+    account, key = openrouter_router.new_account(5_000_000)
+    client = messages_client(openrouter_router, key)
+    request = dict(model="claude-sonnet-4-5", max_tokens=64,
+                   messages=[{"role": "user", "content": "Say hello to the billing router."}])
+    if stream:
+        with client.messages.stream(**request) as events:
+            text = "".join(events.text_stream)
+    else:
+        text = client.messages.create(**request).content[0].text
+    assert text == TEXT
+    sent = clean_fake.state.last
+    assert sent.path == "/v1/chat/completions"
+    assert sent.body["model"] == "anthropic/claude-sonnet-4.5"
+    assert sent.headers["authorization"] == "Bearer sk-or-env"
+    assert sent.headers["x-title"] == "Aura Router" and "http-referer" not in sent.headers
+    expected = cost("claude-sonnet-4-5", count_input_tokens(sent.body["messages"]), 12)
+    assert billed(openrouter_router, key)["cost_micros"] == expected
+    assert openrouter_router.account(account)["balance_micros"] == 5_000_000 - expected
+
+
+def test_openrouter_mode_leaves_an_untranslated_model_with_its_own_provider(
+        openrouter_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    _, key = openrouter_router.new_account(5_000_000)
+    message = messages_client(openrouter_router, key).messages.create(
+        model="claude-fable-5", max_tokens=64,
+        messages=[{"role": "user", "content": "Say hello."}])
+    assert message.content[0].text == TEXT
+    sent = clean_fake.state.last
+    assert sent.path == "/v1/messages" and sent.body["model"] == "claude-fable-5"
+    assert sent.headers["x-api-key"] == "sk-ant-fake-1"
+
+
+def test_openrouter_mode_leaves_an_api_openrouter_cannot_take_to_the_own_provider(
+        openrouter_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    """No bridge takes a Responses request to Chat Completions: the model's own provider
+    (next on its route) serves it, at the same catalog price."""
+    _, key = openrouter_router.new_account(5_000_000)
+    response = chat(openrouter_router, key).responses.create(model="claude-sonnet-4-5",
+                                                             input="Say hello.")
+    assert response.output_text == TEXT
+    sent = clean_fake.state.last
+    assert sent.path == "/v1/messages" and sent.body["model"] == "claude-sonnet-4-5"
+    assert billed(openrouter_router, key)["cost_micros"] == cost(
+        "claude-sonnet-4-5", response.usage.input_tokens, response.usage.output_tokens)
+
+
+def test_env_implied_azure_is_reached_by_provider_prefix_with_its_api_version(
+        openrouter_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    _, key = openrouter_router.new_account(5_000_000)
+    raw = chat(openrouter_router, key).chat.completions.with_raw_response.create(
+        model="azure/gpt-4o-mini", messages=MESSAGES)
+    assert raw.headers["x-aura-provider"] == "azure"
+    sent = clean_fake.state.last
+    assert sent.path == ("/openai/deployments/gpt-4o-mini/chat/completions"
+                         "?api-version=2025-04-01-preview")
+    assert sent.headers["api-key"] == "az-env-key"
+    usage = raw.parse().usage
+    assert billed(openrouter_router, key)["cost_micros"] == cost(
+        "gpt-4o-mini", usage.prompt_tokens, usage.completion_tokens)

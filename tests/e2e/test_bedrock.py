@@ -1,0 +1,343 @@
+"""AWS Bedrock through the real router: Claude on a native Bedrock provider (InvokeModel,
+SigV4, the binary event stream; tests/fakes/bedrock_app.py checks the signature and the
+body) and on an OpenAI-compatible Bedrock gateway, reached with the official OpenAI and
+Anthropic SDKs; and the Bedrock-shaped inbound routes (`/model/{id}/invoke*`), reached
+with the Anthropic SDK's `AnthropicBedrock` and a router key as its bearer token.
+
+Every bill is the fake's usage at the catalog's list price (claude-sonnet-4-5: $3 in,
+$15 out, $0.30 cache read, $3.75 cache write per million tokens).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import anthropic
+import httpx
+import openai
+import pytest
+from botocore.eventstream import EventStreamBuffer
+
+from tests.fakes import FakeProviderServer
+from tests.fakes.bedrock_app import KNOWN_KEYS
+from tests.fakes.state import count_input_tokens
+from tests.harness import JWT_SECRET, RouterProcess, router_config
+
+AKID = next(iter(KNOWN_KEYS))
+CREDENTIAL = f"{AKID}:{KNOWN_KEYS[AKID]}:FwoGZXIvYXdzEFAKESESSIONTOKEN"
+MESSAGES: list[Any] = [{"role": "user", "content": "Tell me a story."}]
+PROMPT = count_input_tokens(MESSAGES)
+SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+
+
+def sonnet_cost(inp: int, out: int, read: int = 0, write: int = 0) -> int:
+    """Micro-dollars, the total rounded up once."""
+    return -(-(inp * 300 + out * 1500 + read * 30 + write * 375) // 100)
+
+
+@pytest.fixture(scope="module")
+def brouter(fake: FakeProviderServer, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[RouterProcess]:
+    extra = f"""
+[[providers]]
+name = "aws"
+kind = "bedrock"
+base_url = "{fake.base_url}"
+region = "us-west-2"
+api_keys = ["{CREDENTIAL}"]
+timeout_connect_s = 2
+timeout_idle_s = 5
+
+[[providers]]
+name = "awsbad"
+kind = "bedrock"
+base_url = "{fake.base_url}"
+region = "us-west-2"
+api_keys = ["{AKID}:not-the-secret"]
+timeout_connect_s = 2
+timeout_idle_s = 5
+
+[[models]]
+id = "nova-pro"
+route = ["aws:us.amazon.nova-pro-v1:0"]
+input_per_mtok = "0.80"
+output_per_mtok = "3.20"
+max_output_tokens = 5000
+
+[[providers]]
+name = "awsgw"
+kind = "bedrock_gateway"
+base_url = "{fake.openai_base_url}"
+region = "eu-west-1"
+api_keys = ["gw-bearer-key"]
+timeout_connect_s = 2
+timeout_idle_s = 5
+"""
+    config = router_config(fake.openai_base_url, fake.anthropic_base_url)
+    head, sep, tail = config.partition("[aliases]")
+    data_dir: Path = tmp_path_factory.mktemp("bedrock-router")
+    with RouterProcess(data_dir, head + extra + sep + tail,
+                       env={"AUTH_COOKIE_SECRET": JWT_SECRET}) as proc:
+        yield proc
+
+
+def bedrock_calls(fake: FakeProviderServer) -> list[Any]:
+    return [r for r in fake.state.snapshot() if r.path.startswith("/model/")]
+
+
+def paid(router: RouterProcess, key: str, granted: int, cost: int) -> dict[str, Any]:
+    usage = router.usage(key)
+    assert usage["held_micros"] == 0, "a hold was left open"
+    assert usage["balance_micros"] == granted - cost
+    return usage
+
+
+# --- a native Bedrock provider ---------------------------------------------------------------
+
+def test_anthropic_client_reaches_claude_on_bedrock_signed_and_billed(
+        brouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.cache_read_tokens = 2
+    clean_fake.state.cache_write_tokens = 3
+    account, key = brouter.new_account(1_000_000)
+    client = anthropic.Anthropic(base_url=brouter.base_url, api_key=key, max_retries=0)
+    raw = client.messages.with_raw_response.create(
+        model="aws/claude-sonnet-4-5", max_tokens=50, messages=MESSAGES,
+        extra_headers={"anthropic-beta": "context-1m-2025-08-07"})
+    assert raw.headers["x-aura-provider"] == "aws"
+    message = raw.parse()
+    assert message.content[0].type == "text"
+    assert message.content[0].text == " ".join(f"w{i}" for i in range(12))
+    (call,) = bedrock_calls(clean_fake)
+    assert call.path == "/model/us.anthropic.claude-sonnet-4-5-20250929-v1:0/invoke"  # decoded
+    assert call.headers["authorization"].startswith(
+        f"AWS4-HMAC-SHA256 Credential={AKID}/")
+    assert "/us-west-2/bedrock/aws4_request" in call.headers["authorization"]
+    assert call.headers["x-amz-security-token"] == "FwoGZXIvYXdzEFAKESESSIONTOKEN"
+    assert "model" not in call.body and "stream" not in call.body
+    assert call.body["anthropic_version"] == "bedrock-2023-05-31"
+    assert call.body["anthropic_beta"] == ["context-1m-2025-08-07"]
+    assert message.usage.input_tokens == PROMPT - 5
+    paid(brouter, key, 1_000_000, sonnet_cost(PROMPT - 5, 12, 2, 3))
+
+    clean_fake.state.clear()
+    with client.messages.stream(model="aws/claude-sonnet-4-5", max_tokens=5,
+                                messages=MESSAGES) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == "w0 w1 w2 w3 w4" and final.stop_reason == "max_tokens"
+    (call,) = bedrock_calls(clean_fake)
+    assert call.path.endswith("/invoke-with-response-stream")
+    assert call.headers["accept"] == "application/vnd.amazon.eventstream"
+    assert final.usage.output_tokens == 5
+    paid(brouter, key, 1_000_000, sonnet_cost(PROMPT - 5, 12, 2, 3)
+         + sonnet_cost(PROMPT - 5, 5, 2, 3))
+
+
+def test_openai_client_reaches_claude_on_bedrock(
+        brouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    account, key = brouter.new_account(1_000_000)
+    client = openai.OpenAI(base_url=brouter.base_url + "/v1", api_key=key, max_retries=0)
+    answer = client.chat.completions.create(model="aws/claude-sonnet-4-5", max_tokens=40,
+                                            messages=MESSAGES)
+    assert answer.choices[0].message.content == " ".join(f"w{i}" for i in range(12))
+    assert answer.usage is not None and answer.usage.prompt_tokens == PROMPT
+    chunks = list(client.chat.completions.create(
+        model="aws/claude-sonnet-4-5", max_tokens=40, messages=MESSAGES, stream=True,
+        stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == " ".join(f"w{i}" for i in range(12))
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 12
+    assert [c.path.rsplit("/", 1)[1] for c in bedrock_calls(clean_fake)] == [
+        "invoke", "invoke-with-response-stream"]
+    paid(brouter, key, 1_000_000, 2 * sonnet_cost(PROMPT, 12))
+
+
+def test_an_exception_frame_mid_stream_ends_it_and_bills_what_streamed(
+        brouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    setattr(clean_fake.state, "bedrock_fault",
+            ("exception_after", 4, "modelStreamErrorException"))
+    clean_fake.state.chunk_delay_s = 0.01  # the content reaches the client before the fault
+    try:
+        account, key = brouter.new_account(1_000_000)
+        client = anthropic.Anthropic(base_url=brouter.base_url, api_key=key, max_retries=0)
+        text = []
+        with pytest.raises(anthropic.APIStatusError):
+            with client.messages.stream(model="aws/claude-sonnet-4-5", max_tokens=50,
+                                        messages=MESSAGES) as stream:
+                for piece in stream.text_stream:
+                    text.append(piece)
+        assert "".join(text) == "w0 w1 w2 w3"
+        usage = paid(brouter, key, 1_000_000, sonnet_cost(PROMPT, 4))
+        assert usage["recent"][0]["output_tokens"] == 4
+    finally:
+        delattr(clean_fake.state, "bedrock_fault")
+
+
+def test_a_corrupt_frame_is_an_error_not_a_crash(
+        brouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    setattr(clean_fake.state, "bedrock_fault", ("corrupt_after", 3))
+    clean_fake.state.chunk_delay_s = 0.01
+    try:
+        account, key = brouter.new_account(1_000_000)
+        client = anthropic.Anthropic(base_url=brouter.base_url, api_key=key, max_retries=0)
+        text = []
+        with pytest.raises(anthropic.APIStatusError):
+            with client.messages.stream(model="aws/claude-sonnet-4-5", max_tokens=50,
+                                        messages=MESSAGES) as stream:
+                for piece in stream.text_stream:
+                    text.append(piece)
+        assert "".join(text) == "w0 w1 w2"
+        usage = paid(brouter, key, 1_000_000, sonnet_cost(PROMPT, 3))
+        assert usage["recent"][0]["output_tokens"] == 3
+    finally:
+        delattr(clean_fake.state, "bedrock_fault")
+    # the router is still serving
+    answer = client.messages.create(model="aws/claude-sonnet-4-5", max_tokens=3,
+                                    messages=MESSAGES)
+    assert answer.usage.output_tokens == 3
+
+
+def test_a_wrong_secret_is_refused_by_bedrock_and_not_billed(
+        brouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    account, key = brouter.new_account(1_000_000)
+    client = anthropic.Anthropic(base_url=brouter.base_url, api_key=key, max_retries=0)
+    with pytest.raises(anthropic.APIStatusError):
+        client.messages.create(model="awsbad/claude-sonnet-4-5", max_tokens=5,
+                               messages=MESSAGES)
+    (call,) = bedrock_calls(clean_fake)
+    assert call.headers["authorization"].startswith("AWS4-HMAC-SHA256 ")
+    paid(brouter, key, 1_000_000, 0)
+
+
+def test_a_model_that_is_not_claude_goes_through_converse(
+        brouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    account, key = brouter.new_account(1_000_000)
+    oai = openai.OpenAI(base_url=brouter.base_url + "/v1", api_key=key, max_retries=0)
+    chunks = list(oai.chat.completions.create(
+        model="nova-pro", max_tokens=7, stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "system", "content": "Be brief."}, *MESSAGES]))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "w0 w1 w2 w3 w4 w5 w6"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
+    prompt = count_input_tokens(MESSAGES, "Be brief.")
+    assert chunks[-1].usage is not None
+    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (prompt, 7)
+    ant = anthropic.Anthropic(base_url=brouter.base_url, api_key=key, max_retries=0)
+    message = ant.messages.create(model="nova-pro", max_tokens=50, messages=MESSAGES)
+    assert message.content[0].type == "text"
+    assert message.content[0].text == " ".join(f"w{i}" for i in range(12))
+    assert message.stop_reason == "end_turn" and message.usage.input_tokens == PROMPT
+    calls = bedrock_calls(clean_fake)
+    assert [c.path for c in calls] == ["/model/us.amazon.nova-pro-v1:0/converse-stream",
+                                       "/model/us.amazon.nova-pro-v1:0/converse"]
+    assert calls[0].body["system"] == [{"text": "Be brief."}]
+    assert calls[0].body["inferenceConfig"] == {"maxTokens": 7}
+    assert calls[1].body["messages"] == [{"role": "user",
+                                          "content": [{"text": "Tell me a story."}]}]
+    nova = -(-(prompt * 80 + 7 * 320) // 100) + -(-(PROMPT * 80 + 12 * 320) // 100)
+    paid(brouter, key, 1_000_000, nova)
+
+
+# --- a Bedrock gateway (OpenAI-compatible) -----------------------------------------------------
+
+def test_a_bedrock_gateway_gets_openai_chat_with_bedrock_ids(
+        brouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    account, key = brouter.new_account(1_000_000)
+    client = anthropic.Anthropic(base_url=brouter.base_url, api_key=key, max_retries=0)
+    with client.messages.stream(model="awsgw/claude-sonnet-4-5", max_tokens=40,
+                                messages=MESSAGES) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == " ".join(f"w{i}" for i in range(12))
+    (call,) = [r for r in clean_fake.state.snapshot() if r.path == "/v1/chat/completions"]
+    assert call.headers["authorization"] == "Bearer gw-bearer-key"
+    assert call.body["model"] == "eu.anthropic.claude-sonnet-4-5-20250929-v1:0"
+    paid(brouter, key, 1_000_000, sonnet_cost(final.usage.input_tokens, 12))
+
+
+# --- the Bedrock-shaped inbound routes ----------------------------------------------------------
+
+def _bedrock_client(router: RouterProcess, key: str) -> anthropic.AnthropicBedrock:
+    return anthropic.AnthropicBedrock(api_key=key, base_url=router.base_url,
+                                      aws_region="us-east-1", max_retries=0)
+
+
+def test_anthropic_bedrock_client_reaches_claude_through_the_router(
+        brouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    account, key = brouter.new_account(1_000_000)
+    client = _bedrock_client(brouter, key)
+    whole = client.messages.with_raw_response.create(model=SONNET, max_tokens=8,
+                                                     messages=MESSAGES)
+    message = whole.parse()
+    assert message.content[0].type == "text"
+    assert message.content[0].text == " ".join(f"w{i}" for i in range(8))
+    assert whole.headers["x-aura-model"] == "claude-sonnet-4-5"  # the alias's model
+    with client.messages.stream(model=SONNET, max_tokens=6, messages=MESSAGES) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == "w0 w1 w2 w3 w4 w5" and final.usage.output_tokens == 6
+    sent = [r for r in clean_fake.state.snapshot() if r.path.startswith("/v1/messages")]
+    assert [r.body.get("stream", False) for r in sent] == [False, True]
+    assert all(r.body["model"] == "claude-sonnet-4-5" and "anthropic_version"
+               not in r.body and "anthropic_beta" not in r.body for r in sent)
+    paid(brouter, key, 1_000_000, sonnet_cost(PROMPT, 8) + sonnet_cost(PROMPT, 6))
+
+
+def test_an_error_mid_answer_reaches_a_bedrock_client_as_an_exception_frame(
+        brouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.cut_after_chunks = 3
+    clean_fake.state.chunk_delay_s = 0.01
+    account, key = brouter.new_account(1_000_000)
+    text = []
+    with pytest.raises(anthropic.APIStatusError):
+        with _bedrock_client(brouter, key).messages.stream(
+                model=SONNET, max_tokens=50, messages=MESSAGES) as stream:
+            for piece in stream.text_stream:
+                text.append(piece)
+    assert "".join(text) == "w0 w1 w2"
+    usage = paid(brouter, key, 1_000_000, sonnet_cost(PROMPT, 3))
+    assert usage["recent"][0]["output_tokens"] == 3
+
+
+def test_the_streamed_answer_is_amazon_event_stream(
+        brouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    account, key = brouter.new_account(1_000_000)
+    response = httpx.post(
+        brouter.base_url + "/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/"
+        "invoke-with-response-stream", headers={"authorization": f"Bearer {key}"},
+        json={"anthropic_version": "bedrock-2023-05-31", "max_tokens": 3,
+              "messages": MESSAGES}, timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/vnd.amazon.eventstream"
+    buffer = EventStreamBuffer()
+    buffer.add_data(response.content)
+    messages = list(buffer)  # botocore checks both CRCs of every frame
+    assert all(m.headers == {":event-type": "chunk", ":content-type": "application/json",
+                             ":message-type": "event"} for m in messages)
+    events = [json.loads(base64.b64decode(json.loads(m.payload)["bytes"])) for m in messages]
+    assert events[0]["type"] == "message_start" and events[-1]["type"] == "message_stop"
+    paid(brouter, key, 1_000_000, sonnet_cost(PROMPT, 3))
+
+
+def test_a_bedrock_call_without_a_router_credential_is_refused(
+        brouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    with pytest.raises(anthropic.AuthenticationError):
+        _bedrock_client(brouter, "not-a-router-key").messages.create(
+            model=SONNET, max_tokens=8, messages=MESSAGES)
+    # SigV4 is no router credential (the SDK's signing needs boto3: botocore signs here)
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    url = brouter.base_url + "/model/" + SONNET.replace(":", "%3A") + "/invoke"
+    body = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 8,
+                       "messages": MESSAGES}).encode()
+    signed = AWSRequest(method="POST", url=url, data=body,
+                        headers={"content-type": "application/json"})
+    SigV4Auth(Credentials(AKID, "secret"), "bedrock", "us-east-1").add_auth(signed)
+    refused = httpx.post(url, content=body, headers=dict(signed.headers.items()))
+    assert refused.status_code == 401
+    assert clean_fake.state.snapshot() == []
