@@ -156,6 +156,9 @@ def _entering_both(first: Callable[[], AbstractAsyncContextManager[Any]],
     return both
 
 
+COMPOUND_PART_MIN = 16  # AWS key ids are 20 characters, secrets 40; `profile:` is not one
+
+
 def build_runtime(config: Config) -> Runtime:
     settings = jwks_settings(config)  # a malformed AUTH0_DOMAIN / JWKS_URL: ConfigError
     stores = open_stores(config)
@@ -174,8 +177,11 @@ def build_runtime(config: Config) -> Runtime:
     # A short id: every hold carries it (host and pid are in the instances table).
     instance = Instance(secrets.token_hex(6), socket.gethostname(), os.getpid(), now,
                         now + config.lease_s)
-    redactor = Redactor([key for spec in config.catalog.providers.values()
-                         for key in spec.api_keys] + config.secrets(),
+    keys = [key for spec in config.catalog.providers.values() for key in spec.api_keys]
+    # A compound credential (Bedrock's `AKID:SECRET[:TOKEN]`) is redacted part by part too.
+    parts = [part for key in keys if ":" in key for part in key.split(":")
+             if len(part) >= COMPOUND_PART_MIN]
+    redactor = Redactor(keys + parts + config.secrets(),
                         [spec.base_url for spec in config.catalog.providers.values()
                          if spec.base_url])
     jwks = JwksKeyring(settings, refresh_s=config.jwks_refresh_s,

@@ -393,3 +393,27 @@ def test_display_url_never_raises_nor_shows_query(scheme: str, netloc: str, path
     out = display_url(url)
     assert isinstance(out, str) and len(out) <= 512
     assert all(ch.isprintable() and not ch.isspace() for ch in out) or out == "(invalid URL)"
+
+
+def test_each_part_of_a_compound_provider_credential_is_redacted(tmp_path: object) -> None:
+    """A Bedrock credential is `AKID:SECRET`: a provider's message may quote either half."""
+    from pathlib import Path
+
+    from actors.runtime import build_runtime
+    from router.config import load_config
+
+    akid, secret = "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    home = Path(str(tmp_path))
+    (home / "aura-router.toml").write_text(
+        f'[[providers]]\nname = "bed"\nkind = "bedrock"\nregion = "us-east-1"\n'
+        f'base_url = "https://bedrock-runtime.us-east-1.amazonaws.com"\n'
+        f'api_keys = ["{akid}:{secret}"]\n')
+    runtime = build_runtime(load_config(env={"DATA_DIR": str(home), "HOME": str(home)},
+                                        cwd=home))
+    try:
+        said = runtime.redactor.redact(f"The security token {secret} is invalid; key {akid}")
+        assert secret not in said and akid not in said and MARKER in said
+        assert "profile" in runtime.redactor.redact("profile:default is unknown"), \
+            "short parts are words, not secrets"
+    finally:
+        runtime.stores.close()
