@@ -94,15 +94,15 @@ async def start_actors(rt: Runtime, nursery: trio.Nursery) -> None:
 
 
 async def start_vertex_tokens(rt: Runtime, nursery: trio.Nursery) -> None:
-    """A Vertex AI provider's access token, fetched before traffic and kept fresh."""
-    provider = rt.providers.get("vertex")
-    if provider is None or provider.spec.kind != "vertex" or \
-            not rt.config.vertex_ai_service_account_json:
+    """The Vertex AI providers' access token, fetched before traffic and kept fresh."""
+    pools = [p.credentials for p in rt.providers.values()  # type: ignore[attr-defined]
+             if p.spec.kind in ("vertex", "vertex_gemini")]
+    if not pools or not rt.config.vertex_ai_service_account_json:
         return
     account = load_service_account(rt.config.vertex_ai_service_account_json,
                                    "VERTEX_AI_SERVICE_ACCOUNT_JSON")
     await nursery.start(Supervisor("vertex-token", lambda: VertexTokenKeeper(
-        provider.credentials, account)).run)
+        pools, account)).run)
 
 
 async def start_claude_code_watcher(rt: Runtime, nursery: trio.Nursery) -> None:

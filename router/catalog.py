@@ -283,13 +283,14 @@ def _env_providers(settings: Mapping[str, Any]) -> list[ProviderSpec]:
     if "claude_code_home" in settings:  # the real settings (a test's bare mapping: none)
         out += _claude_code_providers(settings)
     if settings.get("vertex_ai_service_account_json"):
-        out.append(_vertex_provider(settings))
+        out += _vertex_providers(settings)
     return out
 
 
-def _vertex_provider(settings: Mapping[str, Any]) -> ProviderSpec:
-    """Vertex AI (router.providers.vertex): the service account is checked now; its
-    tokens come from the `vertex-token` actor (the pool starts empty)."""
+def _vertex_providers(settings: Mapping[str, Any]) -> list[ProviderSpec]:
+    """Vertex AI (router.providers.vertex), for Claude (`vertex`) and Gemini
+    (`vertex-gemini`) models: the service account is checked now; its tokens come from
+    the `vertex-token` actor (the pools start empty)."""
     from router.providers.google_sa import load
     from router.providers.vertex import vertex_base_url
 
@@ -299,9 +300,10 @@ def _vertex_provider(settings: Mapping[str, Any]) -> ProviderSpec:
     if not project:
         raise ConfigError("Vertex AI needs VERTEX_AI_PROJECT (the service account names "
                           "no project_id)")
-    return ProviderSpec("vertex", "vertex",
-                        vertex_base_url(project, settings.get("vertex_ai_location") or
-                                        "global", settings.get("vertex_ai_base_url")))
+    base = vertex_base_url(project, settings.get("vertex_ai_location") or "global",
+                           settings.get("vertex_ai_base_url"))
+    return [ProviderSpec("vertex", "vertex", base),
+            ProviderSpec("vertex-gemini", "vertex_gemini", base)]
 
 
 def _bedrock_providers(env: Mapping[str, str]) -> list[ProviderSpec]:

@@ -1,10 +1,10 @@
-"""The `vertex-token` actor: keeps a Vertex AI provider's access token fresh.
+"""The `vertex-token` actor: keeps the Vertex AI providers' access token fresh.
 
 Started under a supervisor in the root nursery when a Vertex provider is configured; its
 first token is fetched before the server accepts traffic. It fetches a new one (with
 google-auth, in a worker thread: never on a request's path) `REFRESH_BEFORE_S` before
-the current one expires, and puts it in the provider's credential pool in place of the
-old. A failed fetch is logged (the service account's email, never its key) and retried
+the current one expires, and puts it in the providers' credential pools in place of
+the old. A failed fetch is logged (the service account's email, never its key) and retried
 with backoff; the token in use stays until it expires.
 """
 
@@ -28,12 +28,12 @@ RETRY_FIRST_S, RETRY_MAX_S = 1.0, 60.0
 
 
 class VertexTokenKeeper(Actor[Any]):
-    def __init__(self, pool: CredentialPool, account: ServiceAccount, *,
+    def __init__(self, pools: list[CredentialPool], account: ServiceAccount, *,
                  fetch: Callable[[ServiceAccount], tuple[str, float]] = fetch_token,
                  clock: Callable[[], float] = time.time,
                  refresh_before_s: float = REFRESH_BEFORE_S,
                  retry_first_s: float = RETRY_FIRST_S) -> None:
-        self.pool = pool
+        self.pools = pools  # every Vertex provider's (Claude's and Gemini's): one token
         self.account = account
         self.fetch = fetch
         self.clock = clock
@@ -63,8 +63,9 @@ class VertexTokenKeeper(Actor[Any]):
             return False
         now, here = self.clock(), trio.current_time()
         self.expires_at = expires_at
-        self.pool.sync_accounts([(self.account.email, OAuthToken(token),
-                                  here + (expires_at - now), expires_at)])
+        for pool in self.pools:
+            pool.sync_accounts([(self.account.email, OAuthToken(token),
+                                 here + (expires_at - now), expires_at)])
         log.info("vertex: access token for %s, valid %.0f s", self.account.email,
                  expires_at - now)
         return True

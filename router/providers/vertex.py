@@ -1,4 +1,5 @@
-"""Vertex AI's Claude models: Anthropic's Messages API at Google's endpoint.
+"""Vertex AI: Claude models (Anthropic's Messages API) and Gemini models (Google's
+`generateContent`) at Google's endpoint.
 
 `POST {base}/publishers/anthropic/models/{model}:rawPredict` (`:streamRawPredict` when
 streamed), where `{base}` is `https://{location}-aiplatform.googleapis.com/v1/projects/
@@ -9,6 +10,10 @@ Messages body without `model` (it is in the path, as Vertex spells it:
 streamed or not, is Anthropic's own. The credential is a Google OAuth2 access token,
 sent as `Authorization: Bearer`: the `vertex-token` actor gets it from the service
 account with google-auth and replaces it before it expires (never on a request's path).
+
+Gemini models are kind `vertex_gemini`: `{base}/publishers/google/models/{model}:
+generateContent` (`:streamGenerateContent?alt=sse`), the Gemini API's own body and
+answers (router.providers.gemini), with the same token.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from urllib.parse import quote
 import orjson
 
 from router.providers.base import HttpCall, UpstreamRequest
+from router.providers.gemini import GeminiAdapter
 from router.providers.http import HttpAdapter
+from router.providers.spec import ProviderSpec
 
 VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"
 
@@ -58,4 +65,23 @@ class VertexAdapter(HttpAdapter):
                         tuple(headers), vertex_body(request.body, request.stream))
 
 
+class VertexGeminiAdapter(GeminiAdapter):
+    kind = "vertex_gemini"
+    needs_base_url = True
+    default_base_url = ""
+    serves_kinds = ("gemini",)  # Gemini models route here when no Google AI key is set
+
+    def mode_upstream(self, spec: ProviderSpec, model: str, kind: str) -> str | None:
+        return model if kind == "gemini" else None  # Vertex knows Gemini by its own ids
+
+    def build_request(self, request: UpstreamRequest, credential: str | None) -> HttpCall:
+        call = super().build_request(request, None)  # the body and Gemini's headers
+        path = call.path.replace("/v1beta/models/", "/publishers/google/models/", 1)
+        headers = call.headers
+        if credential:
+            headers += ((b"authorization", b"Bearer " + credential.encode()),)
+        return HttpCall(path, headers, call.body)
+
+
 ADAPTER = VertexAdapter()
+GEMINI = VertexGeminiAdapter()

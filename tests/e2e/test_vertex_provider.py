@@ -1,5 +1,5 @@
-"""Vertex AI as a provider (router/providers/vertex.py): Claude models at Google's endpoint,
-with access tokens the router gets from a service account through google-auth (before
+"""Vertex AI as a provider (router/providers/vertex.py): Claude and Gemini models at
+Google's endpoint, with access tokens the router gets from a service account through google-auth (before
 traffic, then ahead of their expiry, never on a request's path), through the official
 SDKs, billed exactly; a service account that cannot be used stops the start."""
 
@@ -93,6 +93,29 @@ def test_claude_on_vertex_through_both_sdks_with_a_service_account_token(
     providers = {p["name"]: p for p in routed.admin("GET", "/admin/providers").json()["data"]}
     shown = json.dumps(providers["vertex"])
     assert providers["vertex"]["usable"] and not any(t in shown for t in vertex.issued)
+
+
+def test_gemini_models_go_to_vertex_when_no_google_ai_key_is_set(
+        routed: RouterProcess, vertex: FakeVertex) -> None:
+    account, key = routed.new_account(5_000_000)
+    chat = openai.OpenAI(base_url=routed.base_url + "/v1", api_key=key, max_retries=0)
+    whole = chat.chat.completions.with_raw_response.create(
+        model="gemini-2.5-flash", max_tokens=6, messages=[{"role": "user", "content": "hi"}])
+    assert whole.parse().choices[0].message.content
+    streamed = "".join(c.choices[0].delta.content or "" for c in chat.chat.completions.create(
+        model="gemini-2.5-flash", max_tokens=6, stream=True,
+        messages=[{"role": "user", "content": "hi"}]) if c.choices)
+    assert streamed
+    generated = [(path, bearer) for path, bearer, _ in vertex.calls if "google" in path]
+    base = "/v1/projects/platform-project/locations/us-east5/publishers/google/models/"
+    assert [path for path, _ in generated] == [
+        base + "gemini-2.5-flash:generateContent",
+        base + "gemini-2.5-flash:streamGenerateContent"]
+    assert {bearer for _, bearer in generated} <= set(vertex.issued)
+    rows = routed.admin("GET", f"/admin/usage?account={account}").json()["data"]
+    assert [(r["provider"], r["model"]) for r in rows] == \
+        [("vertex-gemini", "gemini-2.5-flash")] * 2
+    assert all(r["cost_micros"] > 0 for r in rows)
 
 
 def test_a_service_account_that_cannot_be_used_stops_the_start(tmp_path: Path) -> None:

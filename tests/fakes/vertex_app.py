@@ -12,6 +12,9 @@
   vertex-2023-10-16`` (else 400), authorised by ``Bearer <a token this fake issued>`` that
   has not expired (else 401 ``UNAUTHENTICATED``); answered by the fake Anthropic app (the
   same content, usage and switches) for model ``{m}``.
+- ``POST .../publishers/google/models/{m}:generateContent`` (``:streamGenerateContent``,
+  ``?alt=sse``): the Gemini API's body, the same token rule; answered by the fake Gemini
+  app.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import trio
 from ._asgi import Receive, Scope, Send, lifespan, read_body, send_json
 from ._thread import ThreadedServer
 from .anthropic_app import make_anthropic_app
+from .gemini_app import make_gemini_app
 from .server import make_config, serve_app
 from .state import FakeState
 
@@ -36,6 +40,7 @@ VERSION = "vertex-2023-10-16"
 # google-auth signs its assertion for Google's token endpoint, whatever `token_uri` says.
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
 _PREDICT = "/publishers/anthropic/models/"
+_GENERATE = "/publishers/google/models/"
 
 
 def _google_error(code: int, status: str, message: str) -> bytes:
@@ -57,6 +62,7 @@ class FakeVertex(ThreadedServer):
         self.issued: list[str] = []
         self.calls: list[tuple[str, str, dict[str, Any]]] = []  # (path, bearer, body)
         self._anthropic = make_anthropic_app(self.state)
+        self._gemini = make_gemini_app(self.state)
 
     @property
     def token_uri(self) -> str:
@@ -77,6 +83,8 @@ class FakeVertex(ThreadedServer):
         elif _PREDICT in path and (path.endswith(":rawPredict")
                                    or path.endswith(":streamRawPredict")):
             await self._predict(scope, receive, send)
+        elif _GENERATE in path:
+            await self._generate(scope, receive, send)
         else:
             await send_json(send, 404, _google_error(404, "NOT_FOUND", f"no {path}"), [])
 
@@ -99,8 +107,7 @@ class FakeVertex(ThreadedServer):
         await send_json(send, 200, orjson.dumps({"access_token": token, "token_type": "Bearer",
                                                  "expires_in": self.token_ttl_s}), [])
 
-    async def _predict(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raw = await read_body(receive)
+    async def _authorised(self, scope: Scope, send: Send) -> str | None:
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         bearer = headers.get("authorization", "").removeprefix("Bearer ")
         with self._lock:
@@ -108,6 +115,26 @@ class FakeVertex(ThreadedServer):
         if not valid:
             await send_json(send, 401, _google_error(
                 401, "UNAUTHENTICATED", "Request had invalid authentication credentials."), [])
+            return None
+        return bearer
+
+    async def _generate(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = await read_body(receive)
+        bearer = await self._authorised(scope, send)
+        if bearer is None:
+            return
+        with self._lock:
+            self.calls.append((scope["path"], bearer, orjson.loads(raw)))
+        path = "/v1beta/models/" + scope["path"].rsplit(_GENERATE, 1)[1]
+        inner = {**scope, "path": path, "raw_path": path.encode(),
+                 "headers": [(b"x-goog-api-key", b"vertex"),
+                             (b"content-type", b"application/json")]}
+        await self._gemini(inner, _replaying(raw), send)
+
+    async def _predict(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = await read_body(receive)
+        bearer = await self._authorised(scope, send)
+        if bearer is None:
             return
         body = orjson.loads(raw)
         model, verb = scope["path"].rsplit(_PREDICT, 1)[1].split(":")
@@ -121,16 +148,21 @@ class FakeVertex(ThreadedServer):
             return
         body.pop("anthropic_version")
         forwarded = orjson.dumps({**body, "model": model})
-        sent = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal sent
-            if sent:
-                await trio.sleep_forever()
-            sent = True
-            return {"type": "http.request", "body": forwarded, "more_body": False}
-
         inner = {**scope, "path": "/v1/messages", "raw_path": b"/v1/messages",
                  "headers": [(b"x-api-key", b"vertex"), (b"anthropic-version", b"2023-06-01"),
                              (b"content-type", b"application/json")]}
-        await self._anthropic(inner, replay, send)
+        await self._anthropic(inner, _replaying(forwarded), send)
+
+
+def _replaying(body: bytes) -> Receive:
+    """An ASGI `receive` that hands over `body` once, then waits (no disconnect)."""
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            await trio.sleep_forever()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive

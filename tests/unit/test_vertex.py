@@ -65,7 +65,7 @@ async def test_the_token_is_replaced_ahead_of_expiry_and_kept_through_a_failure(
         token, valid_s = answer
         return token, time.time() + valid_s
 
-    keeper = VertexTokenKeeper(pool, ServiceAccount("r@p.iam", "proj", SA), fetch=fetch,
+    keeper = VertexTokenKeeper([pool], ServiceAccount("r@p.iam", "proj", SA), fetch=fetch,
                                refresh_before_s=0.1, retry_first_s=0.05)
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
