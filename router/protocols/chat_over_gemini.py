@@ -30,8 +30,10 @@ from router.errors import BadRequest
 from router.protocols import gemini
 from router.protocols.sse import SseEvent
 from router.protocols.translate import (FunctionBridge, TokenCounts, UpstreamTarget,
-                                        checked_base64_image, event_json, loads_arguments,
-                                        new_id, object_schema, sse, text_of)
+                                        answered_call_id, chat_assistant_turn,
+                                        chat_function_tools, checked_base64_image,
+                                        event_json, new_id, object_schema, reject_unknown,
+                                        sse, text_of)
 
 _REFUSED = {"logprobs": "Gemini models return no log probabilities here",
             "top_logprobs": "Gemini models return no log probabilities here",
@@ -83,46 +85,19 @@ def _user_parts(content: Any, where: str) -> list[dict[str, Any]]:
 
 def _assistant_parts(message: dict[str, Any], where: str,
                      names: dict[str, str]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    content = message.get("content")
-    if isinstance(content, list):
-        content = "".join(p.get("text") or p.get("refusal") or ""
-                          for p in content if isinstance(p, dict))
-    if isinstance(content, str) and content:
-        out.append({"text": content})
-    calls = message.get("tool_calls") or []
-    if not isinstance(calls, list):
-        raise BadRequest(f"'{where}.tool_calls' must be a list", param=f"{where}.tool_calls")
-    for k, call in enumerate(calls):
-        param = f"{where}.tool_calls[{k}]"
-        function = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str) \
-                or not isinstance(call.get("id"), str) or not call["id"]:
-            raise BadRequest(f"'{param}' needs an 'id' and a 'function' with a 'name'",
-                             param=param)
-        names[call["id"]] = function["name"]
-        out.append({"functionCall": {"name": function["name"], "args": loads_arguments(
-            function.get("arguments"), f"{param}.function.arguments")}})
+    text, calls = chat_assistant_turn(message, where)
+    out: list[dict[str, Any]] = [{"text": text}] if text else []
+    for call_id, name, args in calls:
+        names[call_id] = name
+        out.append({"functionCall": {"name": name, "args": args}})
     return out
 
 
 def _tools(tools: Any) -> list[dict[str, Any]]:
-    if not isinstance(tools, list):
-        raise BadRequest("'tools' must be a list", param="tools")
-    declarations = []
-    for i, tool in enumerate(tools):
-        param = f"tools[{i}]"
-        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
-            raise BadRequest(f"'{param}' must be a function tool; other tool types cannot be "
-                             "sent to a Gemini model", param=f"{param}.type")
-        function = tool.get("function")
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise BadRequest(f"'{param}.function.name' is required",
-                             param=f"{param}.function.name")
-        declarations.append(gemini.function_declaration(
-            function["name"], function.get("description"),
-            object_schema(function.get("parameters"), f"{param}.function.parameters")))
-    return [{"functionDeclarations": declarations}]
+    return [{"functionDeclarations": [gemini.function_declaration(
+        function["name"], function.get("description"),
+        object_schema(function.get("parameters"), f"{param}.function.parameters"))
+        for function, param in chat_function_tools(tools, "a Gemini model")]}]
 
 
 def _tool_config(choice: Any) -> dict[str, Any] | None:
@@ -160,10 +135,7 @@ def _response_format(value: Any) -> dict[str, Any]:
 def to_gemini_request(body: dict[str, Any], target: UpstreamTarget) -> dict[str, Any]:
     """An OpenAI Chat Completions body as a `generateContent` body (no output limit yet:
     the pipeline sets the one it reserved for)."""
-    for name, why in _REFUSED.items():
-        if body.get(name) not in (None, False):
-            raise BadRequest(f"'{name}' cannot be used with model {target.model_id!r}: {why}",
-                             param=name)
+    reject_unknown(body, _REFUSED, target.model_id)
     if body.get("n") not in (None, 1):
         raise BadRequest("'n' must be 1 for Gemini models", param="n")
     system: list[dict[str, Any]] = []
@@ -181,11 +153,7 @@ def to_gemini_request(body: dict[str, Any], target: UpstreamTarget) -> dict[str,
         elif role == "assistant":
             gemini.append_content(contents, "model", _assistant_parts(message, where, names))
         elif role == "tool":
-            call_id = message.get("tool_call_id")
-            if call_id not in names:
-                raise BadRequest(f"'{where}.tool_call_id' {call_id!r} answers no tool call "
-                                 "of an earlier assistant message",
-                                 param=f"{where}.tool_call_id")
+            call_id = answered_call_id(message, where, names)
             text = text_of(message.get("content"), f"{where}.content")
             gemini.append_content(contents, "user",
                                   [gemini.function_response(names[call_id], text)])

@@ -24,11 +24,12 @@ import orjson
 from router.errors import BadRequest
 from router.protocols.sse import SseEvent
 from router.protocols.translate import (FunctionBridge, TokenCounts, UpstreamTarget,
-                                        content_blocks,
-                                        anthropic_tool_choice, append_turn, event_json,
-                                        image_from_url, loads_arguments, new_id,
-                                        object_schema, openai_stop, openai_stream_error,
-                                        sse, temperature_for_anthropic, text_of)
+                                        answered_call_id, anthropic_tool_choice,
+                                        append_turn, chat_assistant_turn,
+                                        chat_function_tools, content_blocks, event_json,
+                                        image_from_url, new_id, object_schema, openai_stop,
+                                        openai_stream_error, reject_unknown, sse,
+                                        temperature_for_anthropic, text_of)
 
 _REFUSED = {"logprobs": "Anthropic models return no log probabilities",
             "top_logprobs": "Anthropic models return no log probabilities",
@@ -71,43 +72,17 @@ def _document(file: Any, param: str) -> dict[str, Any]:
 
 def _assistant_blocks(message: dict[str, Any], where: str,
                       known_calls: set[str]) -> list[dict[str, Any]]:
-    blocks: list[dict[str, Any]] = []
-    content = message.get("content")
-    if isinstance(content, list):
-        content = "".join(p.get("text") or p.get("refusal") or ""
-                          for p in content if isinstance(p, dict))
-    if isinstance(content, str) and content:
-        blocks.append({"type": "text", "text": content})
-    calls = message.get("tool_calls") or []
-    if not isinstance(calls, list):
-        raise BadRequest(f"'{where}.tool_calls' must be a list", param=f"{where}.tool_calls")
-    for k, call in enumerate(calls):
-        param = f"{where}.tool_calls[{k}]"
-        function = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str) \
-                or not isinstance(call.get("id"), str) or not call["id"]:
-            raise BadRequest(f"'{param}' needs an 'id' and a 'function' with a 'name'",
-                             param=param)
-        known_calls.add(call["id"])
-        blocks.append({"type": "tool_use", "id": call["id"], "name": function["name"],
-                       "input": loads_arguments(function.get("arguments"),
-                                                f"{param}.function.arguments")})
+    text, calls = chat_assistant_turn(message, where)
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+    for call_id, name, args in calls:
+        known_calls.add(call_id)
+        blocks.append({"type": "tool_use", "id": call_id, "name": name, "input": args})
     return blocks
 
 
 def _tools(tools: Any) -> list[dict[str, Any]]:
-    if not isinstance(tools, list):
-        raise BadRequest("'tools' must be a list", param="tools")
     out = []
-    for i, tool in enumerate(tools):
-        param = f"tools[{i}]"
-        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
-            raise BadRequest(f"'{param}' must be a function tool; other tool types cannot "
-                             "be sent to an Anthropic model", param=f"{param}.type")
-        function = tool.get("function")
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise BadRequest(f"'{param}.function.name' is required",
-                             param=f"{param}.function.name")
+    for function, param in chat_function_tools(tools, "an Anthropic model"):
         entry: dict[str, Any] = {"name": function["name"],
                                  "input_schema": object_schema(function.get("parameters"),
                                                                f"{param}.function.parameters")}
@@ -120,10 +95,7 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
 def to_messages_request(body: dict[str, Any], target: UpstreamTarget) -> dict[str, Any]:
     """An OpenAI Chat Completions body as an Anthropic Messages body (no max_tokens yet:
     the pipeline sets the output limit it reserved for)."""
-    for name, why in _REFUSED.items():
-        if body.get(name) not in (None, False):
-            raise BadRequest(f"'{name}' cannot be used with model {target.model_id!r}: {why}",
-                             param=name)
+    reject_unknown(body, _REFUSED, target.model_id)
     if body.get("n") not in (None, 1):
         raise BadRequest("'n' must be 1 for Anthropic models", param="n")
     if (body.get("modalities") or ["text"]) != ["text"]:
@@ -152,11 +124,7 @@ def to_messages_request(body: dict[str, Any], target: UpstreamTarget) -> dict[st
             if blocks:
                 append_turn(messages, "assistant", blocks)
         elif role == "tool":
-            call_id = message.get("tool_call_id")
-            if call_id not in known_calls:
-                raise BadRequest(f"'{where}.tool_call_id' {call_id!r} answers no tool call "
-                                 "of an earlier assistant message",
-                                 param=f"{where}.tool_call_id")
+            call_id = answered_call_id(message, where, known_calls)
             content = message.get("content")
             result: dict[str, Any] = {"type": "tool_result", "tool_use_id": call_id,
                                       "content": content if isinstance(content, str)

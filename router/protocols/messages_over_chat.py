@@ -28,13 +28,19 @@ import orjson
 
 from router.errors import BadRequest
 from router.protocols.sse import SseEvent
-from router.protocols.translate import (FunctionBridge, TokenCounts, UpstreamTarget,
+from router.protocols.translate import (ANTHROPIC_PLATFORM_ONLY, AnthropicBlockWriter,
+                                        FunctionBridge,
+                                        TokenCounts, UpstreamTarget, anthropic_custom_tools,
                                         anthropic_stop, event_json, new_id, object_schema,
-                                        sse, text_of, url_from_image)
+                                        reject_unknown, sse, text_of, tool_result_content,
+                                        url_from_image)
 
-_REFUSED = {"mcp_servers": "MCP servers run only on Anthropic's platform",
-            "container": "containers run only on Anthropic's platform"}
 MAX_STOP_SEQUENCES = 4
+
+
+def _image_part(source: Any, param: str) -> dict[str, Any]:
+    """An Anthropic image source as an OpenAI `image_url` content part."""
+    return {"type": "image_url", "image_url": {"url": url_from_image(source, param)}}
 
 
 def _parts(blocks: list[Any], where: str) -> list[dict[str, Any]]:
@@ -46,8 +52,7 @@ def _parts(blocks: list[Any], where: str) -> list[dict[str, Any]]:
         if kind == "text":
             parts.append({"type": "text", "text": block.get("text") or ""})
         elif kind == "image":
-            parts.append({"type": "image_url", "image_url": {
-                "url": url_from_image(block.get("source"), f"{param}.source")}})
+            parts.append(_image_part(block.get("source"), f"{param}.source"))
         elif kind == "document":
             parts.append(_document(block.get("source"), param))
         elif kind in ("thinking", "redacted_thinking"):
@@ -74,23 +79,7 @@ def _tool_message(block: dict[str, Any], param: str,
                   known_calls: set[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A tool_result as a role "tool" message, plus any images it carried (OpenAI tool
     messages take text only, so those follow in a user turn)."""
-    call_id = block.get("tool_use_id")
-    if call_id not in known_calls:
-        raise BadRequest(f"'{param}.tool_use_id' {call_id!r} answers no tool_use block of an "
-                         "earlier assistant message", param=f"{param}.tool_use_id")
-    content = block.get("content")
-    images: list[dict[str, Any]] = []
-    if isinstance(content, list):
-        texts = []
-        for k, part in enumerate(content):
-            if isinstance(part, dict) and part.get("type") == "image":
-                images.append({"type": "image_url", "image_url": {
-                    "url": url_from_image(part.get("source"), f"{param}.content[{k}].source")}})
-            else:
-                texts.append(text_of([part], f"{param}.content[{k}]"))
-        text = "\n\n".join(texts)
-    else:
-        text = text_of(content, f"{param}.content")
+    call_id, text, images = tool_result_content(block, param, known_calls, _image_part)
     if block.get("is_error"):
         text = "Error: " + text
     return {"role": "tool", "tool_call_id": call_id, "content": text}, images
@@ -166,19 +155,8 @@ def _assistant(blocks: list[Any], where: str, known_calls: set[str]) -> dict[str
 
 
 def _tools(tools: Any) -> list[dict[str, Any]]:
-    if not isinstance(tools, list):
-        raise BadRequest("'tools' must be a list", param="tools")
     out = []
-    for i, tool in enumerate(tools):
-        param = f"tools[{i}]"
-        if not isinstance(tool, dict):
-            raise BadRequest(f"'{param}' must be an object", param=param)
-        if tool.get("type") not in (None, "custom"):
-            raise BadRequest(f"'{param}.type' is {tool.get('type')!r}, an Anthropic server "
-                             "tool, which an OpenAI-format model cannot run",
-                             param=f"{param}.type")
-        if not isinstance(tool.get("name"), str) or not tool["name"]:
-            raise BadRequest(f"'{param}.name' is required", param=f"{param}.name")
+    for tool, param in anthropic_custom_tools(tools, "an OpenAI-format model"):
         function: dict[str, Any] = {"name": tool["name"], "parameters": object_schema(
             tool.get("input_schema"), f"{param}.input_schema")}
         if isinstance(tool.get("description"), str):
@@ -226,10 +204,7 @@ def _reasoning_effort(thinking: Any, effort: Any) -> str | None:
 def to_chat_request(body: dict[str, Any], target: UpstreamTarget) -> dict[str, Any]:
     """An Anthropic Messages body as an OpenAI Chat Completions body (no output limit yet:
     the pipeline sets the one it reserved for)."""
-    for name, why in _REFUSED.items():
-        if body.get(name):
-            raise BadRequest(f"'{name}' cannot be used with model {target.model_id!r}: {why}",
-                             param=name)
+    reject_unknown(body, ANTHROPIC_PLATFORM_ONLY, target.model_id, empty_ok=True)
     out: dict[str, Any] = {"model": target.model_id, "messages": _messages(body)}
     if body.get("tools"):
         out["tools"] = _tools(body["tools"])
@@ -308,7 +283,7 @@ def to_messages_response(body: dict[str, Any]) -> dict[str, Any]:
             "stop_sequence": None, "usage": counts.anthropic()}
 
 
-class MessagesFromChatStream:
+class MessagesFromChatStream(AnthropicBlockWriter):
     """`chat.completion.chunk` SSE in, Anthropic stream events out.
 
     OpenAI reports usage only in the last chunk, after the finish reason, so
@@ -316,9 +291,8 @@ class MessagesFromChatStream:
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.started = False
-        self.open: tuple[str, int] | None = None  # (kind, block index) of the open block
-        self.blocks = 0
         self.tools: dict[int, int] = {}  # tool_calls index -> block index
         self.ids: dict[str, int] = {}  # tool call id -> index, for servers that omit it
         self.finish: str | None = None
@@ -331,36 +305,6 @@ class MessagesFromChatStream:
             "model": chunk.get("model"), "content": [], "stop_reason": None,
             "stop_sequence": None, "usage": {"input_tokens": 0, "output_tokens": 0}}},
             "message_start")
-
-    def _close(self) -> bytes:
-        if self.open is None:
-            return b""
-        index = self.open[1]
-        self.open = None
-        return sse({"type": "content_block_stop", "index": index}, "content_block_stop")
-
-    def _open(self, kind: str, block: dict[str, Any]) -> bytes:
-        out = self._close()
-        self.open = (kind, self.blocks)
-        self.blocks += 1
-        return out + sse({"type": "content_block_start", "index": self.open[1],
-                          "content_block": block}, "content_block_start")
-
-    def _delta(self, delta: dict[str, Any], index: int | None = None) -> bytes:
-        assert self.open is not None
-        return sse({"type": "content_block_delta",
-                    "index": self.open[1] if index is None else index, "delta": delta},
-                   "content_block_delta")
-
-    def _text(self, kind: str, text: str) -> bytes:
-        out = b""
-        if self.open is None or self.open[0] != kind:
-            block = {"type": "text", "text": ""} if kind == "text" else {
-                "type": "thinking", "thinking": "", "signature": ""}
-            out = self._open(kind, block)
-        delta = {"type": "text_delta", "text": text} if kind == "text" else {
-            "type": "thinking_delta", "thinking": text}
-        return out + self._delta(delta)
 
     def _tool_call(self, call: dict[str, Any]) -> bytes:
         index = call.get("index")

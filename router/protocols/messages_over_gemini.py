@@ -28,12 +28,13 @@ import orjson
 from router.errors import BadRequest
 from router.protocols import gemini
 from router.protocols.sse import SseEvent
-from router.protocols.translate import (FunctionBridge, TokenCounts, UpstreamTarget,
-                                        checked_base64_image, event_json, new_id,
-                                        object_schema, sse, text_of)
+from router.protocols.translate import (ANTHROPIC_PLATFORM_ONLY, AnthropicBlockWriter,
+                                        FunctionBridge,
+                                        TokenCounts, UpstreamTarget,
+                                        anthropic_custom_tools, checked_base64_image,
+                                        event_json, new_id, object_schema, reject_unknown,
+                                        sse, text_of, tool_result_content)
 
-_REFUSED = {"mcp_servers": "MCP servers run only on Anthropic's platform",
-            "container": "containers run only on Anthropic's platform"}
 
 
 def _image(source: Any, param: str) -> dict[str, Any]:
@@ -58,22 +59,7 @@ def _document(source: Any, param: str) -> dict[str, Any]:
 
 def _tool_result(block: dict[str, Any], param: str,
                  names: dict[str, str]) -> list[dict[str, Any]]:
-    call_id = block.get("tool_use_id")
-    if call_id not in names:
-        raise BadRequest(f"'{param}.tool_use_id' {call_id!r} answers no tool_use block of an "
-                         "earlier assistant message", param=f"{param}.tool_use_id")
-    content = block.get("content")
-    images: list[dict[str, Any]] = []
-    if isinstance(content, list):
-        texts = []
-        for k, part in enumerate(content):
-            if isinstance(part, dict) and part.get("type") == "image":
-                images.append(_image(part.get("source"), f"{param}.content[{k}].source"))
-            else:
-                texts.append(text_of([part], f"{param}.content[{k}]"))
-        text = "\n\n".join(texts)
-    else:
-        text = text_of(content, f"{param}.content")
+    call_id, text, images = tool_result_content(block, param, names, _image)
     return [gemini.function_response(names[call_id], text, bool(block.get("is_error"))),
             *images]
 
@@ -130,22 +116,10 @@ def _contents(body: dict[str, Any], target: UpstreamTarget) -> list[dict[str, An
 
 
 def _tools(tools: Any) -> list[dict[str, Any]]:
-    if not isinstance(tools, list):
-        raise BadRequest("'tools' must be a list", param="tools")
-    declarations = []
-    for i, tool in enumerate(tools):
-        param = f"tools[{i}]"
-        if not isinstance(tool, dict):
-            raise BadRequest(f"'{param}' must be an object", param=param)
-        if tool.get("type") not in (None, "custom"):
-            raise BadRequest(f"'{param}.type' is {tool.get('type')!r}, an Anthropic server "
-                             "tool, which a Gemini model cannot run", param=f"{param}.type")
-        if not isinstance(tool.get("name"), str) or not tool["name"]:
-            raise BadRequest(f"'{param}.name' is required", param=f"{param}.name")
-        declarations.append(gemini.function_declaration(
-            tool["name"], tool.get("description"),
-            object_schema(tool.get("input_schema"), f"{param}.input_schema")))
-    return [{"functionDeclarations": declarations}]
+    return [{"functionDeclarations": [gemini.function_declaration(
+        tool["name"], tool.get("description"),
+        object_schema(tool.get("input_schema"), f"{param}.input_schema"))
+        for tool, param in anthropic_custom_tools(tools, "a Gemini model")]}]
 
 
 def _tool_config(choice: Any) -> dict[str, Any] | None:
@@ -174,10 +148,7 @@ def _thinking(thinking: Any) -> dict[str, Any] | None:
 
 def to_gemini_request(body: dict[str, Any], target: UpstreamTarget) -> dict[str, Any]:
     """An Anthropic Messages body as a `generateContent` body (no output limit yet)."""
-    for name, why in _REFUSED.items():
-        if body.get(name):
-            raise BadRequest(f"'{name}' cannot be used with model {target.model_id!r}: {why}",
-                             param=name)
+    reject_unknown(body, ANTHROPIC_PLATFORM_ONLY, target.model_id, empty_ok=True)
     out: dict[str, Any] = {"contents": _contents(body, target)}
     system = text_of(body.get("system"), "system")
     if system:
@@ -255,44 +226,16 @@ def to_messages_response(body: dict[str, Any]) -> dict[str, Any]:
             "stop_sequence": None, "usage": counts.anthropic()}
 
 
-class MessagesFromGeminiStream:
+class MessagesFromGeminiStream(AnthropicBlockWriter):
     """`GenerateContentResponse` chunks in, Anthropic stream events out; the chunk with
     a finish reason ends the message (`message_delta` with the usage, `message_stop`)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.started = False
-        self.open: tuple[str, int] | None = None  # (kind, index) of the open block
-        self.blocks = 0
         self.called = False
         self.done = False
         self.counts = TokenCounts()
-
-    def _close(self) -> bytes:
-        if self.open is None:
-            return b""
-        index, self.open = self.open[1], None
-        return sse({"type": "content_block_stop", "index": index}, "content_block_stop")
-
-    def _open(self, kind: str, block: dict[str, Any]) -> bytes:
-        out = self._close()
-        self.open = (kind, self.blocks)
-        self.blocks += 1
-        return out + sse({"type": "content_block_start", "index": self.open[1],
-                          "content_block": block}, "content_block_start")
-
-    def _delta(self, delta: dict[str, Any]) -> bytes:
-        assert self.open is not None
-        return sse({"type": "content_block_delta", "index": self.open[1], "delta": delta},
-                   "content_block_delta")
-
-    def _text(self, thought: bool, text: str) -> bytes:
-        kind = "thinking" if thought else "text"
-        out = b""
-        if self.open is None or self.open[0] != kind:
-            out = self._open(kind, {"type": "thinking", "thinking": "", "signature": ""}
-                             if thought else {"type": "text", "text": ""})
-        return out + self._delta({"type": "thinking_delta", "thinking": text} if thought
-                                 else {"type": "text_delta", "text": text})
 
     def feed(self, event: SseEvent) -> bytes:
         chunk = event_json(event)
@@ -317,7 +260,8 @@ class MessagesFromGeminiStream:
                 "message_start")
         for part in gemini.parts(chunk):
             if isinstance(part.get("text"), str) and part["text"]:
-                out += self._text(part.get("thought") is True, part["text"])
+                out += self._text("thinking" if part.get("thought") is True else "text",
+                                 part["text"])
             elif isinstance(part.get("functionCall"), dict):
                 call = part["functionCall"]
                 self.called = True

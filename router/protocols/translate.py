@@ -20,13 +20,15 @@ import base64
 import binascii
 import secrets
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Container, Iterator, Protocol, TypeVar
 
 import orjson
 
 from router.errors import BadRequest
 from router.protocols.sse import SseEvent
 from router.usage import Usage
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,10 +310,18 @@ def loads_arguments(arguments: Any, param: str) -> dict[str, Any]:
     return value
 
 
-def reject_unknown(body: dict[str, Any], refused: dict[str, str], model: str) -> None:
-    """400 for a field the upstream cannot express (the message says why)."""
+ANTHROPIC_PLATFORM_ONLY = {"mcp_servers": "MCP servers run only on Anthropic's platform",
+                           "container": "containers run only on Anthropic's platform"}
+
+
+def reject_unknown(body: dict[str, Any], refused: dict[str, str], model: str, *,
+                   empty_ok: bool = False) -> None:
+    """400 for a field the upstream cannot express (the message says why). A field that
+    is null or false passes; with `empty_ok`, so does any other empty value ("", [], {}
+    or 0)."""
     for name, why in refused.items():
-        if body.get(name) not in (None, False):
+        value = body.get(name)
+        if (bool(value) if empty_ok else value not in (None, False)):
             raise BadRequest(f"'{name}' cannot be used with model {model!r}: {why}",
                              param=name)
 
@@ -355,3 +365,145 @@ def openai_stream_error(data: dict[str, Any]) -> bytes:
     error = data.get("error") or {}
     return sse({"error": {"message": error.get("message", "provider error"),
                           "type": error.get("type", "api_error"), "param": None, "code": None}})
+
+
+# --- OpenAI Chat Completions pieces (bridges from Chat) -----------------------------------
+
+def chat_function_tools(tools: Any, upstream: str) -> Iterator[tuple[dict[str, Any], str]]:
+    """Chat's `tools`, one by one, as (its `function`, its path for errors), refusing what
+    is not a named function tool; `upstream` names the model in the message ("a Gemini
+    model"). Lazily, so that the caller's own checks of a tool come before the next's."""
+    if not isinstance(tools, list):
+        raise BadRequest("'tools' must be a list", param="tools")
+    for i, tool in enumerate(tools):
+        param = f"tools[{i}]"
+        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
+            raise BadRequest(f"'{param}' must be a function tool; other tool types cannot "
+                             f"be sent to {upstream}", param=f"{param}.type")
+        function = tool.get("function")
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise BadRequest(f"'{param}.function.name' is required",
+                             param=f"{param}.function.name")
+        yield function, param
+
+
+def chat_assistant_turn(message: dict[str, Any], where: str
+                        ) -> tuple[str, list[tuple[str, str, dict[str, Any]]]]:
+    """A Chat assistant message as (its text, its tool calls as (id, name, arguments
+    object)); a refusal part counts as text."""
+    content = message.get("content")
+    if isinstance(content, list):
+        content = "".join(p.get("text") or p.get("refusal") or ""
+                          for p in content if isinstance(p, dict))
+    text = content if isinstance(content, str) else ""
+    calls = message.get("tool_calls") or []
+    if not isinstance(calls, list):
+        raise BadRequest(f"'{where}.tool_calls' must be a list", param=f"{where}.tool_calls")
+    out = []
+    for k, call in enumerate(calls):
+        param = f"{where}.tool_calls[{k}]"
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str) \
+                or not isinstance(call.get("id"), str) or not call["id"]:
+            raise BadRequest(f"'{param}' needs an 'id' and a 'function' with a 'name'",
+                             param=param)
+        out.append((call["id"], function["name"],
+                    loads_arguments(function.get("arguments"), f"{param}.function.arguments")))
+    return text, out
+
+
+def answered_call_id(message: dict[str, Any], where: str, known: Container[str]) -> str:
+    """A Chat `tool` message's `tool_call_id`, which must answer a call made earlier."""
+    call_id = message.get("tool_call_id")
+    if call_id not in known:
+        raise BadRequest(f"'{where}.tool_call_id' {call_id!r} answers no tool call "
+                         "of an earlier assistant message", param=f"{where}.tool_call_id")
+    return str(call_id)
+
+
+# --- Anthropic Messages pieces (bridges from Messages) ------------------------------------
+
+def anthropic_custom_tools(tools: Any, upstream: str
+                           ) -> Iterator[tuple[dict[str, Any], str]]:
+    """Messages' `tools`, one by one, as (the tool, its path for errors), refusing
+    Anthropic's server tools, which `upstream` ("a Gemini model") cannot run. Lazily, as
+    `chat_function_tools`."""
+    if not isinstance(tools, list):
+        raise BadRequest("'tools' must be a list", param="tools")
+    for i, tool in enumerate(tools):
+        param = f"tools[{i}]"
+        if not isinstance(tool, dict):
+            raise BadRequest(f"'{param}' must be an object", param=param)
+        if tool.get("type") not in (None, "custom"):
+            raise BadRequest(f"'{param}.type' is {tool.get('type')!r}, an Anthropic server "
+                             f"tool, which {upstream} cannot run", param=f"{param}.type")
+        if not isinstance(tool.get("name"), str) or not tool["name"]:
+            raise BadRequest(f"'{param}.name' is required", param=f"{param}.name")
+        yield tool, param
+
+
+def tool_result_content(block: dict[str, Any], param: str, known: Container[str],
+                        image: Callable[[Any, str], T]) -> tuple[str, str, list[T]]:
+    """A `tool_result` block as (the call it answers, its text, its images): the call
+    must be one made earlier; text parts join with blank lines, and each image part's
+    source (with its path for errors) becomes what `image` makes of it, for upstreams
+    whose tool answers take text only to carry beside them."""
+    call_id = block.get("tool_use_id")
+    if call_id not in known:
+        raise BadRequest(f"'{param}.tool_use_id' {call_id!r} answers no tool_use block of an "
+                         "earlier assistant message", param=f"{param}.tool_use_id")
+    content = block.get("content")
+    images: list[T] = []
+    if isinstance(content, list):
+        texts = []
+        for k, part in enumerate(content):
+            if isinstance(part, dict) and part.get("type") == "image":
+                images.append(image(part.get("source"), f"{param}.content[{k}].source"))
+            else:
+                texts.append(text_of([part], f"{param}.content[{k}]"))
+        text = "\n\n".join(texts)
+    else:
+        text = text_of(content, f"{param}.content")
+    return str(call_id), text, images
+
+
+class AnthropicBlockWriter:
+    """The content-block bookkeeping of a bridge that writes an Anthropic event stream:
+    at most one block is open; opening one closes the one before, and blocks are
+    numbered in the order they open."""
+
+    def __init__(self) -> None:
+        self.open: tuple[str, int] | None = None  # (kind, block index) of the open block
+        self.blocks = 0
+
+    def _close(self) -> bytes:
+        if self.open is None:
+            return b""
+        index, self.open = self.open[1], None
+        return sse({"type": "content_block_stop", "index": index}, "content_block_stop")
+
+    def _open(self, kind: str, block: dict[str, Any]) -> bytes:
+        out = self._close()
+        self.open = (kind, self.blocks)
+        self.blocks += 1
+        return out + sse({"type": "content_block_start", "index": self.open[1],
+                          "content_block": block}, "content_block_start")
+
+    def _delta(self, delta: dict[str, Any], index: int | None = None) -> bytes:
+        """A delta for the open block (or for block `index`, while one is open)."""
+        assert self.open is not None
+        return sse({"type": "content_block_delta",
+                    "index": self.open[1] if index is None else index, "delta": delta},
+                   "content_block_delta")
+
+    def _text(self, kind: str, text: str) -> bytes:
+        """Text of `kind` "text" or "thinking", in the open block if it is of that kind,
+        else in a new one."""
+        out = b""
+        if self.open is None or self.open[0] != kind:
+            block = {"type": "text", "text": ""} if kind == "text" else {
+                "type": "thinking", "thinking": "", "signature": ""}
+            out = self._open(kind, block)
+        delta = {"type": "text_delta", "text": text} if kind == "text" else {
+            "type": "thinking_delta", "thinking": text}
+        return out + self._delta(delta)

@@ -31,9 +31,8 @@ from __future__ import annotations
 import copy
 import logging
 import re
-from contextlib import asynccontextmanager
 from functools import lru_cache
-from typing import Any, AsyncIterator
+from typing import Any
 from urllib.parse import quote, unquote
 import orjson
 
@@ -42,10 +41,11 @@ from router.protocols.sse import SseEvent
 from router.providers.bedrock_converse import (ConverseEvents, anthropic_answer,
                                                converse_body, uses_converse)
 from router.providers.base import HttpCall, Provider, StreamDecoder, UpstreamRequest
-from router.providers.http import HttpAdapter, HttpProvider
+from router.providers.http import HttpAdapter
 from router.providers.openai import bearer_headers
 from router.providers.openai_compatible import OpenAICompatibleAdapter
 from router.providers.spec import ProviderSpec
+from router.providers.whole_answer import RewritingPool, RewritingProvider, WholeAnswer
 
 log = logging.getLogger(__name__)
 
@@ -262,60 +262,31 @@ class BedrockDecoder(AnthropicEventStreamDecoder):
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
 
 
-class ConverseAnswer:
+class ConverseAnswer(WholeAnswer):
     """A whole Converse answer, read and rewritten as the Anthropic message it is."""
 
     def __init__(self, response: Any, body: bytes) -> None:
-        self.status = response.status
-        self.content_type = "application/json"
-        self.headers = getattr(response, "headers", {})
-        self.retry_after = response.retry_after
-        self._body: bytes | None = body
-
-    async def next_chunk(self) -> bytes | None:
-        body, self._body = self._body, None
-        return body or None
-
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        while (chunk := await self.next_chunk()) is not None:
-            yield chunk
-
-    async def read(self, limit: int) -> bytes:
-        return (await self.next_chunk() or b"")[:limit]
+        super().__init__(response, body, content_type="application/json")
 
 
-class ConversePool:
+class ConversePool(RewritingPool):
     """The provider's connection pool, rewriting whole Converse answers (a stream is the
     decoder's business)."""
 
-    def __init__(self, pool: Any) -> None:
-        self.pool = pool
-
-    def stats(self) -> dict[str, int]:
-        return self.pool.stats()  # type: ignore[no-any-return]
-
-    async def aclose(self) -> None:
-        await self.pool.aclose()
-
-    @asynccontextmanager
-    async def send(self, call: HttpCall) -> AsyncIterator[Any]:
-        async with self.pool.send(call) as response:
-            if response.status == 200 and call.path.endswith("/converse"):
-                model = unquote(call.path.split("/")[-2])
-                raw = await response.read(MAX_ANSWER_BYTES)
-                try:
-                    body = anthropic_answer(raw, model)
-                except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
-                    body = raw  # the pipeline says the answer could not be read
-                yield ConverseAnswer(response, body)
-            else:
-                yield response
+    async def rewrite(self, call: HttpCall, response: Any) -> Any:
+        if response.status != 200 or not call.path.endswith("/converse"):
+            return response
+        model = unquote(call.path.split("/")[-2])
+        raw = await response.read(MAX_ANSWER_BYTES)
+        try:
+            body = anthropic_answer(raw, model)
+        except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+            body = raw  # the pipeline says the answer could not be read
+        return ConverseAnswer(response, body)
 
 
-class BedrockProvider(HttpProvider):
-    async def start(self) -> None:
-        await super().start()
-        self.pool = ConversePool(self.pool)  # type: ignore[assignment]
+class BedrockProvider(RewritingProvider):
+    pool_class = ConversePool
 
 
 class BedrockGatewayAdapter(OpenAICompatibleAdapter):

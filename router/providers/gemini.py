@@ -18,16 +18,16 @@ is not told its request was wrong).
 from __future__ import annotations
 
 import math
-from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 from urllib.parse import quote
 
 import orjson
 
 from router.protocols.gemini import LIMIT_FIELD, NAME
 from router.providers.base import HttpCall, Provider, UpstreamRequest
-from router.providers.http import HttpAdapter, HttpProvider
+from router.providers.http import HttpAdapter
 from router.providers.spec import ProviderSpec
+from router.providers.whole_answer import RewritingPool, RewritingProvider, WholeAnswer
 
 MAX_ERROR_BODY = 64 * 1024
 _RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
@@ -62,58 +62,29 @@ def invalid_key(error: dict[str, Any]) -> bool:
         error.get("message", "")).startswith("API key not valid")
 
 
-class ReadError:
+class ReadError(WholeAnswer):
     """An error answer read whole, with what its body says in the status and headers."""
 
     def __init__(self, response: Any, body: bytes) -> None:
-        self.status = response.status
-        self.content_type = response.content_type
-        self.headers = getattr(response, "headers", {})
-        self.retry_after = response.retry_after
-        self._body: bytes | None = body
+        super().__init__(response, body)
         error = _google_error(body)
         if self.status == 429 and self.retry_after is None:
             self.retry_after = retry_delay(error)
         if self.status == 400 and invalid_key(error):
             self.status = 401
 
-    async def next_chunk(self) -> bytes | None:
-        body, self._body = self._body, None
-        return body or None
 
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        while (chunk := await self.next_chunk()) is not None:
-            yield chunk
-
-    async def read(self, limit: int) -> bytes:
-        return (await self.next_chunk() or b"")[:limit]
-
-
-class ErrorReadingPool:
+class ErrorReadingPool(RewritingPool):
     """The provider's connection pool, reading 400 and 429 bodies (small) as they come."""
 
-    def __init__(self, pool: Any) -> None:
-        self.pool = pool
-
-    def stats(self) -> dict[str, int]:
-        return self.pool.stats()  # type: ignore[no-any-return]
-
-    async def aclose(self) -> None:
-        await self.pool.aclose()
-
-    @asynccontextmanager
-    async def send(self, call: HttpCall) -> AsyncIterator[Any]:
-        async with self.pool.send(call) as response:
-            if response.status in (400, 429):
-                yield ReadError(response, await response.read(MAX_ERROR_BODY))
-            else:
-                yield response
+    async def rewrite(self, call: HttpCall, response: Any) -> Any:
+        if response.status in (400, 429):
+            return ReadError(response, await response.read(MAX_ERROR_BODY))
+        return response
 
 
-class GeminiProvider(HttpProvider):
-    async def start(self) -> None:
-        await super().start()
-        self.pool = ErrorReadingPool(self.pool)  # type: ignore[assignment]
+class GeminiProvider(RewritingProvider):
+    pool_class = ErrorReadingPool
 
 
 class GeminiAdapter(HttpAdapter):

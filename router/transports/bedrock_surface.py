@@ -19,10 +19,9 @@ import re
 from typing import Any, Awaitable, Callable
 from urllib.parse import unquote
 
-import orjson
-
 from router.protocols.eventstream import CONTENT_TYPE, SseToEventStream
 from router.providers.bedrock import native_id
+from router.transports.cloud_surfaces import messages_body
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -48,20 +47,8 @@ def bedrock_body(body: bytes, model: str, stream: bool) -> bytes:
     """The `/v1/messages` body; a body that is not a JSON object is left as it is (the
     pipeline answers it with a 400 that names the problem). `anthropic_beta` is dropped:
     the SDKs send the same betas as the `anthropic-beta` header, which passes through."""
-    try:
-        request = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body
-    if not isinstance(request, dict):
-        return body
-    request.pop("anthropic_version", None)
-    request.pop("anthropic_beta", None)
-    request["model"] = model
-    if stream:
-        request["stream"] = True
-    else:
-        request.pop("stream", None)
-    return orjson.dumps(request)
+    return messages_body(body, model, stream, drop=("anthropic_beta",),
+                         stream_from_path=True)
 
 
 def event_stream_send(send: Send) -> Send:

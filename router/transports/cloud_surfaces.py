@@ -7,6 +7,8 @@ Vertex AI (Claude Code with `CLAUDE_CODE_USE_VERTEX`, the Anthropic SDK's
 path, as Vertex spells it: `claude-sonnet-4-5@20250929`) and with `anthropic_version`.
 The router turns it into the `/v1/messages` call it is, and answers as `/v1/messages`
 does; the project and location in the path are the client's business, not ours.
+
+`messages_body` is the rewrite both cloud-shaped surfaces share (Bedrock's too).
 """
 
 from __future__ import annotations
@@ -28,17 +30,30 @@ def vertex_target(path: str) -> tuple[str, bool] | None:
     return match[1].replace("@", "-"), match[2] == "streamRawPredict"
 
 
-def vertex_body(body: bytes, model: str, stream: bool) -> bytes:
-    """The `/v1/messages` body; a body that is not a JSON object is left as it is (the
-    pipeline answers it with a 400 that names the problem)."""
+def messages_body(body: bytes, model: str, stream: bool, *, drop: tuple[str, ...] = (),
+                  stream_from_path: bool = False) -> bytes:
+    """A cloud-shaped body as the `/v1/messages` body: `anthropic_version` and the fields
+    in `drop` go, `model` (from the path) comes in, and `stream` is set when the path
+    streams (and removed otherwise when `stream_from_path`, the path alone deciding). A
+    body that is not a JSON object is left as it is (the pipeline answers it with a 400
+    that names the problem)."""
     try:
         request = orjson.loads(body)
     except orjson.JSONDecodeError:
         return body
     if not isinstance(request, dict):
         return body
-    request.pop("anthropic_version", None)
+    for field in ("anthropic_version", *drop):
+        request.pop(field, None)
     request["model"] = model
     if stream:
         request["stream"] = True
+    elif stream_from_path:
+        request.pop("stream", None)
     return orjson.dumps(request)
+
+
+def vertex_body(body: bytes, model: str, stream: bool) -> bytes:
+    """The `/v1/messages` body of a Vertex-shaped call (a `stream` field in the body of a
+    `:rawPredict` call is left as the client sent it)."""
+    return messages_body(body, model, stream)
