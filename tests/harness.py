@@ -17,7 +17,10 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+import anthropic
 import httpx
+import openai
+import pytest
 
 ADMIN_KEY = "adm_test_" + "k" * 24
 JWT_SECRET = "jwt-test-secret-" + "s" * 32
@@ -183,6 +186,45 @@ class RouterProcess:
         r = httpx.get(self.base_url + "/v1/usage", headers={"authorization": f"Bearer {key}"})
         assert r.status_code == 200, r.text
         return r.json()
+
+    def last_usage(self, key: str) -> dict[str, Any]:
+        """The key's most recent usage row (its latest bill)."""
+        return self.usage(key)["recent"][0]
+
+
+# --- clients and checks the e2e tests share ------------------------------------------------
+
+def oai(router: RouterProcess, key: str, **kwargs: Any) -> openai.OpenAI:
+    """The official OpenAI SDK against the router, with `key` and no retries."""
+    return openai.OpenAI(base_url=router.base_url + "/v1", api_key=key, max_retries=0,
+                         **kwargs)
+
+
+def ant(router: RouterProcess, key: str, **kwargs: Any) -> anthropic.Anthropic:
+    """The official Anthropic SDK against the router, with `key` and no retries."""
+    return anthropic.Anthropic(base_url=router.base_url, api_key=key, max_retries=0, **kwargs)
+
+
+def words(n: int) -> str:
+    """What the fake providers answer with `n` tokens of output: "w0 w1 ... w{n-1}"."""
+    return " ".join(f"w{i}" for i in range(n))
+
+
+def assert_billed(router: RouterProcess, account: str, granted: int, debited: int) -> None:
+    """No hold left open, and the account paid exactly `debited` of what it was granted."""
+    state = router.account(account)
+    assert state["held_micros"] == 0, "a hold was left open"
+    assert state["balance_micros"] == granted - debited
+
+
+def stream_until_error(client: anthropic.Anthropic, **request: Any) -> str:
+    """Stream a Messages request that must end in an error; the text that came before it."""
+    text: list[str] = []
+    with pytest.raises(anthropic.APIStatusError):
+        with client.messages.stream(**request) as stream:
+            for piece in stream.text_stream:
+                text.append(piece)
+    return "".join(text)
 
 
 def eventually(condition: Callable[[], bool], within_s: float = 5.0,

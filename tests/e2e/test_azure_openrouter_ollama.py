@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import anthropic
 import openai
 import pytest
+from anthropic.types import Message
 
 from router.catalog import build_catalog
 from tests.fakes import FakeProviderServer, count_input_tokens
-from tests.harness import RouterProcess
+from tests.harness import RouterProcess, ant, oai
 
 MESSAGES = [{"role": "system", "content": "Be brief."},
             {"role": "user", "content": "Say hello to the billing router."}]
@@ -34,16 +35,14 @@ def cost(model: str, prompt: int, completion: int) -> int:
     return int(exact.to_integral_value(rounding=ROUND_CEILING))
 
 
-def chat(router: RouterProcess, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=router.base_url + "/v1", api_key=key, max_retries=0)
-
-
-def messages_client(router: RouterProcess, key: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=router.base_url, api_key=key, max_retries=0)
-
-
-def billed(router: RouterProcess, key: str) -> dict:
-    return router.usage(key)["recent"][0]
+def ask(client: anthropic.Anthropic, stream: bool, **request: Any) -> tuple[str, Message]:
+    """A Messages request, streamed or not: the text the client got, and the message."""
+    if stream:
+        with client.messages.stream(**request) as events:
+            text = "".join(events.text_stream)
+            return text, events.get_final_message()
+    message = client.messages.create(**request)
+    return message.content[0].text, message
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +122,7 @@ def openrouter_router(fake: FakeProviderServer, tmp_path_factory: pytest.TempPat
 def test_chat_client_reaches_the_deployment_with_api_version_and_api_key(
         azure_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     account, key = azure_router.new_account(5_000_000)
-    raw = chat(azure_router, key).chat.completions.with_raw_response.create(
+    raw = oai(azure_router, key).chat.completions.with_raw_response.create(
         model="gpt-4o-mini", messages=MESSAGES, max_tokens=40)
     answer = raw.parse()
     assert raw.headers["x-aura-provider"] == "az"
@@ -133,14 +132,14 @@ def test_chat_client_reaches_the_deployment_with_api_version_and_api_key(
     assert sent.headers["api-key"] == "azure-key-1" and "authorization" not in sent.headers
     assert sent.body["max_completion_tokens"] == 40 and "max_tokens" not in sent.body
     expected = cost("gpt-4o-mini", answer.usage.prompt_tokens, answer.usage.completion_tokens)
-    assert billed(azure_router, key)["cost_micros"] == expected
+    assert azure_router.last_usage(key)["cost_micros"] == expected
     assert azure_router.account(account)["balance_micros"] == 5_000_000 - expected
 
 
 def test_streamed_deployment_hides_azures_annotation_chunk_and_bills_its_usage(
         azure_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     _, key = azure_router.new_account(5_000_000)
-    chunks = list(chat(azure_router, key).chat.completions.create(
+    chunks = list(oai(azure_router, key).chat.completions.create(
         model="gpt-4o-mini", messages=MESSAGES, stream=True))
     assert all(c.choices for c in chunks), "neither Azure's annotation nor the usage chunk"
     assert all(c.id for c in chunks)
@@ -148,7 +147,7 @@ def test_streamed_deployment_hides_azures_annotation_chunk_and_bills_its_usage(
     sent = clean_fake.state.last
     assert sent.path.endswith("?api-version=2024-10-21")
     assert sent.body["stream_options"] == {"include_usage": True}
-    recent = billed(azure_router, key)
+    recent = azure_router.last_usage(key)
     assert not recent.get("estimated")
     assert recent["cost_micros"] == cost("gpt-4o-mini", count_input_tokens(
         sent.body["messages"]), 12)
@@ -158,16 +157,9 @@ def test_streamed_deployment_hides_azures_annotation_chunk_and_bills_its_usage(
 def test_anthropic_client_reaches_the_deployment_through_the_bridge(
         azure_router: RouterProcess, clean_fake: FakeProviderServer, stream: bool) -> None:
     _, key = azure_router.new_account(5_000_000)
-    client = messages_client(azure_router, key)
-    request = dict(model="gpt-4o-mini", max_tokens=50, system="Be brief.",
-                   messages=[{"role": "user", "content": "Say hello to the billing router."}])
-    if stream:
-        with client.messages.stream(**request) as events:
-            text = "".join(events.text_stream)
-            message = events.get_final_message()
-    else:
-        message = client.messages.create(**request)
-        text = message.content[0].text
+    text, message = ask(ant(azure_router, key), stream, model="gpt-4o-mini", max_tokens=50,
+                        system="Be brief.", messages=[
+                            {"role": "user", "content": "Say hello to the billing router."}])
     assert text == TEXT and message.stop_reason == "end_turn"
     sent = clean_fake.state.last
     assert sent.path.startswith("/openai/deployments/my-4o-mini/chat/completions?")
@@ -175,14 +167,14 @@ def test_anthropic_client_reaches_the_deployment_through_the_bridge(
     assert sent.body["max_completion_tokens"] == 50
     prompt = count_input_tokens(sent.body["messages"])
     assert message.usage.input_tokens == prompt and message.usage.output_tokens == 12
-    assert billed(azure_router, key)["cost_micros"] == cost("gpt-4o-mini", prompt, 12)
+    assert azure_router.last_usage(key)["cost_micros"] == cost("gpt-4o-mini", prompt, 12)
 
 
 def test_azure_content_filter_refusal_reaches_the_client_and_costs_nothing(
         azure_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     account, key = azure_router.new_account(5_000_000)
     with pytest.raises(openai.BadRequestError) as raised:
-        chat(azure_router, key).chat.completions.create(
+        oai(azure_router, key).chat.completions.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": "FILTER_ME please"}])
     assert "content management policy" in raised.value.message
     assert azure_router.account(account)["balance_micros"] == 5_000_000
@@ -192,17 +184,11 @@ def test_azure_content_filter_refusal_reaches_the_client_and_costs_nothing(
 def test_a_filtered_completion_is_a_refusal_for_a_messages_client(
         azure_router: RouterProcess, clean_fake: FakeProviderServer, stream: bool) -> None:
     _, key = azure_router.new_account(5_000_000)
-    client = messages_client(azure_router, key)
-    request = dict(model="gpt-4o-mini", max_tokens=50,
-                   messages=[{"role": "user", "content": "FILTER_OUTPUT this"}])
-    if stream:
-        with client.messages.stream(**request) as events:
-            message = events.get_final_message()
-    else:
-        message = client.messages.create(**request)
+    _, message = ask(ant(azure_router, key), stream, model="gpt-4o-mini", max_tokens=50,
+                     messages=[{"role": "user", "content": "FILTER_OUTPUT this"}])
     assert message.stop_reason == "refusal"
     prompt = count_input_tokens(clean_fake.state.last.body["messages"])
-    assert billed(azure_router, key)["cost_micros"] == cost("gpt-4o-mini", prompt, 12)
+    assert azure_router.last_usage(key)["cost_micros"] == cost("gpt-4o-mini", prompt, 12)
 
 
 def test_a_key_azure_refuses_is_a_502_that_names_no_key(
@@ -210,7 +196,7 @@ def test_a_key_azure_refuses_is_a_502_that_names_no_key(
     clean_fake.state.expected_api_key = "another-key"
     _, key = azure_router.new_account(5_000_000)
     with pytest.raises(openai.APIStatusError) as raised:
-        chat(azure_router, key).chat.completions.create(model="gpt-4o-mini",
+        oai(azure_router, key).chat.completions.create(model="gpt-4o-mini",
                                                          messages=MESSAGES)
     assert raised.value.status_code == 502
     assert "azure-key-1" not in raised.value.response.text
@@ -221,18 +207,18 @@ def test_a_key_azure_refuses_is_a_502_that_names_no_key(
 def test_v1_api_takes_the_deployment_in_the_body_for_chat_and_responses(
         azure_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     _, key = azure_router.new_account(5_000_000)
-    answer = chat(azure_router, key).chat.completions.create(model="v1-4o", messages=MESSAGES)
+    answer = oai(azure_router, key).chat.completions.create(model="v1-4o", messages=MESSAGES)
     sent = clean_fake.state.last
     assert sent.path == "/openai/v1/chat/completions"
     assert sent.body["model"] == "my-4o" and sent.headers["api-key"] == "azure-key-2"
-    assert billed(azure_router, key)["cost_micros"] == cost(
+    assert azure_router.last_usage(key)["cost_micros"] == cost(
         "v1-4o", answer.usage.prompt_tokens, answer.usage.completion_tokens)
-    response = chat(azure_router, key).responses.create(model="v1-4o", input="Hello there.")
+    response = oai(azure_router, key).responses.create(model="v1-4o", input="Hello there.")
     assert response.output_text == TEXT
     sent = clean_fake.state.last
     assert sent.path == "/openai/v1/responses" and sent.body["model"] == "my-4o"
     assert sent.headers["api-key"] == "azure-key-2"
-    assert billed(azure_router, key)["cost_micros"] == cost(
+    assert azure_router.last_usage(key)["cost_micros"] == cost(
         "v1-4o", response.usage.input_tokens, response.usage.output_tokens)
 
 
@@ -241,14 +227,14 @@ def test_v1_api_takes_the_deployment_in_the_body_for_chat_and_responses(
 def test_a_model_the_mode_provider_cannot_serve_falls_back_to_its_own_provider(
         azure_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     _, key = azure_router.new_account(5_000_000)
-    raw = chat(azure_router, key).chat.completions.with_raw_response.create(
+    raw = oai(azure_router, key).chat.completions.with_raw_response.create(
         model="gpt-4o", messages=MESSAGES)
     assert raw.headers["x-aura-provider"] == "oai"
     sent = clean_fake.state.last
     assert sent.path == "/v1/chat/completions" and sent.body["model"] == "gpt-4o"
     assert sent.headers["authorization"] == "Bearer sk-fake-openai-1"
     usage = raw.parse().usage
-    assert billed(azure_router, key)["cost_micros"] == cost(
+    assert azure_router.last_usage(key)["cost_micros"] == cost(
         "gpt-4o", usage.prompt_tokens, usage.completion_tokens)
 
 
@@ -257,7 +243,7 @@ def test_a_model_the_mode_provider_cannot_serve_falls_back_to_its_own_provider(
 def test_openrouter_gets_its_headers_usage_field_and_model_id_and_we_bill_our_price(
         azure_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     _, key = azure_router.new_account(5_000_000)
-    chunks = list(chat(azure_router, key).chat.completions.create(
+    chunks = list(oai(azure_router, key).chat.completions.create(
         model="claude-sonnet-4-5", messages=MESSAGES, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == TEXT
     sent = clean_fake.state.last
@@ -268,14 +254,14 @@ def test_openrouter_gets_its_headers_usage_field_and_model_id_and_we_bill_our_pr
     assert sent.headers["authorization"] == "Bearer sk-or-1"
     assert sent.headers["http-referer"] == "https://app.example.com"
     assert sent.headers["x-title"] == "Aura Router"
-    assert billed(azure_router, key)["cost_micros"] == cost(
+    assert azure_router.last_usage(key)["cost_micros"] == cost(
         "claude-sonnet-4-5", count_input_tokens(sent.body["messages"]), 12)
 
 
 def test_ollama_implied_by_its_base_url_is_spoken_to_on_v1(
         azure_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     _, key = azure_router.new_account(5_000_000)
-    chunks = list(chat(azure_router, key).chat.completions.create(
+    chunks = list(oai(azure_router, key).chat.completions.create(
         model="llama-local", messages=MESSAGES, stream=True, max_tokens=30))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == TEXT
     sent = clean_fake.state.last
@@ -283,7 +269,7 @@ def test_ollama_implied_by_its_base_url_is_spoken_to_on_v1(
     assert "authorization" not in sent.headers
     assert sent.body["max_tokens"] == 30 and "max_completion_tokens" not in sent.body
     assert sent.body["stream_options"] == {"include_usage": True}
-    assert billed(azure_router, key)["cost_micros"] == cost(
+    assert azure_router.last_usage(key)["cost_micros"] == cost(
         "llama-local", count_input_tokens(sent.body["messages"]), 12)
 
 
@@ -293,14 +279,9 @@ def test_ollama_implied_by_its_base_url_is_spoken_to_on_v1(
 def test_openrouter_mode_sends_a_catalog_model_under_its_openrouter_id(
         openrouter_router: RouterProcess, clean_fake: FakeProviderServer, stream: bool) -> None:
     account, key = openrouter_router.new_account(5_000_000)
-    client = messages_client(openrouter_router, key)
-    request = dict(model="claude-sonnet-4-5", max_tokens=64,
-                   messages=[{"role": "user", "content": "Say hello to the billing router."}])
-    if stream:
-        with client.messages.stream(**request) as events:
-            text = "".join(events.text_stream)
-    else:
-        text = client.messages.create(**request).content[0].text
+    text, _ = ask(ant(openrouter_router, key), stream, model="claude-sonnet-4-5",
+                  max_tokens=64,
+                  messages=[{"role": "user", "content": "Say hello to the billing router."}])
     assert text == TEXT
     sent = clean_fake.state.last
     assert sent.path == "/v1/chat/completions"
@@ -308,14 +289,14 @@ def test_openrouter_mode_sends_a_catalog_model_under_its_openrouter_id(
     assert sent.headers["authorization"] == "Bearer sk-or-env"
     assert sent.headers["x-title"] == "Aura Router" and "http-referer" not in sent.headers
     expected = cost("claude-sonnet-4-5", count_input_tokens(sent.body["messages"]), 12)
-    assert billed(openrouter_router, key)["cost_micros"] == expected
+    assert openrouter_router.last_usage(key)["cost_micros"] == expected
     assert openrouter_router.account(account)["balance_micros"] == 5_000_000 - expected
 
 
 def test_openrouter_mode_leaves_an_untranslated_model_with_its_own_provider(
         openrouter_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     _, key = openrouter_router.new_account(5_000_000)
-    message = messages_client(openrouter_router, key).messages.create(
+    message = ant(openrouter_router, key).messages.create(
         model="claude-fable-5", max_tokens=64,
         messages=[{"role": "user", "content": "Say hello."}])
     assert message.content[0].text == TEXT
@@ -329,19 +310,19 @@ def test_openrouter_mode_leaves_an_api_openrouter_cannot_take_to_the_own_provide
     """No bridge takes a Responses request to Chat Completions: the model's own provider
     (next on its route) serves it, at the same catalog price."""
     _, key = openrouter_router.new_account(5_000_000)
-    response = chat(openrouter_router, key).responses.create(model="claude-sonnet-4-5",
+    response = oai(openrouter_router, key).responses.create(model="claude-sonnet-4-5",
                                                              input="Say hello.")
     assert response.output_text == TEXT
     sent = clean_fake.state.last
     assert sent.path == "/v1/messages" and sent.body["model"] == "claude-sonnet-4-5"
-    assert billed(openrouter_router, key)["cost_micros"] == cost(
+    assert openrouter_router.last_usage(key)["cost_micros"] == cost(
         "claude-sonnet-4-5", response.usage.input_tokens, response.usage.output_tokens)
 
 
 def test_env_implied_azure_is_reached_by_provider_prefix_with_its_api_version(
         openrouter_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     _, key = openrouter_router.new_account(5_000_000)
-    raw = chat(openrouter_router, key).chat.completions.with_raw_response.create(
+    raw = oai(openrouter_router, key).chat.completions.with_raw_response.create(
         model="azure/gpt-4o-mini", messages=MESSAGES)
     assert raw.headers["x-aura-provider"] == "azure"
     sent = clean_fake.state.last
@@ -349,5 +330,5 @@ def test_env_implied_azure_is_reached_by_provider_prefix_with_its_api_version(
                          "?api-version=2025-04-01-preview")
     assert sent.headers["api-key"] == "az-env-key"
     usage = raw.parse().usage
-    assert billed(openrouter_router, key)["cost_micros"] == cost(
+    assert openrouter_router.last_usage(key)["cost_micros"] == cost(
         "gpt-4o-mini", usage.prompt_tokens, usage.completion_tokens)

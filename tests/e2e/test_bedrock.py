@@ -17,14 +17,14 @@ from typing import Any, Iterator
 
 import anthropic
 import httpx
-import openai
 import pytest
 from botocore.eventstream import EventStreamBuffer
 
 from tests.fakes import FakeProviderServer
 from tests.fakes.bedrock_app import KNOWN_KEYS
 from tests.fakes.state import count_input_tokens
-from tests.harness import JWT_SECRET, RouterProcess, router_config
+from tests.harness import (JWT_SECRET, RouterProcess, ant, oai, router_config,
+                           stream_until_error, words)
 
 AKID = next(iter(KNOWN_KEYS))
 CREDENTIAL = f"{AKID}:{KNOWN_KEYS[AKID]}:FwoGZXIvYXdzEFAKESESSIONTOKEN"
@@ -76,10 +76,9 @@ api_keys = ["gw-bearer-key"]
 timeout_connect_s = 2
 timeout_idle_s = 5
 """
-    config = router_config(fake.openai_base_url, fake.anthropic_base_url)
-    head, sep, tail = config.partition("[aliases]")
+    config = router_config(fake.openai_base_url, fake.anthropic_base_url, extra)
     data_dir: Path = tmp_path_factory.mktemp("bedrock-router")
-    with RouterProcess(data_dir, head + extra + sep + tail,
+    with RouterProcess(data_dir, config,
                        env={"AUTH_COOKIE_SECRET": JWT_SECRET}) as proc:
         yield proc
 
@@ -102,14 +101,14 @@ def test_anthropic_client_reaches_claude_on_bedrock_signed_and_billed(
     clean_fake.state.cache_read_tokens = 2
     clean_fake.state.cache_write_tokens = 3
     account, key = brouter.new_account(1_000_000)
-    client = anthropic.Anthropic(base_url=brouter.base_url, api_key=key, max_retries=0)
+    client = ant(brouter, key)
     raw = client.messages.with_raw_response.create(
         model="aws/claude-sonnet-4-5", max_tokens=50, messages=MESSAGES,
         extra_headers={"anthropic-beta": "context-1m-2025-08-07"})
     assert raw.headers["x-aura-provider"] == "aws"
     message = raw.parse()
     assert message.content[0].type == "text"
-    assert message.content[0].text == " ".join(f"w{i}" for i in range(12))
+    assert message.content[0].text == words(12)
     (call,) = bedrock_calls(clean_fake)
     assert call.path == "/model/us.anthropic.claude-sonnet-4-5-20250929-v1:0/invoke"  # decoded
     assert call.headers["authorization"].startswith(
@@ -139,62 +138,42 @@ def test_anthropic_client_reaches_claude_on_bedrock_signed_and_billed(
 def test_openai_client_reaches_claude_on_bedrock(
         brouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
     account, key = brouter.new_account(1_000_000)
-    client = openai.OpenAI(base_url=brouter.base_url + "/v1", api_key=key, max_retries=0)
+    client = oai(brouter, key)
     answer = client.chat.completions.create(model="aws/claude-sonnet-4-5", max_tokens=40,
                                             messages=MESSAGES)
-    assert answer.choices[0].message.content == " ".join(f"w{i}" for i in range(12))
+    assert answer.choices[0].message.content == words(12)
     assert answer.usage is not None and answer.usage.prompt_tokens == PROMPT
     chunks = list(client.chat.completions.create(
         model="aws/claude-sonnet-4-5", max_tokens=40, messages=MESSAGES, stream=True,
         stream_options={"include_usage": True}))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text == " ".join(f"w{i}" for i in range(12))
+    assert text == words(12)
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 12
     assert [c.path.rsplit("/", 1)[1] for c in bedrock_calls(clean_fake)] == [
         "invoke", "invoke-with-response-stream"]
     paid(brouter, key, 1_000_000, 2 * sonnet_cost(PROMPT, 12))
 
 
-def test_an_exception_frame_mid_stream_ends_it_and_bills_what_streamed(
-        brouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
-    setattr(clean_fake.state, "bedrock_fault",
-            ("exception_after", 4, "modelStreamErrorException"))
+@pytest.mark.parametrize("fault, streamed", [
+    (("exception_after", 4, "modelStreamErrorException"), 4),  # an exception frame
+    (("corrupt_after", 3), 3),                                 # a corrupt frame
+], ids=["exception-frame", "corrupt-frame"])
+def test_a_fault_mid_stream_ends_it_bills_what_streamed_and_the_router_still_serves(
+        brouter: RouterProcess, clean_fake: FakeProviderServer, fault: tuple[Any, ...],
+        streamed: int) -> None:
+    setattr(clean_fake.state, "bedrock_fault", fault)
     clean_fake.state.chunk_delay_s = 0.01  # the content reaches the client before the fault
     try:
         account, key = brouter.new_account(1_000_000)
-        client = anthropic.Anthropic(base_url=brouter.base_url, api_key=key, max_retries=0)
-        text = []
-        with pytest.raises(anthropic.APIStatusError):
-            with client.messages.stream(model="aws/claude-sonnet-4-5", max_tokens=50,
-                                        messages=MESSAGES) as stream:
-                for piece in stream.text_stream:
-                    text.append(piece)
-        assert "".join(text) == "w0 w1 w2 w3"
-        usage = paid(brouter, key, 1_000_000, sonnet_cost(PROMPT, 4))
-        assert usage["recent"][0]["output_tokens"] == 4
+        client = ant(brouter, key)
+        text = stream_until_error(client, model="aws/claude-sonnet-4-5", max_tokens=50,
+                                  messages=MESSAGES)
+        assert text == words(streamed)
+        usage = paid(brouter, key, 1_000_000, sonnet_cost(PROMPT, streamed))
+        assert usage["recent"][0]["output_tokens"] == streamed
     finally:
         delattr(clean_fake.state, "bedrock_fault")
-
-
-def test_a_corrupt_frame_is_an_error_not_a_crash(
-        brouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
-    setattr(clean_fake.state, "bedrock_fault", ("corrupt_after", 3))
-    clean_fake.state.chunk_delay_s = 0.01
-    try:
-        account, key = brouter.new_account(1_000_000)
-        client = anthropic.Anthropic(base_url=brouter.base_url, api_key=key, max_retries=0)
-        text = []
-        with pytest.raises(anthropic.APIStatusError):
-            with client.messages.stream(model="aws/claude-sonnet-4-5", max_tokens=50,
-                                        messages=MESSAGES) as stream:
-                for piece in stream.text_stream:
-                    text.append(piece)
-        assert "".join(text) == "w0 w1 w2"
-        usage = paid(brouter, key, 1_000_000, sonnet_cost(PROMPT, 3))
-        assert usage["recent"][0]["output_tokens"] == 3
-    finally:
-        delattr(clean_fake.state, "bedrock_fault")
-    # the router is still serving
+    # an error, not a crash: the router is still serving
     answer = client.messages.create(model="aws/claude-sonnet-4-5", max_tokens=3,
                                     messages=MESSAGES)
     assert answer.usage.output_tokens == 3
@@ -203,7 +182,7 @@ def test_a_corrupt_frame_is_an_error_not_a_crash(
 def test_a_wrong_secret_is_refused_by_bedrock_and_not_billed(
         brouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
     account, key = brouter.new_account(1_000_000)
-    client = anthropic.Anthropic(base_url=brouter.base_url, api_key=key, max_retries=0)
+    client = ant(brouter, key)
     with pytest.raises(anthropic.APIStatusError):
         client.messages.create(model="awsbad/claude-sonnet-4-5", max_tokens=5,
                                messages=MESSAGES)
@@ -215,8 +194,7 @@ def test_a_wrong_secret_is_refused_by_bedrock_and_not_billed(
 def test_a_model_that_is_not_claude_goes_through_converse(
         brouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
     account, key = brouter.new_account(1_000_000)
-    oai = openai.OpenAI(base_url=brouter.base_url + "/v1", api_key=key, max_retries=0)
-    chunks = list(oai.chat.completions.create(
+    chunks = list(oai(brouter, key).chat.completions.create(
         model="nova-pro", max_tokens=7, stream=True, stream_options={"include_usage": True},
         messages=[{"role": "system", "content": "Be brief."}, *MESSAGES]))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -225,10 +203,9 @@ def test_a_model_that_is_not_claude_goes_through_converse(
     prompt = count_input_tokens(MESSAGES, "Be brief.")
     assert chunks[-1].usage is not None
     assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (prompt, 7)
-    ant = anthropic.Anthropic(base_url=brouter.base_url, api_key=key, max_retries=0)
-    message = ant.messages.create(model="nova-pro", max_tokens=50, messages=MESSAGES)
+    message = ant(brouter, key).messages.create(model="nova-pro", max_tokens=50, messages=MESSAGES)
     assert message.content[0].type == "text"
-    assert message.content[0].text == " ".join(f"w{i}" for i in range(12))
+    assert message.content[0].text == words(12)
     assert message.stop_reason == "end_turn" and message.usage.input_tokens == PROMPT
     calls = bedrock_calls(clean_fake)
     assert [c.path for c in calls] == ["/model/us.amazon.nova-pro-v1:0/converse-stream",
@@ -246,12 +223,12 @@ def test_a_model_that_is_not_claude_goes_through_converse(
 def test_a_bedrock_gateway_gets_openai_chat_with_bedrock_ids(
         brouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
     account, key = brouter.new_account(1_000_000)
-    client = anthropic.Anthropic(base_url=brouter.base_url, api_key=key, max_retries=0)
+    client = ant(brouter, key)
     with client.messages.stream(model="awsgw/claude-sonnet-4-5", max_tokens=40,
                                 messages=MESSAGES) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
-    assert text == " ".join(f"w{i}" for i in range(12))
+    assert text == words(12)
     (call,) = [r for r in clean_fake.state.snapshot() if r.path == "/v1/chat/completions"]
     assert call.headers["authorization"] == "Bearer gw-bearer-key"
     assert call.body["model"] == "eu.anthropic.claude-sonnet-4-5-20250929-v1:0"
@@ -273,7 +250,7 @@ def test_anthropic_bedrock_client_reaches_claude_through_the_router(
                                                      messages=MESSAGES)
     message = whole.parse()
     assert message.content[0].type == "text"
-    assert message.content[0].text == " ".join(f"w{i}" for i in range(8))
+    assert message.content[0].text == words(8)
     assert whole.headers["x-aura-model"] == "claude-sonnet-4-5"  # the alias's model
     with client.messages.stream(model=SONNET, max_tokens=6, messages=MESSAGES) as stream:
         text = "".join(stream.text_stream)
@@ -291,13 +268,9 @@ def test_an_error_mid_answer_reaches_a_bedrock_client_as_an_exception_frame(
     clean_fake.state.cut_after_chunks = 3
     clean_fake.state.chunk_delay_s = 0.01
     account, key = brouter.new_account(1_000_000)
-    text = []
-    with pytest.raises(anthropic.APIStatusError):
-        with _bedrock_client(brouter, key).messages.stream(
-                model=SONNET, max_tokens=50, messages=MESSAGES) as stream:
-            for piece in stream.text_stream:
-                text.append(piece)
-    assert "".join(text) == "w0 w1 w2"
+    text = stream_until_error(_bedrock_client(brouter, key), model=SONNET, max_tokens=50,
+                              messages=MESSAGES)
+    assert text == "w0 w1 w2"
     usage = paid(brouter, key, 1_000_000, sonnet_cost(PROMPT, 3))
     assert usage["recent"][0]["output_tokens"] == 3
 

@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from tests.fakes import FakeProviderServer
-from tests.harness import RouterProcess
+from tests.harness import RouterProcess, oai
 
 REVOKED, GOOD = "sk-revoked-0000000000", "sk-fake-openai-1"
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -74,15 +74,11 @@ def providers(router: RouterProcess) -> dict[str, dict]:
     return {p["name"]: p for p in answer.json()["data"]}
 
 
-def client(router: RouterProcess, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=router.base_url + "/v1", api_key=key, max_retries=0)
-
-
 def test_a_refused_key_is_marked_bad_and_the_call_goes_on_with_the_next(
         frouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
     clean_fake.state.expected_api_key = GOOD
     _, key = frouter.new_account(1_000_000)
-    answer = client(frouter, key).chat.completions.create(model="pooled", messages=MESSAGES)
+    answer = oai(frouter, key).chat.completions.create(model="pooled", messages=MESSAGES)
     assert answer.choices[0].message.content.startswith("w0")
     used = [r.headers["authorization"] for r in clean_fake.state.snapshot()]
     assert used == [f"Bearer {REVOKED}", f"Bearer {GOOD}"], "one call, two keys"
@@ -90,7 +86,7 @@ def test_a_refused_key_is_marked_bad_and_the_call_goes_on_with_the_next(
     assert [c["state"] for c in credentials] == ["bad", "ok"]
     assert credentials[0]["prefix"] == REVOKED[:6] + "…"
     clean_fake.state.clear()
-    client(frouter, key).chat.completions.create(model="pooled", messages=MESSAGES)
+    oai(frouter, key).chat.completions.create(model="pooled", messages=MESSAGES)
     assert [r.headers["authorization"] for r in clean_fake.state.snapshot()] == [
         f"Bearer {GOOD}"], "the bad key is skipped from now on"
 
@@ -100,19 +96,19 @@ def test_a_dead_provider_opens_its_circuit_and_traffic_skips_it(
     clean_fake.state.expected_api_key = GOOD
     _, key = frouter.new_account(5_000_000)
     for _ in range(2):  # both answered through the next target
-        raw = client(frouter, key).chat.completions.with_raw_response.create(
+        raw = oai(frouter, key).chat.completions.with_raw_response.create(
             model="guarded", messages=MESSAGES)
         assert raw.headers["x-aura-provider"] == "pool"
     dead = providers(frouter)["dead"]
     assert dead["breaker"]["state"] == "open" and not dead["usable"]
-    raw = client(frouter, key).chat.completions.with_raw_response.create(
+    raw = oai(frouter, key).chat.completions.with_raw_response.create(
         model="guarded", messages=MESSAGES)
     assert raw.headers["x-aura-provider"] == "pool"
     assert providers(frouter)["dead"]["breaker"]["consecutive_failures"] == 2, \
         "an open circuit is not even tried"
     assert httpx.get(frouter.base_url + "/ready").status_code == 200
     time.sleep(2.2)  # the cooldown: the next call probes the dead provider once
-    client(frouter, key).chat.completions.create(model="guarded", messages=MESSAGES)
+    oai(frouter, key).chat.completions.create(model="guarded", messages=MESSAGES)
     dead = providers(frouter)["dead"]["breaker"]
     assert dead["state"] == "open" and dead["times_opened"] == 2
 
@@ -124,7 +120,7 @@ def test_rate_limits_per_account_and_per_key_are_429s_with_retry_after(
     config = router_config(fake.openai_base_url, fake.anthropic_base_url)
     with RouterProcess(tmp_path, config, env={"RATE_LIMIT_RPM": "3"}) as limited:
         account, key = limited.new_account(1_000_000)
-        calls = client(limited, key).chat.completions
+        calls = oai(limited, key).chat.completions
         for _ in range(3):
             calls.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=2)
         clean_fake.state.clear()
@@ -138,14 +134,14 @@ def test_rate_limits_per_account_and_per_key_are_429s_with_retry_after(
                               json={"model": "claude-haiku-4-5", "messages": MESSAGES})
         assert counting.status_code == 429, "counting spends provider quota: limited too"
         _, other = limited.new_account(1_000_000)  # another account has its own window
-        assert client(limited, other).chat.completions.create(
+        assert oai(limited, other).chat.completions.create(
             model="gpt-4o-mini", messages=MESSAGES, max_tokens=2).choices
 
         _, slow_key = limited.new_account(1_000_000, rpm=1)
-        client(limited, slow_key).chat.completions.create(model="gpt-4o-mini",
+        oai(limited, slow_key).chat.completions.create(model="gpt-4o-mini",
                                                           messages=MESSAGES, max_tokens=2)
         with pytest.raises(openai.RateLimitError) as per_key:
-            client(limited, slow_key).chat.completions.create(model="gpt-4o-mini",
+            oai(limited, slow_key).chat.completions.create(model="gpt-4o-mini",
                                                               messages=MESSAGES, max_tokens=2)
         assert "this key may make 1 requests per minute" in per_key.value.message
 
@@ -193,12 +189,12 @@ output_per_mtok = "0.60"
         assert httpx.get(lonely.base_url + "/ready").status_code == 200
         _, key = lonely.new_account(1_000_000)
         with pytest.raises(openai.APIStatusError) as failed:
-            client(lonely, key).chat.completions.create(model="lonely", messages=MESSAGES)
+            oai(lonely, key).chat.completions.create(model="lonely", messages=MESSAGES)
         assert failed.value.status_code == 502
         assert "127.0.0.1" not in failed.value.message, "no upstream address in errors"
         ready = httpx.get(lonely.base_url + "/ready")
         assert ready.status_code == 503
         assert "gone: circuit open" in " ".join(ready.json()["reasons"])
         with pytest.raises(openai.APIStatusError) as skipped:
-            client(lonely, key).chat.completions.create(model="lonely", messages=MESSAGES)
+            oai(lonely, key).chat.completions.create(model="lonely", messages=MESSAGES)
         assert skipped.value.status_code == 503 and "circuit is open" in skipped.value.message

@@ -20,7 +20,7 @@ import pytest
 
 from tests.fakes import FakeProviderServer
 from tests.fakes.gemini_app import count_gemini_input_tokens
-from tests.harness import JWT_SECRET, RouterProcess, router_config
+from tests.harness import JWT_SECRET, RouterProcess, ant, assert_billed, oai, router_config
 
 FLASH = (Decimal("0.30"), Decimal("2.50"), Decimal("0.03"))  # gemini-2.5-flash list prices
 PNG_1X1 = base64.b64encode(bytes.fromhex(
@@ -77,26 +77,10 @@ output_per_mtok = "2.50"
 max_output_tokens = 8192
 """)
     data_dir: Path = tmp_path_factory.mktemp("gemini-router")
-    # the [aliases] table closes router_config: providers and models go before it
-    config = router_config(fake.openai_base_url, fake.anthropic_base_url)
-    head, sep, tail = config.partition("[aliases]")
-    with RouterProcess(data_dir, head + extra + sep + tail,
+    config = router_config(fake.openai_base_url, fake.anthropic_base_url, extra)
+    with RouterProcess(data_dir, config,
                        env={"AUTH_COOKIE_SECRET": JWT_SECRET}) as proc:
         yield proc
-
-
-def oai(router: RouterProcess, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=router.base_url + "/v1", api_key=key, max_retries=0)
-
-
-def ant(router: RouterProcess, key: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=router.base_url, api_key=key, max_retries=0)
-
-
-def billed(router: RouterProcess, account: str, granted: int, debited: int) -> None:
-    state = router.account(account)
-    assert state["held_micros"] == 0, "a hold was left open"
-    assert state["balance_micros"] == granted - debited
 
 
 def gemini_calls(fake: FakeProviderServer) -> list[Any]:
@@ -140,8 +124,8 @@ def test_chat_client_reaches_gemini_and_pays_its_usage_metadata(
     assert usage.prompt_tokens_details.cached_tokens == 3
     assert usage.completion_tokens_details.reasoning_tokens == 7
     expected = cost(prompt, 19, cached=3)
-    billed(grouter, account, 2_000_000, expected)
-    row = grouter.usage(key)["recent"][0]
+    assert_billed(grouter, account, 2_000_000, expected)
+    row = grouter.last_usage(key)
     assert row["cost_micros"] == expected and row["cache_read_tokens"] == 3
 
 
@@ -160,7 +144,7 @@ def test_chat_stream_ends_without_done_upstream_and_shows_the_usage(
     prompt = count_gemini_input_tokens(call.body)
     assert len(usage) == 1 and (usage[0].prompt_tokens, usage[0].completion_tokens) == (
         prompt, 5)
-    billed(grouter, account, 2_000_000, cost(prompt, 5))
+    assert_billed(grouter, account, 2_000_000, cost(prompt, 5))
 
 
 def test_chat_tool_call_round_trip_and_an_inline_image(
@@ -222,7 +206,7 @@ def test_messages_client_reaches_gemini_whole_and_streamed(
     assert (message.usage.input_tokens, message.usage.cache_read_input_tokens,
             message.usage.output_tokens) == (prompt - 2, 2, 12)
     first = cost(prompt, 12, cached=2)
-    billed(grouter, account, 2_000_000, first)
+    assert_billed(grouter, account, 2_000_000, first)
     with client.messages.stream(model="gemini-2.5-flash", max_tokens=4,
                                 messages=[{"role": "user", "content": "Hello"}]) as stream:
         text = "".join(stream.text_stream)
@@ -231,7 +215,7 @@ def test_messages_client_reaches_gemini_whole_and_streamed(
     assert final.stop_reason == "max_tokens"
     assert final.usage.output_tokens == 4
     streamed = count_gemini_input_tokens(gemini_calls(clean_fake)[-1].body)
-    billed(grouter, account, 2_000_000, first + cost(streamed, 4, cached=2))
+    assert_billed(grouter, account, 2_000_000, first + cost(streamed, 4, cached=2))
 
 
 def test_messages_tool_use_round_trip_streamed(
@@ -280,7 +264,7 @@ def test_rate_limit_is_a_429_with_googles_retry_delay_as_retry_after(
             model="gem-limited", messages=[{"role": "user", "content": "Hi"}])
     assert raised.value.status_code == 429
     assert raised.value.response.headers["retry-after"] == "1"
-    billed(grouter, account, 1_000_000, 0)
+    assert_billed(grouter, account, 1_000_000, 0)
 
 
 def test_server_error_before_the_first_token_fails_over_or_is_a_502(
@@ -295,7 +279,7 @@ def test_server_error_before_the_first_token_fails_over_or_is_a_502(
     assert raw.headers["x-aura-provider"] == "gem2"
     assert raw.parse().choices[0].message.content == WORDS
     spent = cost(count_gemini_input_tokens(gemini_calls(backup)[-1].body), 12)
-    billed(grouter, account, 1_000_000, spent)
+    assert_billed(grouter, account, 1_000_000, spent)
     with pytest.raises(openai.APIStatusError) as raised:
         client.chat.completions.create(model="gemini-2.5-flash", stream=True,
                                        messages=[{"role": "user", "content": "Hi"}])
@@ -306,7 +290,7 @@ def test_server_error_before_the_first_token_fails_over_or_is_a_502(
         client.chat.completions.create(model="gemini-2.5-flash", stream=True,
                                        messages=[{"role": "user", "content": "Hi"}])
     assert raised.value.status_code >= 500
-    billed(grouter, account, 1_000_000, spent)
+    assert_billed(grouter, account, 1_000_000, spent)
 
 
 def test_stream_cut_mid_way_is_billed_for_what_streamed(
@@ -322,9 +306,9 @@ def test_stream_cut_mid_way_is_billed_for_what_streamed(
                 text.append(piece)
     assert "".join(text) == "w0 w1 w2 w3"
     prompt = count_gemini_input_tokens(gemini_calls(clean_fake)[-1].body)
-    row = grouter.usage(key)["recent"][0]
+    row = grouter.last_usage(key)
     assert (row["input_tokens"], row["output_tokens"]) == (prompt, 4)
-    billed(grouter, account, 1_000_000, cost(prompt, 4))
+    assert_billed(grouter, account, 1_000_000, cost(prompt, 4))
 
 
 def test_stream_without_usage_metadata_is_billed_from_the_routers_count(
@@ -338,9 +322,9 @@ def test_stream_without_usage_metadata_is_billed_from_the_routers_count(
     (usage,) = [c.usage for c in chunks if c.usage]
     assert usage.completion_tokens == 12 and usage.prompt_tokens > 0
     assert (usage.model_extra or {}).get("estimated") is True
-    row = grouter.usage(key)["recent"][0]
+    row = grouter.last_usage(key)
     assert (row["input_tokens"], row["output_tokens"]) == (usage.prompt_tokens, 12)
-    billed(grouter, account, 1_000_000, cost(usage.prompt_tokens, 12))
+    assert_billed(grouter, account, 1_000_000, cost(usage.prompt_tokens, 12))
 
 
 def test_responses_client_reaches_gemini_whole_and_streamed(
@@ -361,4 +345,4 @@ def test_responses_client_reaches_gemini_whole_and_streamed(
         final = stream.get_final_response()
     assert text == WORDS and final.output_text == WORDS
     streamed = count_gemini_input_tokens(gemini_calls(clean_fake)[-1].body)
-    billed(grouter, account, 1_000_000, cost(prompt, 12) + cost(streamed, 12))
+    assert_billed(grouter, account, 1_000_000, cost(prompt, 12) + cost(streamed, 12))

@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from tests.fakes import FakeProviderServer
-from tests.harness import RouterProcess, router_config
+from tests.harness import RouterProcess, ant, oai, router_config, words
 
 MESSAGES = [{"role": "user", "content": "hello there"}]
 ENDLESS = 10**9
@@ -95,18 +95,6 @@ def endless(fake: FakeProviderServer) -> None:
     """An upstream that ignores every limit and would stream forever."""
     fake.state.ignore_limits = True
     fake.state.reply_words = ENDLESS
-
-
-def oai(router: RouterProcess, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=router.base_url + "/v1", api_key=key, max_retries=0)
-
-
-def ant(router: RouterProcess, key: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=router.base_url, api_key=key, max_retries=0)
-
-
-def words(n: int) -> str:
-    return " ".join(f"w{i}" for i in range(n))
 
 
 # --- the router ends what the upstream will not -------------------------------------------

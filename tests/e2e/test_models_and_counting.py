@@ -5,22 +5,13 @@ from __future__ import annotations
 
 from decimal import ROUND_CEILING, Decimal
 
-import anthropic
 import httpx
 import openai
 
 from tests.fakes import FakeProviderServer, count_input_tokens
-from tests.harness import RouterProcess, router_config
+from tests.harness import RouterProcess, ant, oai, router_config
 
 MESSAGES = [{"role": "user", "content": "How many tokens is this?"}]
-
-
-def oai(router: RouterProcess, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=router.base_url + "/v1", api_key=key, max_retries=0)
-
-
-def ant(router: RouterProcess, key: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=router.base_url, api_key=key, max_retries=0)
 
 
 def test_openai_sdk_lists_models_with_prices_and_only_those_the_key_may_use(

@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from tests.fakes import FakeProviderServer, count_input_tokens
-from tests.harness import RouterProcess
+from tests.harness import RouterProcess, oai
 
 GPT_4O_MINI = (Decimal("0.15"), Decimal("0.60"), Decimal("0.075"))
 MESSAGES = [{"role": "system", "content": "Be brief."},
@@ -22,10 +22,6 @@ def expected_cost(prompt: int, completion: int, cached: int = 0) -> int:
     return int(exact.to_integral_value(rounding=ROUND_CEILING))
 
 
-def client(router: RouterProcess, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=router.base_url + "/v1", api_key=key, max_retries=0)
-
-
 def assert_settled(router: RouterProcess, account: str, granted: int, debited: int) -> None:
     state = router.account(account)
     assert state["held_micros"] == 0, "a hold was left open"
@@ -36,7 +32,7 @@ def assert_settled(router: RouterProcess, account: str, granted: int, debited: i
 def test_non_streaming_debit_equals_reported_usage_times_price(
         router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     account, key = router.new_account(5_000_000)
-    answer = client(router, key).chat.completions.create(model="gpt-4o-mini",
+    answer = oai(router, key).chat.completions.create(model="gpt-4o-mini",
                                                          messages=MESSAGES)
     assert answer.choices[0].message.content.startswith("w0 w1")
     assert answer.usage is not None and answer.usage.completion_tokens == 12
@@ -51,7 +47,7 @@ def test_non_streaming_debit_equals_reported_usage_times_price(
 def test_streaming_passes_chunks_and_hides_the_usage_chunk_it_added(
         router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     account, key = router.new_account(5_000_000)
-    chunks = list(client(router, key).chat.completions.create(
+    chunks = list(oai(router, key).chat.completions.create(
         model="gpt-4o-mini", messages=MESSAGES, stream=True))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == " ".join(f"w{i}" for i in range(12))
@@ -67,7 +63,7 @@ def test_streaming_client_that_asks_for_usage_gets_it_and_pays_it(
         router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     clean_fake.state.cache_read_tokens = 4
     account, key = router.new_account(5_000_000)
-    chunks = list(client(router, key).chat.completions.create(
+    chunks = list(oai(router, key).chat.completions.create(
         model="gpt-4o-mini", messages=MESSAGES, stream=True,
         stream_options={"include_usage": True}, max_tokens=5))
     usage = [c.usage for c in chunks if c.usage]
@@ -82,7 +78,7 @@ def test_upstream_that_ignores_include_usage_is_billed_from_what_streamed(
         router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     clean_fake.state.ignore_include_usage = True
     account, key = router.new_account(5_000_000)
-    chunks = list(client(router, key).chat.completions.create(
+    chunks = list(oai(router, key).chat.completions.create(
         model="gpt-4o-mini", messages=MESSAGES, stream=True))
     assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) == 12
     recent = router.usage(key)["recent"][0]
@@ -94,7 +90,7 @@ def test_upstream_that_ignores_include_usage_is_billed_from_what_streamed(
 
 def test_bad_key_is_a_typed_401_that_tells_sdks_not_to_retry(router: RouterProcess) -> None:
     with pytest.raises(openai.AuthenticationError):
-        client(router, "ar_sk_" + "x" * 43).chat.completions.create(
+        oai(router, "ar_sk_" + "x" * 43).chat.completions.create(
             model="gpt-4o-mini", messages=MESSAGES)
     raw = httpx.post(router.base_url + "/v1/chat/completions",
                      headers={"authorization": "Bearer nope"},
@@ -107,7 +103,7 @@ def test_no_credit_is_402_before_any_chunk_and_nothing_reaches_the_provider(
         router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     account, key = router.new_account(50)  # 50 micro-USD: not enough for the hold
     with pytest.raises(openai.APIStatusError) as raised:
-        for _ in client(router, key).chat.completions.create(
+        for _ in oai(router, key).chat.completions.create(
                 model="gpt-4o-mini", messages=MESSAGES, stream=True, max_tokens=1000):
             pytest.fail("no chunk may arrive when the hold is refused")
     assert raised.value.status_code == 402
@@ -122,19 +118,19 @@ def test_revoked_key_is_403_on_the_next_request(router: RouterProcess) -> None:
     key_id = router.account(account)["keys"][0]["id"]
     assert router.admin("DELETE", f"/admin/keys/{key_id}").status_code == 200
     with pytest.raises(openai.PermissionDeniedError):
-        client(router, key).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        oai(router, key).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
 
 
 def test_alias_and_provider_prefix_reach_the_configured_upstream(
         router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     _, key = router.new_account(1_000_000)
-    answer = client(router, key).chat.completions.with_raw_response.create(
+    answer = oai(router, key).chat.completions.with_raw_response.create(
         model="fast", messages=MESSAGES)
     assert answer.headers["x-aura-model"] == "house-model"
     assert answer.headers["x-aura-provider"] == "oai"
     assert answer.headers["x-request-id"].startswith("req_")
     assert clean_fake.state.last.body["model"] == "gpt-4o-mini"
-    client(router, key).chat.completions.create(model="oai/gpt-4o", messages=MESSAGES)
+    oai(router, key).chat.completions.create(model="oai/gpt-4o", messages=MESSAGES)
     assert clean_fake.state.last.body["model"] == "gpt-4o"
 
 
@@ -153,7 +149,7 @@ def test_hs256_jwt_bills_its_subject_and_bad_tokens_are_refused(
     assert grant.status_code == 200
     now = int(time.time())
     token = jwt.encode({"sub": subject, "exp": now + 60}, JWT_SECRET, algorithm="HS256")
-    answer = client(router, token).chat.completions.create(model="gpt-4o-mini",
+    answer = oai(router, token).chat.completions.create(model="gpt-4o-mini",
                                                            messages=MESSAGES, max_tokens=4)
     cost = expected_cost(answer.usage.prompt_tokens, answer.usage.completion_tokens)
     assert_settled(router, subject, 1_000_000, cost)
@@ -163,7 +159,7 @@ def test_hs256_jwt_bills_its_subject_and_bad_tokens_are_refused(
     no_exp = jwt.encode({"sub": subject}, JWT_SECRET, algorithm="HS256")
     for bad in (expired, wrong_alg, no_exp):
         with pytest.raises(openai.AuthenticationError):
-            client(router, bad).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+            oai(router, bad).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert_settled(router, subject, 1_000_000, cost)
 
 
@@ -185,7 +181,7 @@ def test_new_jwt_subject_gets_the_starting_grant_once_under_concurrent_first_req
                            algorithm="HS256")
 
         def first_call(_: int) -> int:
-            return client(fresh, token).chat.completions.create(
+            return oai(fresh, token).chat.completions.create(
                 model="gpt-4o-mini", messages=MESSAGES, max_tokens=2).usage.completion_tokens
 
         with ThreadPoolExecutor(16) as pool:
@@ -200,7 +196,7 @@ def test_new_jwt_subject_gets_the_starting_grant_once_under_concurrent_first_req
 def test_request_without_max_tokens_on_a_small_balance_gets_what_it_can_afford(
         router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     account, key = router.new_account(1_000)  # $0.001: ~1,600 output tokens, not 16,384
-    answer = client(router, key).chat.completions.create(model="gpt-4o-mini",
+    answer = oai(router, key).chat.completions.create(model="gpt-4o-mini",
                                                          messages=MESSAGES)
     limit = clean_fake.state.last.body["max_completion_tokens"]
     assert 1_000 < limit < 16_384
@@ -211,7 +207,7 @@ def test_request_without_max_tokens_on_a_small_balance_gets_what_it_can_afford(
     _, broke = router.new_account(1)  # not even one output token
     clean_fake.state.clear()
     with pytest.raises(openai.APIStatusError) as raised:
-        client(router, broke).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        oai(router, broke).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert raised.value.status_code == 402
     assert clean_fake.state.received == []
 
@@ -219,13 +215,13 @@ def test_request_without_max_tokens_on_a_small_balance_gets_what_it_can_afford(
 def test_key_spend_cap_is_a_429_that_sdks_do_not_retry(
         router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     account, key = router.new_account(5_000_000, spend_cap_micros=60)
-    answer = client(router, key).chat.completions.create(model="gpt-4o-mini",
+    answer = oai(router, key).chat.completions.create(model="gpt-4o-mini",
                                                          messages=MESSAGES, max_tokens=40)
     spent = expected_cost(answer.usage.prompt_tokens, answer.usage.completion_tokens)
     assert 0 < spent < 60
     clean_fake.state.clear()
     with pytest.raises(openai.RateLimitError) as raised:
-        client(router, key).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES,
+        oai(router, key).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES,
                                                     max_tokens=100)
     assert raised.value.response.headers["x-should-retry"] == "false"
     assert "spend cap" in raised.value.message
@@ -237,7 +233,7 @@ def test_reasoning_tokens_are_billed_as_output(router: RouterProcess,
                                                clean_fake: FakeProviderServer) -> None:
     clean_fake.state.reasoning_tokens = 30
     account, key = router.new_account(1_000_000)
-    answer = client(router, key).chat.completions.create(model="gpt-4o-mini",
+    answer = oai(router, key).chat.completions.create(model="gpt-4o-mini",
                                                          messages=MESSAGES, max_tokens=100)
     assert answer.usage.completion_tokens == 12 + 30
     assert_settled(router, account, 1_000_000,

@@ -8,12 +8,11 @@ import time
 import socket
 from typing import Iterator
 
-import anthropic
 import openai
 import pytest
 
 from tests.fakes import FakeProviderServer
-from tests.harness import RouterProcess, router_config
+from tests.harness import RouterProcess, ant, oai, router_config, stream_until_error
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 
@@ -49,7 +48,7 @@ output_per_mtok = "0.60"
 def test_dead_first_target_fails_over_before_the_first_byte(
         faulty_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     account, key = faulty_router.new_account(1_000_000)
-    client = openai.OpenAI(base_url=faulty_router.base_url + "/v1", api_key=key, max_retries=0)
+    client = oai(faulty_router, key)
     raw = client.chat.completions.with_raw_response.create(model="failover-model",
                                                            messages=MESSAGES, max_tokens=4)
     assert raw.headers["x-aura-provider"] == "oai"
@@ -62,7 +61,7 @@ def test_provider_5xx_without_another_target_is_a_502_and_costs_nothing(
         faulty_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     clean_fake.state.fail_status = 500
     account, key = faulty_router.new_account(1_000_000)
-    client = openai.OpenAI(base_url=faulty_router.base_url + "/v1", api_key=key, max_retries=0)
+    client = oai(faulty_router, key)
     with pytest.raises(openai.APIStatusError) as raised:
         client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert raised.value.status_code == 502
@@ -73,7 +72,7 @@ def test_provider_429_keeps_its_retry_after(
         faulty_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     clean_fake.state.fail_status = 429
     _, key = faulty_router.new_account(1_000_000)
-    client = openai.OpenAI(base_url=faulty_router.base_url + "/v1", api_key=key, max_retries=0)
+    client = oai(faulty_router, key)
     with pytest.raises(openai.RateLimitError) as raised:
         client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert raised.value.response.headers["retry-after"] == "1"
@@ -92,14 +91,9 @@ def test_stream_cut_mid_way_ends_with_an_error_and_bills_what_streamed(
         faulty_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     clean_fake.state.cut_after_chunks = 4
     account, key = faulty_router.new_account(1_000_000)
-    client = anthropic.Anthropic(base_url=faulty_router.base_url, api_key=key, max_retries=0)
-    text = []
-    with pytest.raises(anthropic.APIStatusError):
-        with client.messages.stream(model="claude-haiku-4-5", max_tokens=50,
-                                    messages=MESSAGES) as stream:
-            for piece in stream.text_stream:
-                text.append(piece)
-    assert "".join(text) == "w0 w1 w2 w3"
+    text = stream_until_error(ant(faulty_router, key), model="claude-haiku-4-5",
+                              max_tokens=50, messages=MESSAGES)
+    assert text == "w0 w1 w2 w3"
     usage = faulty_router.usage(key)
     assert usage["held_micros"] == 0
     assert usage["recent"][0]["output_tokens"] == 4
@@ -110,8 +104,7 @@ def test_provider_that_stalls_ends_the_stream_with_an_error_and_a_fair_bill(
         faulty_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     clean_fake.state.first_byte_delay_s = 8  # longer than timeout_idle_s = 5
     account, key = faulty_router.new_account(1_000_000)
-    client = openai.OpenAI(base_url=faulty_router.base_url + "/v1", api_key=key, max_retries=0,
-                           timeout=30)
+    client = oai(faulty_router, key, timeout=30)
     with pytest.raises(openai.APIStatusError) as raised:
         client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
     assert raised.value.status_code == 504

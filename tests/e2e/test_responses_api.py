@@ -9,11 +9,10 @@ from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 import httpx
-import openai
 import pytest
 
 from tests.fakes import FakeProviderServer, count_input_tokens, count_response_input_tokens
-from tests.harness import RouterProcess
+from tests.harness import RouterProcess, assert_billed, oai
 
 HAIKU = (Decimal("1.00"), Decimal("5.00"), Decimal("0.10"))
 GPT_MINI = (Decimal("0.15"), Decimal("0.60"), Decimal("0.075"))
@@ -25,16 +24,6 @@ TOOL = {"type": "function", "name": "get_weather", "description": "Weather in a 
 def cost(prices: tuple[Decimal, ...], inp: int, out: int, read: int = 0) -> int:
     exact = inp * prices[0] + out * prices[1] + read * prices[2]
     return int(exact.to_integral_value(rounding=ROUND_CEILING))
-
-
-def oai(router: RouterProcess, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=router.base_url + "/v1", api_key=key, max_retries=0)
-
-
-def assert_billed(router: RouterProcess, account: str, granted: int, debited: int) -> None:
-    state = router.account(account)
-    assert state["held_micros"] == 0, "a hold was left open"
-    assert state["balance_micros"] == granted - debited
 
 
 def test_responses_pass_through_to_an_openai_model(

@@ -15,7 +15,7 @@ import pytest
 
 from tests.backends import fresh_redis_url
 from tests.fakes import FakeProviderServer
-from tests.harness import RouterProcess, eventually, router_config
+from tests.harness import RouterProcess, eventually, oai, router_config
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 COOLDOWN_S = 3
@@ -54,10 +54,6 @@ output_per_mtok = "0.60"
         yield a, b
 
 
-def client(router: RouterProcess, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=router.base_url + "/v1", api_key=key, max_retries=0)
-
-
 def breaker(router: RouterProcess, provider: str) -> dict[str, Any]:
     answer = router.admin("GET", "/admin/providers")
     assert answer.status_code == 200, answer.text
@@ -69,18 +65,18 @@ def test_a_rate_limit_of_5_is_5_across_two_instances(
     a, b = pair
     _, key = a.new_account(1_000_000)  # made through a, used through both
     for router in (a, b, a, b, a):
-        assert client(router, key).chat.completions.create(
+        assert oai(router, key).chat.completions.create(
             model="gpt-4o-mini", messages=MESSAGES, max_tokens=2).choices
     assert len(clean_fake.state.snapshot()) == 5
     for router in (b, a):
         with pytest.raises(openai.RateLimitError) as refused:
-            client(router, key).chat.completions.create(model="gpt-4o-mini",
+            oai(router, key).chat.completions.create(model="gpt-4o-mini",
                                                         messages=MESSAGES, max_tokens=2)
         assert 1 <= int(refused.value.response.headers["retry-after"]) <= 120
         assert "this account may make 5 requests per minute" in refused.value.message
     assert len(clean_fake.state.snapshot()) == 5, "refused before any provider is called"
     _, other = b.new_account(1_000_000)
-    assert client(a, other).chat.completions.create(
+    assert oai(a, other).chat.completions.create(
         model="gpt-4o-mini", messages=MESSAGES, max_tokens=2).choices, \
         "another account has its own window"
 
@@ -93,7 +89,7 @@ def test_a_circuit_opened_on_one_instance_is_skipped_by_the_other_until_it_close
     sick.state.fail_status = 500
     _, key = a.new_account(5_000_000)
     for _ in range(2):  # a tries the sick provider, fails over, and its circuit opens
-        raw = client(a, key).chat.completions.with_raw_response.create(
+        raw = oai(a, key).chat.completions.with_raw_response.create(
             model="guarded", messages=MESSAGES, max_tokens=2)
         assert raw.headers["x-aura-provider"] == "oai"
     assert len(sick.state.snapshot()) == 2
@@ -102,7 +98,7 @@ def test_a_circuit_opened_on_one_instance_is_skipped_by_the_other_until_it_close
     assert breaker(b, "sick")["opened_by"] == "another instance"
 
     _, b_key = b.new_account(5_000_000)
-    raw = client(b, b_key).chat.completions.with_raw_response.create(
+    raw = oai(b, b_key).chat.completions.with_raw_response.create(
         model="guarded", messages=MESSAGES, max_tokens=2)
     assert raw.headers["x-aura-provider"] == "oai"
     assert len(sick.state.snapshot()) == 2, "b never called the provider a found failing"
@@ -112,12 +108,12 @@ def test_a_circuit_opened_on_one_instance_is_skipped_by_the_other_until_it_close
     # circuit, and b hears of it (b's own circuit would still say "open" otherwise).
     sick.state.fail_status = None
     time.sleep(COOLDOWN_S + 0.2)
-    raw = client(a, key).chat.completions.with_raw_response.create(
+    raw = oai(a, key).chat.completions.with_raw_response.create(
         model="guarded", messages=MESSAGES, max_tokens=2)
     assert raw.headers["x-aura-provider"] == "sick"
     assert breaker(a, "sick")["state"] == "closed"
     eventually(lambda: breaker(b, "sick")["state"] == "closed")
-    raw = client(b, b_key).chat.completions.with_raw_response.create(
+    raw = oai(b, b_key).chat.completions.with_raw_response.create(
         model="guarded", messages=MESSAGES, max_tokens=2)
     assert raw.headers["x-aura-provider"] == "sick"
     sick.state.reset()
@@ -141,9 +137,9 @@ def test_an_idempotency_key_replayed_on_the_other_instance_is_billed_once(
     a, b = pair
     account, key = a.new_account(1_000_000)
     headers = {"Idempotency-Key": "order-42"}
-    first = client(a, key).chat.completions.with_raw_response.create(
+    first = oai(a, key).chat.completions.with_raw_response.create(
         model="gpt-4o-mini", messages=MESSAGES, max_tokens=5, extra_headers=headers)
-    again = client(b, key).chat.completions.with_raw_response.create(
+    again = oai(b, key).chat.completions.with_raw_response.create(
         model="gpt-4o-mini", messages=MESSAGES, max_tokens=5, extra_headers=headers)
     assert again.parse().model_dump() == first.parse().model_dump(), "the first answer, replayed"
     assert len(clean_fake.state.snapshot()) == 1, "one provider call for both"

@@ -12,13 +12,11 @@ import json
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
-import anthropic
 import httpx
-import openai
 import pytest
 
 from tests.fakes import FakeProviderServer, count_input_tokens
-from tests.harness import RouterProcess
+from tests.harness import RouterProcess, ant, assert_billed, oai
 
 HAIKU = (Decimal("1.00"), Decimal("5.00"), Decimal("0.10"), Decimal("1.25"))
 GPT_MINI = (Decimal("0.15"), Decimal("0.60"), Decimal("0.075"), Decimal("0.15"))
@@ -36,20 +34,6 @@ WEATHER_TOOL_ANTHROPIC = {"name": "get_weather", "description": "Current weather
 def cost(prices: tuple[Decimal, ...], inp: int, out: int, read: int = 0, write: int = 0) -> int:
     exact = inp * prices[0] + out * prices[1] + read * prices[2] + write * prices[3]
     return int(exact.to_integral_value(rounding=ROUND_CEILING))
-
-
-def oai(router: RouterProcess, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=router.base_url + "/v1", api_key=key, max_retries=0)
-
-
-def ant(router: RouterProcess, key: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=router.base_url, api_key=key, max_retries=0)
-
-
-def assert_billed(router: RouterProcess, account: str, granted: int, debited: int) -> None:
-    state = router.account(account)
-    assert state["held_micros"] == 0, "a hold was left open"
-    assert state["balance_micros"] == granted - debited
 
 
 # --- OpenAI SDK -> Anthropic-kind model ---------------------------------------------------
