@@ -31,9 +31,12 @@ from __future__ import annotations
 import copy
 import logging
 import re
+import tomllib
 from functools import lru_cache
+from importlib import resources
 from typing import Any
 from urllib.parse import quote, unquote
+
 import orjson
 
 from router.protocols.eventstream import AnthropicEventStreamDecoder
@@ -55,19 +58,16 @@ SERVICE = "bedrock"
 # Catalog Claude ids -> Bedrock's base model ids (https://docs.aws.amazon.com/bedrock/
 # latest/userguide/models-supported.html). Aliases (dated ids) resolve through the
 # catalog first; the dated ids are listed too for routes that name them.
-MODEL_IDS: dict[str, str] = {
-    "claude-opus-4-5": "anthropic.claude-opus-4-5-20251101-v1:0",
-    "claude-sonnet-4-5": "anthropic.claude-sonnet-4-5-20250929-v1:0",
-    "claude-haiku-4-5": "anthropic.claude-haiku-4-5-20251001-v1:0",
-    "claude-opus-4-1": "anthropic.claude-opus-4-1-20250805-v1:0",
-    "claude-opus-4-0": "anthropic.claude-opus-4-20250514-v1:0",
-    "claude-sonnet-4-0": "anthropic.claude-sonnet-4-20250514-v1:0",
-    "claude-3-7-sonnet-latest": "anthropic.claude-3-7-sonnet-20250219-v1:0",
-    "claude-3-5-haiku-latest": "anthropic.claude-3-5-haiku-20241022-v1:0",
-    "claude-3-haiku-20240307": "anthropic.claude-3-haiku-20240307-v1:0",
-}
-MODEL_IDS.update({base.split(".", 1)[1].rsplit("-v", 1)[0]: base
-                  for base in list(MODEL_IDS.values())})
+def _shipped_ids() -> dict[str, str]:
+    """Catalog id -> Bedrock id: `[modes.bedrock]` of the shipped catalog, and each
+    Bedrock id's dated Anthropic id (`claude-sonnet-4-5-20250929`) as well."""
+    text = resources.files("router").joinpath("catalog.toml").read_text(encoding="utf-8")
+    ids = dict(tomllib.loads(text).get("modes", {}).get("bedrock", {}))
+    ids.update({base.split(".", 1)[1].rsplit("-v", 1)[0]: base for base in list(ids.values())})
+    return ids
+
+
+MODEL_IDS: dict[str, str] = _shipped_ids()
 GEOGRAPHIES = ("us.", "eu.", "apac.", "us-gov.", "global.", "jp.", "au.", "ca.")
 
 

@@ -17,6 +17,7 @@ from router.errors import ConfigError
 from router.protocols.sse import SseEvent
 from router.providers import azure, openai_compatible
 from router.providers.base import UpstreamRequest
+from router.providers.bedrock import bedrock_model_id
 from router.providers.spec import ProviderSpec
 from tests.fakes import FakeProviderServer
 
@@ -298,3 +299,22 @@ def test_the_azure_fake_refuses_what_azure_refuses(clean_fake: FakeProviderServe
     assert v1.status_code == 200 and v1.json()["model"] == "gpt-4o"
     assert httpx.post(base + "/openai/v1/chat/completions?api-version=2024-10-21",
                       json={**body, "model": "my-4o"}, headers=key).status_code == 400
+
+
+def test_a_bedrock_mode_takes_its_ids_from_the_catalog_data_file() -> None:
+    """`[modes.bedrock]` in router/catalog.toml: the Claude models go through Bedrock under
+    its ids (the region's inference-profile prefix is the provider's, at call time)."""
+    bedrock = """
+[[providers]]
+name = "aws"
+kind = "bedrock"
+region = "eu-west-1"
+base_url = "https://bedrock-runtime.eu-west-1.amazonaws.com"
+api_keys = ["AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"]
+"""
+    shipped = tomllib.loads(resources.files("router").joinpath("catalog.toml")
+                            .read_text(encoding="utf-8"))["modes"]["bedrock"]
+    routed = catalog(bedrock, llm_provider_mode="aws").models["claude-sonnet-4-5"].route
+    assert routed[0] == Target("aws", shipped["claude-sonnet-4-5"])
+    assert bedrock_model_id(routed[0].upstream_model, "eu-west-1") == \
+        "eu." + shipped["claude-sonnet-4-5"]
