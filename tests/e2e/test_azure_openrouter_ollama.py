@@ -3,18 +3,20 @@ the official SDKs, to fakes that check what arrives (api-version, api-key, deplo
 
 from __future__ import annotations
 
+import base64
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import Any, Iterator
 
 import anthropic
+import httpx
 import openai
 import pytest
 from anthropic.types import Message
 
 from router.catalog import build_catalog
 from tests.fakes import FakeProviderServer, count_input_tokens
-from tests.harness import RouterProcess, ant, oai
+from tests.harness import RouterProcess, ant, assert_billed, oai, stream_until_error
 
 MESSAGES = [{"role": "system", "content": "Be brief."},
             {"role": "user", "content": "Say hello to the billing router."}]
@@ -24,7 +26,11 @@ _SHIPPED = build_catalog(toml={}, toml_text="", path=None, settings={}, env={}).
 
 # the config's own models: (input, output) USD per million tokens
 CONFIGURED = {"v1-4o": (Decimal("2.50"), Decimal("10.00")),
-              "llama-local": (Decimal("0.10"), Decimal("0.20"))}
+              "llama-local": (Decimal("0.10"), Decimal("0.20")),
+              "az-limited": (Decimal("0.15"), Decimal("0.60")),
+              "az-failover": (Decimal("0.15"), Decimal("0.60")),
+              "az-alone": (Decimal("0.15"), Decimal("0.60")),
+              "or-limited": (Decimal("3.00"), Decimal("15.00"))}
 
 
 def cost(model: str, prompt: int, completion: int) -> int:
@@ -46,8 +52,15 @@ def ask(client: anthropic.Anthropic, stream: bool, **request: Any) -> tuple[str,
 
 
 @pytest.fixture(scope="module")
-def azure_router(fake: FakeProviderServer, tmp_path_factory: pytest.TempPathFactory
-                 ) -> Iterator[RouterProcess]:
+def backup() -> Iterator[FakeProviderServer]:
+    """A second Azure resource, healthy while the first one fails."""
+    with FakeProviderServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def azure_router(fake: FakeProviderServer, backup: FakeProviderServer,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterProcess]:
     """LLM_PROVIDER_MODE names the Azure provider `az`: what its deployments list goes
     there, the rest to its own provider."""
     config = f"""
@@ -79,6 +92,59 @@ kind = "openrouter"
 base_url = "{fake.openai_base_url}"
 api_keys = ["sk-or-1"]
 headers = {{ "HTTP-Referer" = "https://app.example.com" }}
+
+[[providers]]
+name = "az429"
+kind = "azure"
+base_url = "{fake.base_url}"
+api_keys = ["azure-key-429"]
+deployments = {{ "gpt-4o-mini" = "my-4o-mini" }}
+
+[[providers]]
+name = "az5"
+kind = "azure"
+base_url = "{fake.base_url}"
+api_keys = ["azure-key-5"]
+deployments = {{ "gpt-4o-mini" = "my-4o-mini" }}
+timeout_connect_s = 2
+timeout_idle_s = 5
+
+[[providers]]
+name = "az2"
+kind = "azure"
+base_url = "{backup.base_url}"
+api_keys = ["azure-key-backup"]
+deployments = {{ "gpt-4o-mini" = "my-4o-mini" }}
+
+[[providers]]
+name = "or429"
+kind = "openrouter"
+base_url = "{fake.openai_base_url}"
+api_keys = ["sk-or-429"]
+
+[[models]]
+id = "or-limited"
+route = ["or429:anthropic/claude-sonnet-4.5"]
+input_per_mtok = "3.00"
+output_per_mtok = "15.00"
+
+[[models]]
+id = "az-limited"
+route = ["az429:gpt-4o-mini"]
+input_per_mtok = "0.15"
+output_per_mtok = "0.60"
+
+[[models]]
+id = "az-failover"
+route = ["az5:gpt-4o-mini", "az2:gpt-4o-mini"]
+input_per_mtok = "0.15"
+output_per_mtok = "0.60"
+
+[[models]]
+id = "az-alone"
+route = ["az5:gpt-4o-mini"]
+input_per_mtok = "0.15"
+output_per_mtok = "0.60"
 
 [[models]]
 id = "v1-4o"
@@ -332,3 +398,238 @@ def test_env_implied_azure_is_reached_by_provider_prefix_with_its_api_version(
     usage = raw.parse().usage
     assert openrouter_router.last_usage(key)["cost_micros"] == cost(
         "gpt-4o-mini", usage.prompt_tokens, usage.completion_tokens)
+
+
+# --- tools, images, usage and faults: Azure, and OpenRouter / Ollama where they differ -------
+# (OpenRouter gets content arrays as sent and bills by our catalog, not its `usage.cost`;
+# Ollama is keyless and has text-only arrays flattened, never ones with an image.)
+
+PNG_1X1 = base64.b64encode(bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")).decode()
+DATA_URL = f"data:image/png;base64,{PNG_1X1}"
+WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+# a model of azure_router -> the provider that serves it
+VIA = {"gpt-4o-mini": "az", "claude-sonnet-4-5": "or", "llama-local": "ollama"}
+each_provider = pytest.mark.parametrize("model", list(VIA))
+
+
+def billed(model: str, sent: Any, completion: int) -> int:
+    """The bill of one call: the fake's prompt count for what it got, at `model`'s price."""
+    return cost(model, count_input_tokens(sent.body["messages"]), completion)
+
+
+@each_provider
+def test_chat_client_tool_call_round_trip_with_an_inline_image(
+        azure_router: RouterProcess, clean_fake: FakeProviderServer, model: str) -> None:
+    clean_fake.state.tool_call = ("get_weather", {"city": "Paris"})
+    account, key = azure_router.new_account(5_000_000)
+    client = oai(azure_router, key)
+    tools: list[Any] = [{"type": "function", "function": {
+        "name": "get_weather", "description": "Weather in a city", "parameters": WEATHER}}]
+    image = {"type": "image_url", "image_url": {"url": DATA_URL}}
+    messages: list[Any] = [{"role": "user", "content": [
+        {"type": "text", "text": "What is the weather where this was taken?"}, image]}]
+    raw = client.chat.completions.with_raw_response.create(
+        model=model, messages=messages, tools=tools, tool_choice="auto")
+    assert raw.headers["x-aura-provider"] == VIA[model]
+    first = raw.parse()
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    (call,) = choice.message.tool_calls or []
+    assert call.function.name == "get_weather" and call.function.arguments == '{"city":"Paris"}'
+    sent = clean_fake.state.last
+    assert sent.body["messages"][0]["content"] == messages[0]["content"]  # the image intact
+    assert sent.body["tools"] == tools and sent.body["tool_choice"] == "auto"
+    assert first.usage is not None and (first.usage.prompt_tokens, first.usage.completion_tokens
+                                        ) == (count_input_tokens(sent.body["messages"]), 3)
+    spent = billed(model, sent, 3)  # three argument fragments
+    assert azure_router.last_usage(key)["cost_micros"] == spent
+    messages += [choice.message.model_dump(exclude_none=True),
+                 {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21C"}]
+    chunks = list(client.chat.completions.create(model=model, messages=messages, tools=tools,
+                                                 stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == TEXT
+    sent = clean_fake.state.last
+    history = sent.body["messages"]
+    assert history[0]["content"][1] == image
+    assert history[1]["tool_calls"] == [{"id": call.id, "type": "function", "function": {
+        "name": "get_weather", "arguments": '{"city":"Paris"}'}}]
+    assert history[2] == {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21C"}
+    assert azure_router.last_usage(key)["cost_micros"] == billed(model, sent, 12)
+    assert_billed(azure_router, account, 5_000_000, spent + billed(model, sent, 12))
+
+
+@each_provider
+def test_messages_client_tool_use_round_trip_with_a_base64_image(
+        azure_router: RouterProcess, clean_fake: FakeProviderServer, model: str) -> None:
+    clean_fake.state.tool_call = ("get_weather", {"city": "Oslo"})
+    clean_fake.state.tool_call_text = "Let me check."
+    account, key = azure_router.new_account(5_000_000)
+    client = ant(azure_router, key)
+    tools: list[Any] = [{"name": "get_weather", "description": "Weather",
+                         "input_schema": WEATHER}]
+    messages: list[Any] = [{"role": "user", "content": [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                     "data": PNG_1X1}},
+        {"type": "text", "text": "What is the weather where this was taken?"}]}]
+    with client.messages.stream(model=model, max_tokens=200, tools=tools, messages=messages,
+                                tool_choice={"type": "tool", "name": "get_weather"}) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "tool_use"
+    assert [b.type for b in final.content] == ["text", "tool_use"]
+    assert final.content[0].text == "Let me check."  # type: ignore[union-attr]
+    use = final.content[1]
+    assert use.name == "get_weather" and use.input == {"city": "Oslo"}  # type: ignore[union-attr]
+    sent = clean_fake.state.last
+    assert sent.body["messages"][0]["content"][0] == {"type": "image_url",
+                                                      "image_url": {"url": DATA_URL}}
+    assert sent.body["tools"] == [{"type": "function", "function": {
+        "name": "get_weather", "description": "Weather", "parameters": WEATHER}}]
+    assert sent.body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (
+        count_input_tokens(sent.body["messages"]), 3 + 3)  # three words, three fragments
+    spent = billed(model, sent, 6)
+    assert azure_router.last_usage(key)["cost_micros"] == spent
+    messages += [{"role": "assistant", "content": [b.model_dump() for b in final.content]},
+                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id,
+                                               "content": "Cloudy"}]}]
+    answer = client.messages.create(model=model, max_tokens=200, tools=tools,
+                                    messages=messages)
+    assert answer.stop_reason == "end_turn"
+    assert answer.content[0].text == TEXT  # type: ignore[union-attr]
+    sent = clean_fake.state.last
+    history = sent.body["messages"]
+    assert history[0]["content"][0] == {"type": "image_url", "image_url": {"url": DATA_URL}}
+    assert history[1]["tool_calls"][0]["id"] == use.id
+    assert history[1]["tool_calls"][0]["function"] == {"name": "get_weather",
+                                                       "arguments": '{"city":"Oslo"}'}
+    assert history[2] == {"role": "tool", "tool_call_id": use.id, "content": "Cloudy"}
+    assert (answer.usage.input_tokens, answer.usage.output_tokens) == (
+        count_input_tokens(history), 12)
+    assert_billed(azure_router, account, 5_000_000, spent + billed(model, sent, 12))
+
+
+@each_provider
+def test_a_stream_cut_mid_way_is_billed_for_what_streamed(
+        azure_router: RouterProcess, clean_fake: FakeProviderServer, model: str) -> None:
+    clean_fake.state.cut_after_chunks = 4
+    account, key = azure_router.new_account(5_000_000)
+    text = stream_until_error(ant(azure_router, key), model=model, max_tokens=50,
+                              messages=[{"role": "user", "content": "Count."}])
+    assert text == "w0 w1 w2 w3"
+    # The cut came before the usage chunk: the input billed is the router's own count.
+    first = azure_router.last_usage(key)
+    assert first["output_tokens"] == 4
+    assert first["cost_micros"] == cost(model, first["input_tokens"], 4)
+    pieces: list[str] = []
+    with pytest.raises(openai.APIError):
+        for chunk in oai(azure_router, key).chat.completions.create(
+                model=model, messages=MESSAGES, stream=True):
+            pieces += [c.delta.content or "" for c in chunk.choices]
+    assert "".join(pieces) == "w0 w1 w2 w3"
+    second = azure_router.last_usage(key)
+    assert second["output_tokens"] == 4
+    assert second["cost_micros"] == cost(model, second["input_tokens"], 4)
+    assert_billed(azure_router, account, 5_000_000,
+                  first["cost_micros"] + second["cost_micros"])
+
+
+@pytest.mark.parametrize("model", ["az-limited", "or-limited", "llama-local"])
+def test_a_rate_limit_reaches_the_client_as_a_429_with_its_retry_after(
+        azure_router: RouterProcess, clean_fake: FakeProviderServer, model: str) -> None:
+    """Azure sends `retry-after` and `retry-after-ms`; the client gets the seconds. A keyed
+    provider's key then rests that long: the next call is refused without asking."""
+    clean_fake.state.fail_status = 429
+    account, key = azure_router.new_account(1_000_000)
+    with pytest.raises(openai.RateLimitError) as raised:
+        oai(azure_router, key).chat.completions.create(model=model, messages=MESSAGES)
+    assert raised.value.response.headers["retry-after"] == "1"
+    assert len(clean_fake.state.received) == 1
+    with pytest.raises(anthropic.RateLimitError) as limited:
+        with ant(azure_router, key).messages.stream(
+                model=model, max_tokens=50, messages=[{"role": "user", "content": "Hi"}]):
+            pass
+    assert limited.value.response.headers["retry-after"] == "1"
+    assert len(clean_fake.state.received) == (2 if model == "llama-local" else 1)
+    assert_billed(azure_router, account, 1_000_000, 0)
+
+
+def test_the_fake_refuses_and_rate_limits_as_azure_does(clean_fake: FakeProviderServer) -> None:
+    """The shapes the router meets above are Azure's: a 401 of `{"error": {"code": "401",
+    "message": "Access denied due to invalid subscription key..."}}`, a 429 with both
+    `retry-after` (seconds) and `retry-after-ms`."""
+    url = (clean_fake.base_url + "/openai/deployments/my-4o-mini/chat/completions"
+           "?api-version=2024-10-21")
+    clean_fake.state.expected_api_key = "right-key"
+    refused = httpx.post(url, json={"messages": MESSAGES}, headers={"api-key": "wrong-key"})
+    assert refused.status_code == 401
+    error = refused.json()["error"]
+    assert error["code"] == "401" and set(error) == {"code", "message"}
+    assert error["message"].startswith("Access denied due to invalid subscription key")
+    clean_fake.state.fail_status = 429
+    limited = httpx.post(url, json={"messages": MESSAGES}, headers={"api-key": "right-key"})
+    assert limited.status_code == 429 and limited.json()["error"]["code"] == "429"
+    assert (limited.headers["retry-after"], limited.headers["retry-after-ms"]) == ("1", "1000")
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-sonnet-4-5"])
+def test_a_refused_key_is_a_502_for_a_streaming_messages_client_and_costs_nothing(
+        azure_router: RouterProcess, clean_fake: FakeProviderServer, model: str) -> None:
+    clean_fake.state.expected_api_key = "another-key"
+    account, key = azure_router.new_account(1_000_000)
+    with pytest.raises(anthropic.APIStatusError) as raised:
+        with ant(azure_router, key).messages.stream(
+                model=model, max_tokens=50, messages=[{"role": "user", "content": "Hi"}]):
+            pass
+    assert raised.value.status_code == 502
+    assert "azure-key-1" not in raised.value.response.text
+    assert "sk-or-1" not in raised.value.response.text
+    assert_billed(azure_router, account, 1_000_000, 0)
+
+
+def test_azure_server_error_before_the_first_byte_fails_over_or_is_a_502(
+        azure_router: RouterProcess, clean_fake: FakeProviderServer,
+        backup: FakeProviderServer) -> None:
+    backup.state.reset()
+    clean_fake.state.fail_status = 500
+    account, key = azure_router.new_account(1_000_000)
+    client = oai(azure_router, key)
+    raw = client.chat.completions.with_raw_response.create(model="az-failover",
+                                                           messages=MESSAGES)
+    assert raw.headers["x-aura-provider"] == "az2"
+    assert raw.parse().choices[0].message.content == TEXT
+    assert clean_fake.state.last.headers["api-key"] == "azure-key-5"
+    sent = backup.state.last
+    assert sent.headers["api-key"] == "azure-key-backup"
+    spent = billed("az-failover", sent, 12)
+    assert_billed(azure_router, account, 1_000_000, spent)
+    with pytest.raises(openai.APIStatusError) as raised:
+        client.chat.completions.create(model="az-alone", stream=True, messages=MESSAGES)
+    assert raised.value.status_code == 502
+    with pytest.raises(anthropic.APIStatusError) as refused:
+        ant(azure_router, key).messages.create(model="az-alone", max_tokens=50,
+                                               messages=[{"role": "user", "content": "Hi"}])
+    assert refused.value.status_code == 502
+    clean_fake.state.fail_status = None
+    clean_fake.state.error_before_content = "server_error"
+    with pytest.raises(openai.APIStatusError) as raised:
+        client.chat.completions.create(model="az-alone", stream=True, messages=MESSAGES)
+    assert raised.value.status_code >= 500
+    assert_billed(azure_router, account, 1_000_000, spent)
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-4-5", "llama-local"])
+def test_openrouter_or_ollama_server_error_before_the_first_byte_is_a_502(
+        azure_router: RouterProcess, clean_fake: FakeProviderServer, model: str) -> None:
+    clean_fake.state.fail_status = 503
+    account, key = azure_router.new_account(1_000_000)
+    with pytest.raises(openai.APIStatusError) as raised:
+        oai(azure_router, key).chat.completions.create(model=model, stream=True,
+                                                       messages=MESSAGES)
+    assert raised.value.status_code == 502
+    with pytest.raises(anthropic.APIStatusError) as refused:
+        ant(azure_router, key).messages.create(model=model, max_tokens=50,
+                                               messages=[{"role": "user", "content": "Hi"}])
+    assert refused.value.status_code == 502
+    assert_billed(azure_router, account, 1_000_000, 0)

@@ -14,7 +14,9 @@ Two wire formats, as Azure serves them:
 Auth: the ``api-key`` header (both APIs); the v1 API also takes ``Authorization: Bearer``.
 Missing or wrong key (``FakeState.expected_api_key`` when set, else any non-empty key):
 401 ``{"error": {"code": "401", "message": "Access denied due to invalid subscription key
-or wrong API endpoint. ..."}}``.
+or wrong API endpoint. ..."}}``.  ``FakeState.fail_status`` answers everything after the
+auth check with that status and an Azure error body (``code`` the status as a string); a
+429 carries ``retry-after: 1`` and ``retry-after-ms: 1000``, as Azure sends them.
 
 Answers are the fake OpenAI app's (same switches, same token model, see state.py) with
 Azure's additions: ``prompt_filter_results`` at the top of a whole answer and
@@ -123,7 +125,8 @@ def make_azure_app(state: FakeState) -> ASGIApp:
         if state.fail_status is not None:
             status = state.fail_status
             if status == 429:
-                extra.append((b"retry-after", b"1"))
+                # Azure sends the wait twice: seconds and milliseconds
+                extra += [(b"retry-after", b"1"), (b"retry-after-ms", b"1000")]
                 message = ("Requests to the ChatCompletions_Create Operation under Azure "
                            "OpenAI API version 2024-10-21 have exceeded token rate limit of "
                            "your current OpenAI S0 pricing tier. Please retry after 1 second.")
