@@ -48,7 +48,8 @@ from router.providers.http import HttpAdapter
 from router.providers.openai import bearer_headers
 from router.providers.openai_compatible import OpenAICompatibleAdapter
 from router.providers.spec import ProviderSpec
-from router.providers.whole_answer import RewritingPool, RewritingProvider, WholeAnswer
+from router.providers.whole_answer import (RewritingPool, RewritingProvider, WholeAnswer,
+                                           undated_rate_limit)
 
 log = logging.getLogger(__name__)
 
@@ -271,9 +272,11 @@ class ConverseAnswer(WholeAnswer):
 
 class ConversePool(RewritingPool):
     """The provider's connection pool, rewriting whole Converse answers (a stream is the
-    decoder's business)."""
+    decoder's business), and giving a 429 the wait the key rests (Bedrock says none)."""
 
     async def rewrite(self, call: HttpCall, response: Any) -> Any:
+        if response.status == 429:  # ThrottlingException gives no Retry-After
+            return await undated_rate_limit(response)
         if response.status != 200 or not call.path.endswith("/converse"):
             return response
         model = unquote(call.path.split("/")[-2])

@@ -56,6 +56,11 @@ def retry_delay(error: dict[str, Any]) -> str | None:
     return None
 
 
+def body_retry_delay(body: bytes) -> str | None:
+    """The `retry-after` a Google error body gives (its `RetryInfo`), if any."""
+    return retry_delay(_google_error(body))
+
+
 def invalid_key(error: dict[str, Any]) -> bool:
     return any(isinstance(d, dict) and d.get("reason") == "API_KEY_INVALID"
                for d in error.get("details") or ()) or str(

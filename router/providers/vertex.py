@@ -14,18 +14,26 @@ account with google-auth and replaces it before it expires (never on a request's
 Gemini models are kind `vertex_gemini`: `{base}/publishers/google/models/{model}:
 generateContent` (`:streamGenerateContent?alt=sse`), the Gemini API's own body and
 answers (router.providers.gemini), with the same token.
+
+Errors are Google's (`{"error": {"code", "message", "status"}}`). A 429 for a Claude
+model (`RESOURCE_EXHAUSTED`, a quota) comes without `Retry-After` and, as Vertex sends
+it for Anthropic's models, without a `RetryInfo` either: the provider reads it whole and
+takes the body's `RetryInfo` if one is there, else the key's default rest, as the
+answer's retry-after (the key rests that long; the client is told).
 """
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 import orjson
 
-from router.providers.base import HttpCall, UpstreamRequest
-from router.providers.gemini import GeminiAdapter
+from router.providers.base import HttpCall, Provider, UpstreamRequest
+from router.providers.gemini import GeminiAdapter, body_retry_delay
 from router.providers.http import HttpAdapter
 from router.providers.spec import ProviderSpec
+from router.providers.whole_answer import RewritingPool, RewritingProvider, undated_rate_limit
 
 VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"
 
@@ -49,6 +57,18 @@ def vertex_body(body: bytes, stream: bool) -> bytes:
     return orjson.dumps(request)
 
 
+class VertexPool(RewritingPool):
+    """The provider's connection pool, giving a 429 the wait its body says, or the key's
+    rest (Vertex gives Claude's quota errors no delay)."""
+
+    async def rewrite(self, call: HttpCall, response: Any) -> Any:
+        return await undated_rate_limit(response, body_retry_delay)
+
+
+class VertexProvider(RewritingProvider):
+    pool_class = VertexPool
+
+
 class VertexAdapter(HttpAdapter):
     kind = "vertex"
     apis = ("anthropic.messages",)
@@ -63,6 +83,9 @@ class VertexAdapter(HttpAdapter):
             headers.append((b"authorization", b"Bearer " + credential.encode()))
         return HttpCall(f"/publishers/anthropic/models/{quote(request.model, safe='@')}:{verb}",
                         tuple(headers), vertex_body(request.body, request.stream))
+
+    def connect(self, spec: ProviderSpec) -> Provider:
+        return VertexProvider(spec, self)
 
 
 class VertexGeminiAdapter(GeminiAdapter):

@@ -4,15 +4,23 @@ Gemini reads its small 400 and 429 bodies (what they say belongs in the status l
 headers); Bedrock's native provider rewrites a whole Converse answer as the Anthropic
 message it is. Both hand the pipeline a `WholeAnswer` in place of the upstream's answer,
 through a `RewritingPool` wrapped round the provider's own connection pool.
+
+Bedrock and Vertex (for Claude) answer a 429 with no delay at all (no `Retry-After`, and
+none in the body): `undated_rate_limit` gives it the rest the router then gives the key,
+so that the client is told the wait the router itself keeps.
 """
 
 from __future__ import annotations
 
+import math
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 from router.providers.base import HttpCall
+from router.providers.credentials import DEFAULT_COOLDOWN_S
 from router.providers.http import HttpProvider
+
+MAX_ERROR_BODY = 64 * 1024
 
 
 class WholeAnswer:
@@ -38,6 +46,20 @@ class WholeAnswer:
 
     async def read(self, limit: int) -> bytes:
         return (await self.next_chunk() or b"")[:limit]
+
+
+async def undated_rate_limit(response: Any,
+                             delay_in_body: Callable[[bytes], str | None] | None = None) -> Any:
+    """A 429 without `Retry-After`: read whole (it is small), with the wait its body gives
+    (`delay_in_body`), else the key's default rest (`DEFAULT_COOLDOWN_S`), as its
+    retry-after. Any other answer as it is."""
+    if response.status != 429 or response.retry_after:
+        return response
+    body = await response.read(MAX_ERROR_BODY)
+    answer = WholeAnswer(response, body)
+    answer.retry_after = (delay_in_body(body) if delay_in_body is not None else None) \
+        or str(math.ceil(DEFAULT_COOLDOWN_S))
+    return answer
 
 
 class RewritingPool:

@@ -23,14 +23,25 @@ from botocore.eventstream import EventStreamBuffer
 from tests.fakes import FakeProviderServer
 from tests.fakes.bedrock_app import KNOWN_KEYS
 from tests.fakes.state import count_input_tokens
-from tests.harness import (JWT_SECRET, RouterProcess, ant, oai, router_config,
-                           stream_until_error, words)
+from tests.harness import (JWT_SECRET, RouterProcess, ant, assert_billed, oai,
+                           router_config, stream_until_error, words)
 
 AKID = next(iter(KNOWN_KEYS))
 CREDENTIAL = f"{AKID}:{KNOWN_KEYS[AKID]}:FwoGZXIvYXdzEFAKESESSIONTOKEN"
 MESSAGES: list[Any] = [{"role": "user", "content": "Tell me a story."}]
 PROMPT = count_input_tokens(MESSAGES)
 SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+PNG_1X1 = base64.b64encode(bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")).decode()
+SONNET_PRICES = """
+input_per_mtok = "3.00"
+output_per_mtok = "15.00"
+cache_read_per_mtok = "0.30"
+cache_write_per_mtok = "3.75"
+max_output_tokens = 8192
+"""
 
 
 def sonnet_cost(inp: int, out: int, read: int = 0, write: int = 0) -> int:
@@ -39,8 +50,15 @@ def sonnet_cost(inp: int, out: int, read: int = 0, write: int = 0) -> int:
 
 
 @pytest.fixture(scope="module")
-def brouter(fake: FakeProviderServer, tmp_path_factory: pytest.TempPathFactory
-            ) -> Iterator[RouterProcess]:
+def backup() -> Iterator[FakeProviderServer]:
+    """A second Bedrock endpoint, healthy while the first one fails."""
+    with FakeProviderServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def brouter(fake: FakeProviderServer, backup: FakeProviderServer,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterProcess]:
     extra = f"""
 [[providers]]
 name = "aws"
@@ -67,6 +85,32 @@ input_per_mtok = "0.80"
 output_per_mtok = "3.20"
 max_output_tokens = 5000
 
+[[providers]]
+name = "awsb"
+kind = "bedrock"
+base_url = "{backup.base_url}"
+region = "us-west-2"
+api_keys = ["{CREDENTIAL}"]
+timeout_connect_s = 2
+timeout_idle_s = 5
+
+[[providers]]
+name = "aws429"
+kind = "bedrock"
+base_url = "{fake.base_url}"
+region = "us-west-2"
+api_keys = ["{CREDENTIAL}"]
+timeout_connect_s = 2
+timeout_idle_s = 5
+
+[[models]]
+id = "sonnet-failover"
+route = ["aws:{SONNET}", "awsb:{SONNET}"]
+{SONNET_PRICES}
+[[models]]
+id = "sonnet-limited"
+route = ["aws429:{SONNET}"]
+{SONNET_PRICES}
 [[providers]]
 name = "awsgw"
 kind = "bedrock_gateway"
@@ -183,12 +227,172 @@ def test_a_wrong_secret_is_refused_by_bedrock_and_not_billed(
         brouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
     account, key = brouter.new_account(1_000_000)
     client = ant(brouter, key)
-    with pytest.raises(anthropic.APIStatusError):
+    with pytest.raises(anthropic.APIStatusError) as raised:
         client.messages.create(model="awsbad/claude-sonnet-4-5", max_tokens=5,
                                messages=MESSAGES)
+    # Bedrock's 403 InvalidSignatureException is about the platform's key: a 502, no hint
+    assert raised.value.status_code == 502
+    assert "signature" not in raised.value.response.text.lower()
     (call,) = bedrock_calls(clean_fake)
     assert call.headers["authorization"].startswith("AWS4-HMAC-SHA256 ")
     paid(brouter, key, 1_000_000, 0)
+
+
+def test_openai_tools_and_an_image_reach_claude_on_bedrock_and_the_call_comes_back(
+        brouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.tool_call = ("get_weather", {"city": "Paris"})
+    account, key = brouter.new_account(1_000_000)
+    client = oai(brouter, key)
+    tools: list[Any] = [{"type": "function", "function": {
+        "name": "get_weather", "description": "Weather in a city", "parameters": WEATHER}}]
+    messages: list[Any] = [{"role": "user", "content": [
+        {"type": "text", "text": "What is the weather where this was taken?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_1X1}"}}]}]
+    first = client.chat.completions.create(model="aws/claude-sonnet-4-5", max_tokens=100,
+                                           messages=messages, tools=tools)
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    (tool_call,) = choice.message.tool_calls or []
+    assert tool_call.function.name == "get_weather"
+    assert json.loads(tool_call.function.arguments) == {"city": "Paris"}
+    (sent,) = bedrock_calls(clean_fake)
+    assert sent.path.endswith("/invoke")
+    assert sent.body["tools"] == [{"name": "get_weather", "description": "Weather in a city",
+                                   "input_schema": WEATHER}]
+    assert sent.body["messages"][0]["content"][1] == {  # the image, byte for byte
+        "type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                    "data": PNG_1X1}}
+    first_prompt = count_input_tokens(sent.body["messages"], sent.body.get("system"))
+    assert first.usage is not None and (first.usage.prompt_tokens,
+                                        first.usage.completion_tokens) == (first_prompt, 3)
+    messages += [choice.message.model_dump(exclude_none=True),
+                 {"role": "tool", "tool_call_id": tool_call.id, "content": "Sunny, 21C"}]
+    chunks = list(client.chat.completions.create(
+        model="aws/claude-sonnet-4-5", max_tokens=100, messages=messages, tools=tools,
+        stream=True, stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == words(12)
+    second = bedrock_calls(clean_fake)[-1]
+    assert second.path.endswith("/invoke-with-response-stream")
+    history = second.body["messages"]
+    assert [m["role"] for m in history] == ["user", "assistant", "user"]
+    assert [b for b in history[1]["content"] if b["type"] == "tool_use"] == [{
+        "type": "tool_use", "id": tool_call.id, "name": "get_weather",
+        "input": {"city": "Paris"}}]
+    (result,) = history[2]["content"]
+    assert result["type"] == "tool_result" and result["tool_use_id"] == tool_call.id
+    assert json.dumps(result["content"]).count("Sunny, 21C") == 1
+    second_prompt = count_input_tokens(history, second.body.get("system"))
+    assert_billed(brouter, account, 1_000_000,
+                  sonnet_cost(first_prompt, 3) + sonnet_cost(second_prompt, 12))
+
+
+def test_anthropic_tool_use_streamed_from_bedrock_with_an_image_then_the_result(
+        brouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.tool_call = ("get_weather", {"city": "Oslo"})
+    clean_fake.state.tool_call_text = "Let me check."
+    account, key = brouter.new_account(1_000_000)
+    client = ant(brouter, key)
+    tools: list[Any] = [{"name": "get_weather", "description": "Weather",
+                         "input_schema": WEATHER}]
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                         "data": PNG_1X1}}
+    messages: list[Any] = [{"role": "user", "content": [
+        image, {"type": "text", "text": "Weather where this was taken?"}]}]
+    with client.messages.stream(model="aws/claude-sonnet-4-5", max_tokens=200, tools=tools,
+                                tool_choice={"type": "tool", "name": "get_weather"},
+                                messages=messages) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "tool_use"
+    assert [b.type for b in final.content] == ["text", "tool_use"]
+    use = final.content[1]
+    assert use.type == "tool_use" and use.name == "get_weather"
+    assert use.input == {"city": "Oslo"}
+    (sent,) = bedrock_calls(clean_fake)
+    assert sent.body["messages"][0]["content"][0] == image
+    assert sent.body["tools"] == tools
+    assert sent.body["tool_choice"] == {"type": "tool", "name": "get_weather"}
+    first_prompt = count_input_tokens(sent.body["messages"])
+    assert final.usage.output_tokens == 3 + 3  # "Let me check." and three argument pieces
+    messages += [{"role": "assistant",
+                  "content": [b.model_dump(exclude_none=True) for b in final.content]},
+                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id,
+                                               "content": "Cloudy"}]}]
+    answer = client.messages.create(model="aws/claude-sonnet-4-5", max_tokens=200,
+                                    tools=tools, messages=messages)
+    assert answer.content[0].type == "text" and answer.content[0].text == words(12)
+    history = bedrock_calls(clean_fake)[-1].body["messages"]
+    assert history[1]["content"][1] == {"type": "tool_use", "id": use.id,
+                                        "name": "get_weather", "input": {"city": "Oslo"}}
+    assert history[2]["content"] == [{"type": "tool_result", "tool_use_id": use.id,
+                                      "content": "Cloudy"}]
+    assert_billed(brouter, account, 1_000_000, sonnet_cost(first_prompt, 6)
+                  + sonnet_cost(count_input_tokens(history), 12))
+
+
+def test_throttling_is_a_429_with_a_retry_after_when_no_other_target_remains(
+        brouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    # Bedrock's ThrottlingException: HTTP 429, `x-amzn-errortype`, `{"message": ...}`, and
+    # no Retry-After (AWS gives no delay): the router says how long it rests the key.
+    clean_fake.state.fail_status = 429
+    account, key = brouter.new_account(1_000_000)
+    client = ant(brouter, key)
+    with pytest.raises(anthropic.RateLimitError) as raised:
+        client.messages.create(model="sonnet-limited", max_tokens=5, messages=MESSAGES)
+    assert raised.value.status_code == 429
+    told = int(raised.value.response.headers["retry-after"])
+    assert 1 <= told <= 60
+    (call,) = bedrock_calls(clean_fake)
+    assert call.path == f"/model/{SONNET}/invoke"
+    # the key rests as long as the client was told: the next call does not reach Bedrock
+    with pytest.raises(anthropic.RateLimitError) as resting:
+        client.messages.create(model="sonnet-limited", max_tokens=5, messages=MESSAGES)
+    assert 1 <= int(resting.value.response.headers["retry-after"]) <= told
+    assert len(bedrock_calls(clean_fake)) == 1
+    assert_billed(brouter, account, 1_000_000, 0)
+
+
+def test_a_server_error_before_the_first_byte_fails_over_or_is_a_502(
+        brouter: RouterProcess, clean_fake: FakeProviderServer,
+        backup: FakeProviderServer) -> None:
+    backup.state.reset()
+    clean_fake.state.fail_status = 500  # InternalServerException
+    account, key = brouter.new_account(1_000_000)
+    client = ant(brouter, key)
+    with client.messages.with_streaming_response.create(
+            model="sonnet-failover", max_tokens=50, messages=MESSAGES, stream=True) as raw:
+        assert raw.headers["x-aura-provider"] == "awsb"
+        text = "".join(e.delta.text for e in raw.parse()
+                       if e.type == "content_block_delta" and e.delta.type == "text_delta")
+    assert text == words(12)
+    assert [c.path for c in bedrock_calls(clean_fake)] == [
+        f"/model/{SONNET}/invoke-with-response-stream"]
+    assert [c.path for c in bedrock_calls(backup)] == [
+        f"/model/{SONNET}/invoke-with-response-stream"]
+    spent = sonnet_cost(PROMPT, 12)
+    assert_billed(brouter, account, 1_000_000, spent)
+    clean_fake.state.fail_status = 503  # ServiceUnavailableException, no other target
+    with pytest.raises(anthropic.APIStatusError) as raised:
+        client.messages.create(model="aws/claude-sonnet-4-5", max_tokens=5, messages=MESSAGES)
+    assert raised.value.status_code == 502
+    assert_billed(brouter, account, 1_000_000, spent)
+    clean_fake.state.fail_status = None
+    answer = client.messages.create(model="aws/claude-sonnet-4-5", max_tokens=3,
+                                    messages=MESSAGES)
+    assert answer.usage.output_tokens == 3  # and the provider serves again
+
+
+def test_a_connection_cut_mid_stream_is_billed_for_what_streamed(
+        brouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.cut_after_chunks = 4  # Bedrock's connection drops after 4 words
+    clean_fake.state.chunk_delay_s = 0.01
+    account, key = brouter.new_account(1_000_000)
+    text = stream_until_error(ant(brouter, key), model="aws/claude-sonnet-4-5",
+                              max_tokens=50, messages=MESSAGES)
+    assert text == words(4)
+    row = brouter.last_usage(key)
+    assert (row["input_tokens"], row["output_tokens"]) == (PROMPT, 4)
+    assert row["cost_micros"] == sonnet_cost(PROMPT, 4)
+    assert_billed(brouter, account, 1_000_000, sonnet_cost(PROMPT, 4))
 
 
 def test_a_model_that_is_not_claude_goes_through_converse(

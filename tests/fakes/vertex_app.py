@@ -15,6 +15,15 @@
 - ``POST .../publishers/google/models/{m}:generateContent`` (``:streamGenerateContent``,
   ``?alt=sse``): the Gemini API's body, the same token rule; answered by the fake Gemini
   app.
+
+Faults: ``refuse_tokens = True`` answers every call 401 ``UNAUTHENTICATED``, as for a
+token this fake did not issue (or one expired), without touching the tokens it issued;
+``refused`` lists the bearers answered 401.
+For Claude, ``state.fail_status`` is answered as Vertex does (after the token check):
+Google's error body ``{"error": {"code", "message", "status"}}`` and no ``Retry-After``
+(429 ``RESOURCE_EXHAUSTED``, a quota, with no ``RetryInfo``; 500 ``INTERNAL``, 503
+``UNAVAILABLE``); the state's stream switches (``cut_after_chunks``,
+``error_before_content``, ``tool_call`` ...) are the fake Anthropic app's.
 """
 
 from __future__ import annotations
@@ -43,6 +52,14 @@ _PREDICT = "/publishers/anthropic/models/"
 _GENERATE = "/publishers/google/models/"
 
 
+_STATUSES = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+             429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE",
+             504: "DEADLINE_EXCEEDED"}
+_QUOTA = ("Quota exceeded for aiplatform.googleapis.com/online_prediction_requests_per_base_"
+          "model with base model: anthropic-{model}. Please submit a quota increase request. "
+          "https://cloud.google.com/vertex-ai/docs/generative-ai/quotas-genai.")
+
+
 def _google_error(code: int, status: str, message: str) -> bytes:
     return orjson.dumps({"error": {"code": code, "message": message, "status": status}})
 
@@ -61,6 +78,8 @@ class FakeVertex(ThreadedServer):
         self._tokens: dict[str, float] = {}  # issued token -> expiry
         self.issued: list[str] = []
         self.calls: list[tuple[str, str, dict[str, Any]]] = []  # (path, bearer, body)
+        self.refuse_tokens = False  # every bearer is one this fake did not issue
+        self.refused: list[str] = []  # the bearers answered 401
         self._anthropic = make_anthropic_app(self.state)
         self._gemini = make_gemini_app(self.state)
 
@@ -111,8 +130,10 @@ class FakeVertex(ThreadedServer):
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         bearer = headers.get("authorization", "").removeprefix("Bearer ")
         with self._lock:
-            valid = self._tokens.get(bearer, 0) > time.time()
+            valid = self._tokens.get(bearer, 0) > time.time() and not self.refuse_tokens
         if not valid:
+            with self._lock:
+                self.refused.append(bearer)
             await send_json(send, 401, _google_error(
                 401, "UNAUTHENTICATED", "Request had invalid authentication credentials."), [])
             return None
@@ -140,14 +161,23 @@ class FakeVertex(ThreadedServer):
         model, verb = scope["path"].rsplit(_PREDICT, 1)[1].split(":")
         with self._lock:
             self.calls.append((scope["path"], bearer, body))
+        status = self.state.fail_status
+        if status is not None:
+            message = _QUOTA.format(model=model.split("@")[0]) if status == 429 \
+                else "The service is currently unavailable." if status == 503 \
+                else "Internal error encountered." if status >= 500 \
+                else f"Request failed with status {status}."
+            await send_json(send, status, _google_error(
+                status, _STATUSES.get(status, "UNKNOWN"), message), [])
+            return
         if body.get("anthropic_version") != VERSION or "model" in body \
                 or (verb == "streamRawPredict") != bool(body.get("stream")):
             await send_json(send, 400, _google_error(
                 400, "INVALID_ARGUMENT", "anthropic_version must be vertex-2023-10-16, the "
                 "model is in the path, streamRawPredict streams"), [])
             return
-        body.pop("anthropic_version")
-        forwarded = orjson.dumps({**body, "model": model})
+        forwarded = orjson.dumps({**{k: v for k, v in body.items()
+                                     if k != "anthropic_version"}, "model": model})
         inner = {**scope, "path": "/v1/messages", "raw_path": b"/v1/messages",
                  "headers": [(b"x-api-key", b"vertex"), (b"anthropic-version", b"2023-06-01"),
                              (b"content-type", b"application/json")]}

@@ -38,6 +38,38 @@ def test_the_request_is_messages_without_model_at_the_models_path() -> None:
     assert vertex_base_url("proj", "us-east5").startswith("https://us-east5-aiplatform")
 
 
+class _Answer:
+    def __init__(self, status: int, body: bytes, retry_after: str | None = None) -> None:
+        self.status, self.content_type, self.retry_after = status, "application/json", \
+            retry_after
+        self.headers: dict[str, str] = {}
+        self.body = body
+
+    async def read(self, limit: int) -> bytes:
+        return self.body[:limit]
+
+
+def test_a_429_says_its_retry_info_else_the_keys_rest() -> None:
+    from router.providers.credentials import DEFAULT_COOLDOWN_S
+    from router.providers.vertex import VertexPool
+
+    rewrite = VertexPool(None).rewrite
+    quota = orjson.dumps({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
+                                    "message": "Quota exceeded for aiplatform..."}})
+    answer = trio.run(rewrite, None, _Answer(429, quota))  # as Vertex sends it for Claude
+    assert answer.status == 429 and answer.retry_after == str(int(DEFAULT_COOLDOWN_S))
+    assert trio.run(answer.read, 1 << 16) == quota  # the body is still there to read
+    timed = orjson.dumps({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED",
+                                    "message": "quota", "details": [
+                                        {"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                                         "retryDelay": "4.2s"}]}})
+    assert trio.run(rewrite, None, _Answer(429, timed)).retry_after == "5"
+    told = _Answer(429, quota, retry_after="7")
+    assert trio.run(rewrite, None, told) is told  # a header is the provider's word
+    other = _Answer(500, b"{}")
+    assert trio.run(rewrite, None, other) is other
+
+
 def test_the_service_account_is_checked_at_start(tmp_path: Path) -> None:
     assert load(json.dumps(SA), "S").email == "r@p.iam", "the JSON itself"
     (tmp_path / "sa.json").write_text(json.dumps(SA))
