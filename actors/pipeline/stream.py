@@ -25,6 +25,7 @@ bounded (`router.redact`), error events rebuilt in the router's own words.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Protocol
 
 import orjson
@@ -39,6 +40,7 @@ from router.protocols.api import ClientRequest, Meter, UpstreamOptions
 from router.protocols.translate import Bridge
 from router.providers.base import UpstreamRequest, UpstreamResponse, limit_field
 from router.providers.breaker import CircuitBreaker
+from router.providers.credentials import DEFAULT_COOLDOWN_S
 from router.redact import Redactor
 
 log = logging.getLogger("aura.stream")
@@ -187,8 +189,10 @@ async def _try_target(leg: Leg, ctx: RequestContext, upstream: UpstreamRequest,
             body = await response.read(MAX_ERROR_BODY)
             error = from_provider_status(response.status,
                                          provider_message(response.status, body, redactor))
-            if response.status == 429 and response.retry_after:
-                error.extra_headers["retry-after"] = response.retry_after
+            if response.status == 429:  # as long as the key rests: the provider's word, or
+                # (no Retry-After) the rest the credential pool gives it
+                error.extra_headers["retry-after"] = response.retry_after or \
+                    str(math.ceil(DEFAULT_COOLDOWN_S))
             return error
         outcome.provider = target.provider
         headers = ctx.base_headers + ((b"x-aura-provider", target.provider.encode()),)
