@@ -3,7 +3,6 @@ the official SDKs, to fakes that check what arrives (api-version, api-key, deplo
 
 from __future__ import annotations
 
-import base64
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import Any, Iterator
@@ -17,6 +16,8 @@ from anthropic.types import Message
 from router.catalog import build_catalog
 from tests.fakes import FakeProviderServer, count_input_tokens
 from tests.harness import RouterProcess, ant, assert_billed, oai, stream_until_error
+from tests.tool_round_trip import (DATA_URL, PARIS, PNG_1X1, TOOLS, WEATHER, the_tool_call,
+                                   weather_question)
 
 MESSAGES = [{"role": "system", "content": "Be brief."},
             {"role": "user", "content": "Say hello to the billing router."}]
@@ -404,11 +405,6 @@ def test_env_implied_azure_is_reached_by_provider_prefix_with_its_api_version(
 # (OpenRouter gets content arrays as sent and bills by our catalog, not its `usage.cost`;
 # Ollama is keyless and has text-only arrays flattened, never ones with an image.)
 
-PNG_1X1 = base64.b64encode(bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")).decode()
-DATA_URL = f"data:image/png;base64,{PNG_1X1}"
-WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 # a model of azure_router -> the provider that serves it
 VIA = {"gpt-4o-mini": "az", "claude-sonnet-4-5": "or", "llama-local": "ollama"}
 each_provider = pytest.mark.parametrize("model", list(VIA))
@@ -422,32 +418,27 @@ def billed(model: str, sent: Any, completion: int) -> int:
 @each_provider
 def test_chat_client_tool_call_round_trip_with_an_inline_image(
         azure_router: RouterProcess, clean_fake: FakeProviderServer, model: str) -> None:
-    clean_fake.state.tool_call = ("get_weather", {"city": "Paris"})
+    clean_fake.state.tool_call = PARIS
     account, key = azure_router.new_account(5_000_000)
     client = oai(azure_router, key)
-    tools: list[Any] = [{"type": "function", "function": {
-        "name": "get_weather", "description": "Weather in a city", "parameters": WEATHER}}]
-    image = {"type": "image_url", "image_url": {"url": DATA_URL}}
-    messages: list[Any] = [{"role": "user", "content": [
-        {"type": "text", "text": "What is the weather where this was taken?"}, image]}]
+    messages = weather_question()
+    image = messages[0]["content"][1]  # the inline PNG
     raw = client.chat.completions.with_raw_response.create(
-        model=model, messages=messages, tools=tools, tool_choice="auto")
+        model=model, messages=messages, tools=TOOLS, tool_choice="auto")
     assert raw.headers["x-aura-provider"] == VIA[model]
     first = raw.parse()
-    choice = first.choices[0]
-    assert choice.finish_reason == "tool_calls"
-    (call,) = choice.message.tool_calls or []
-    assert call.function.name == "get_weather" and call.function.arguments == '{"city":"Paris"}'
+    choice, call = the_tool_call(first)
+    assert call.function.arguments == '{"city":"Paris"}'
     sent = clean_fake.state.last
     assert sent.body["messages"][0]["content"] == messages[0]["content"]  # the image intact
-    assert sent.body["tools"] == tools and sent.body["tool_choice"] == "auto"
+    assert sent.body["tools"] == TOOLS and sent.body["tool_choice"] == "auto"
     assert first.usage is not None and (first.usage.prompt_tokens, first.usage.completion_tokens
                                         ) == (count_input_tokens(sent.body["messages"]), 3)
     spent = billed(model, sent, 3)  # three argument fragments
     assert azure_router.last_usage(key)["cost_micros"] == spent
     messages += [choice.message.model_dump(exclude_none=True),
                  {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21C"}]
-    chunks = list(client.chat.completions.create(model=model, messages=messages, tools=tools,
+    chunks = list(client.chat.completions.create(model=model, messages=messages, tools=TOOLS,
                                                  stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == TEXT
     sent = clean_fake.state.last

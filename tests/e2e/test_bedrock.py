@@ -25,16 +25,14 @@ from tests.fakes.bedrock_app import KNOWN_KEYS
 from tests.fakes.state import count_input_tokens
 from tests.harness import (JWT_SECRET, RouterProcess, ant, assert_billed, oai,
                            router_config, stream_until_error, words)
+from tests.tool_round_trip import (PARIS, PNG_1X1, TOOLS, WEATHER, ask_for_a_tool_call,
+                                   weather_question)
 
 AKID = next(iter(KNOWN_KEYS))
 CREDENTIAL = f"{AKID}:{KNOWN_KEYS[AKID]}:FwoGZXIvYXdzEFAKESESSIONTOKEN"
 MESSAGES: list[Any] = [{"role": "user", "content": "Tell me a story."}]
 PROMPT = count_input_tokens(MESSAGES)
 SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
-WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-PNG_1X1 = base64.b64encode(bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")).decode()
 SONNET_PRICES = """
 input_per_mtok = "3.00"
 output_per_mtok = "15.00"
@@ -240,21 +238,12 @@ def test_a_wrong_secret_is_refused_by_bedrock_and_not_billed(
 
 def test_openai_tools_and_an_image_reach_claude_on_bedrock_and_the_call_comes_back(
         brouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
-    clean_fake.state.tool_call = ("get_weather", {"city": "Paris"})
+    clean_fake.state.tool_call = PARIS
     account, key = brouter.new_account(1_000_000)
     client = oai(brouter, key)
-    tools: list[Any] = [{"type": "function", "function": {
-        "name": "get_weather", "description": "Weather in a city", "parameters": WEATHER}}]
-    messages: list[Any] = [{"role": "user", "content": [
-        {"type": "text", "text": "What is the weather where this was taken?"},
-        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_1X1}"}}]}]
-    first = client.chat.completions.create(model="aws/claude-sonnet-4-5", max_tokens=100,
-                                           messages=messages, tools=tools)
-    choice = first.choices[0]
-    assert choice.finish_reason == "tool_calls"
-    (tool_call,) = choice.message.tool_calls or []
-    assert tool_call.function.name == "get_weather"
-    assert json.loads(tool_call.function.arguments) == {"city": "Paris"}
+    messages = weather_question()
+    first, choice, tool_call = ask_for_a_tool_call(
+        client, "aws/claude-sonnet-4-5", max_tokens=100, messages=messages, tools=TOOLS)
     (sent,) = bedrock_calls(clean_fake)
     assert sent.path.endswith("/invoke")
     assert sent.body["tools"] == [{"name": "get_weather", "description": "Weather in a city",
@@ -268,7 +257,7 @@ def test_openai_tools_and_an_image_reach_claude_on_bedrock_and_the_call_comes_ba
     messages += [choice.message.model_dump(exclude_none=True),
                  {"role": "tool", "tool_call_id": tool_call.id, "content": "Sunny, 21C"}]
     chunks = list(client.chat.completions.create(
-        model="aws/claude-sonnet-4-5", max_tokens=100, messages=messages, tools=tools,
+        model="aws/claude-sonnet-4-5", max_tokens=100, messages=messages, tools=TOOLS,
         stream=True, stream_options={"include_usage": True}))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == words(12)
     second = bedrock_calls(clean_fake)[-1]

@@ -8,7 +8,6 @@ the router's own count.
 
 from __future__ import annotations
 
-import base64
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import Any, Iterator
@@ -21,12 +20,10 @@ import pytest
 from tests.fakes import FakeProviderServer
 from tests.fakes.gemini_app import count_gemini_input_tokens
 from tests.harness import JWT_SECRET, RouterProcess, ant, assert_billed, oai, router_config
+from tests.tool_round_trip import (PARIS, PNG_1X1, TOOLS, WEATHER, ask_for_a_tool_call,
+                                   weather_question)
 
 FLASH = (Decimal("0.30"), Decimal("2.50"), Decimal("0.03"))  # gemini-2.5-flash list prices
-PNG_1X1 = base64.b64encode(bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")).decode()
-WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 WORDS = " ".join(f"w{i}" for i in range(12))
 
 
@@ -149,20 +146,12 @@ def test_chat_stream_ends_without_done_upstream_and_shows_the_usage(
 
 def test_chat_tool_call_round_trip_and_an_inline_image(
         grouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
-    clean_fake.state.tool_call = ("get_weather", {"city": "Paris"})
+    clean_fake.state.tool_call = PARIS
     account, key = grouter.new_account(2_000_000)
     client = oai(grouter, key)
-    tools: list[Any] = [{"type": "function", "function": {
-        "name": "get_weather", "description": "Weather in a city", "parameters": WEATHER}}]
-    messages: list[Any] = [{"role": "user", "content": [
-        {"type": "text", "text": "What is the weather where this was taken?"},
-        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_1X1}"}}]}]
-    first = client.chat.completions.create(model="gemini-3.6-flash", messages=messages,
-                                           tools=tools, tool_choice="auto")
-    choice = first.choices[0]
-    assert choice.finish_reason == "tool_calls"
-    (tool_call,) = choice.message.tool_calls or []
-    assert tool_call.function.name == "get_weather"
+    messages = weather_question()
+    _, choice, tool_call = ask_for_a_tool_call(client, "gemini-3.6-flash", messages=messages,
+                                               tools=TOOLS, tool_choice="auto")
     assert tool_call.function.arguments == '{"city":"Paris"}'
     request = gemini_calls(clean_fake)[-1].body
     assert request["contents"][0]["parts"][1] == {
@@ -174,7 +163,7 @@ def test_chat_tool_call_round_trip_and_an_inline_image(
     messages += [choice.message.model_dump(exclude_none=True),
                  {"role": "tool", "tool_call_id": tool_call.id, "content": "Sunny, 21C"}]
     second = client.chat.completions.create(model="gemini-3.6-flash", messages=messages,
-                                            tools=tools, stream=True)
+                                            tools=TOOLS, stream=True)
     text = "".join(c.choices[0].delta.content or "" for c in second if c.choices)
     assert text == WORDS
     history = gemini_calls(clean_fake)[-1].body["contents"]

@@ -17,18 +17,14 @@ import pytest
 
 from tests.fakes import FakeProviderServer, count_input_tokens
 from tests.harness import RouterProcess, ant, assert_billed, oai
+from tests.tool_round_trip import PNG_1X1, WEATHER
 
 HAIKU = (Decimal("1.00"), Decimal("5.00"), Decimal("0.10"), Decimal("1.25"))
 GPT_MINI = (Decimal("0.15"), Decimal("0.60"), Decimal("0.075"), Decimal("0.15"))
-PNG_1X1 = base64.b64encode(bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")).decode()
 WEATHER_TOOL_OPENAI = {"type": "function", "function": {
-    "name": "get_weather", "description": "Current weather in a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                   "required": ["city"]}}}
+    "name": "get_weather", "description": "Current weather in a city", "parameters": WEATHER}}
 WEATHER_TOOL_ANTHROPIC = {"name": "get_weather", "description": "Current weather in a city",
-                          "input_schema": WEATHER_TOOL_OPENAI["function"]["parameters"]}
+                          "input_schema": WEATHER}
 
 
 def cost(prices: tuple[Decimal, ...], inp: int, out: int, read: int = 0, write: int = 0) -> int:

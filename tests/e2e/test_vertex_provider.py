@@ -6,7 +6,6 @@ issue, 5xx, a stream cut mid-way); a service account that cannot be used stops t
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import os
@@ -28,6 +27,8 @@ from tests.fakes.state import count_input_tokens
 from tests.fakes.vertex_app import FakeVertex
 from tests.harness import (RouterProcess, ant, assert_billed, oai, router_config,
                            stream_until_error, words)
+from tests.tool_round_trip import (PARIS, PNG_1X1, TOOLS, WEATHER, ask_for_a_tool_call,
+                                   weather_question)
 
 EMAIL = "router@platform-project.iam.gserviceaccount.com"
 MODEL = """
@@ -51,10 +52,6 @@ output_per_mtok = "4.00"
 """
 HAIKU = ("/v1/projects/platform-project/locations/us-east5/publishers/anthropic/models/"
          "claude-3-5-haiku@20241022")
-WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-PNG_1X1 = base64.b64encode(bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")).decode()
 HI: list[Any] = [{"role": "user", "content": "hi"}]
 
 
@@ -169,21 +166,12 @@ def claude_calls(vertex: FakeVertex) -> list[tuple[str, str, dict[str, Any]]]:
 
 def test_openai_tools_and_an_image_reach_claude_on_vertex_and_the_result_goes_back(
         routed: RouterProcess, clean_vertex: FakeVertex) -> None:
-    clean_vertex.state.tool_call = ("get_weather", {"city": "Paris"})
+    clean_vertex.state.tool_call = PARIS
     account, key = routed.new_account(1_000_000)
     client = oai(routed, key)
-    tools: list[Any] = [{"type": "function", "function": {
-        "name": "get_weather", "description": "Weather in a city", "parameters": WEATHER}}]
-    messages: list[Any] = [{"role": "user", "content": [
-        {"type": "text", "text": "What is the weather where this was taken?"},
-        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_1X1}"}}]}]
-    first = client.chat.completions.create(model="claude-on-vertex", max_tokens=100,
-                                           messages=messages, tools=tools)
-    choice = first.choices[0]
-    assert choice.finish_reason == "tool_calls"
-    (tool_call,) = choice.message.tool_calls or []
-    assert tool_call.function.name == "get_weather"
-    assert json.loads(tool_call.function.arguments) == {"city": "Paris"}
+    messages = weather_question()
+    first, choice, tool_call = ask_for_a_tool_call(
+        client, "claude-on-vertex", max_tokens=100, messages=messages, tools=TOOLS)
     ((path, _, body),) = claude_calls(clean_vertex)
     assert path == HAIKU + ":rawPredict"
     assert body["anthropic_version"] == "vertex-2023-10-16" and "model" not in body
@@ -198,7 +186,7 @@ def test_openai_tools_and_an_image_reach_claude_on_vertex_and_the_result_goes_ba
     messages += [choice.message.model_dump(exclude_none=True),
                  {"role": "tool", "tool_call_id": tool_call.id, "content": "Sunny, 21C"}]
     chunks = list(client.chat.completions.create(
-        model="claude-on-vertex", max_tokens=100, messages=messages, tools=tools,
+        model="claude-on-vertex", max_tokens=100, messages=messages, tools=TOOLS,
         stream=True, stream_options={"include_usage": True}))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == words(12)
     path, _, body = claude_calls(clean_vertex)[-1]
