@@ -20,7 +20,7 @@ from actors.pipeline.idempotency import RecordingSink
 from actors.pipeline.reserve import refuse
 from router.auth.principal import Principal
 from router.catalog import ModelSpec
-from router.errors import BillingUnavailable, InsufficientFunds
+from router.errors import InsufficientFunds
 from router.gateway import ClientSink, ModelCall, Settled
 from router.ledger.base import UsageRecord
 from router.protocols.api import ClientRequest, Meter
@@ -42,7 +42,7 @@ async def lookup(rt: "Runtime", call: ModelCall, principal: Principal,
     key = cache_key(call.api, request.body, request.stream, scope)
     try:
         return key, await store.get(key)
-    except (BillingUnavailable, OSError, ValueError, KeyError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a cache that fails never fails the request
         log.warning("response cache unavailable (%s): served as a miss", type(exc).__name__)
         return key, None
 
@@ -88,5 +88,5 @@ async def remember(rt: "Runtime", key: str, recorded: RecordingSink, meter: Mete
     try:
         await store.put(key, CachedAnswer(recorded.content_type, body, settled.usage,
                                           model.id), rt.config.cache_ttl_s)
-    except (BillingUnavailable, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a cache that fails never fails the request
         log.warning("response cache unavailable (%s): answer not kept", type(exc).__name__)
