@@ -25,6 +25,8 @@ from actors.pipeline.request import limit_rate, run_model_call
 from actors.pipeline.reserve import HoldPolicy
 from actors.pipeline.settle import Billing
 from actors.services.jwks_refresher import JwksKeyring
+from actors.services.metrics import MetricsObserver
+from actors.services.metrics import refresh as refresh_metrics
 from actors.services.outbox import Doorbell
 from router.auth.jwks import jwks_settings
 from router.auth.principal import Principal
@@ -38,6 +40,7 @@ from router.providers.base import Provider
 from router.providers.registry import adapter
 from router.ratelimit import Limiter, RateLimiter
 from router.redact import Redactor
+from router.metrics import RouterMetrics
 from router.response_cache import MemoryStore, RedisStore, ResponseStore
 
 if TYPE_CHECKING:
@@ -71,6 +74,7 @@ class Runtime:
     outbox_doorbell: Doorbell = field(default_factory=Doorbell)
     # RESPONSE_CACHE: where whole answers to deterministic requests are kept.
     response_cache: ResponseStore | None = None
+    metrics: RouterMetrics = field(default_factory=RouterMetrics)
 
     # --- the stores, by their interfaces ---------------------------------------------
 
@@ -141,6 +145,11 @@ class Runtime:
             reasons.append(why)
         return reasons
 
+    async def metrics_text(self) -> tuple[bytes, str]:
+        """`/metrics`: the state gauges refreshed, then everything rendered."""
+        await refresh_metrics(self, self.metrics)
+        return self.metrics.render()
+
     def observe(self, outcome: Outcome) -> None:
         for observer in self.observers:
             observer.request_finished(outcome)
@@ -186,6 +195,7 @@ def build_runtime(config: Config) -> Runtime:
                          if spec.base_url])
     jwks = JwksKeyring(settings, refresh_s=config.jwks_refresh_s,
                        min_refresh_s=config.jwks_min_refresh_s) if settings else None
+    metrics = RouterMetrics()
     return Runtime(config=config, stores=stores,
                    auth=Authenticator(config, stores.keys, stores.accounts, time.time, jwks),
                    jwks=jwks,
@@ -193,9 +203,10 @@ def build_runtime(config: Config) -> Runtime:
                    hold_policy=HoldPolicy(config.hold_policy == "affordable",
                                           config.min_output_tokens, config.hold_ttl_s,
                                           instance.id),
-                   observers=[RequestLog()] if config.log_requests else [],
+                   observers=[*([RequestLog()] if config.log_requests else []),
+                              MetricsObserver(metrics)],
                    shared_redis=shared_redis,
-                   response_cache=_response_cache(config, shared_redis))
+                   response_cache=_response_cache(config, shared_redis), metrics=metrics)
 
 
 def _response_cache(config: Config, shared_redis: "RedisSession | None"

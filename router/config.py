@@ -139,6 +139,7 @@ _SETTINGS: tuple[Setting, ...] = (
     Setting("aura_storage_token", ("AURA_STORAGE_TOKEN",), None),
     Setting("store_messages", ("STORE_MESSAGES",), None, _bool),
     Setting("outbox_retry_max_s", ("OUTBOX_RETRY_MAX_S",), 300.0, _seconds),
+    Setting("metrics_public", ("METRICS_PUBLIC",), True, _bool),
     Setting("response_cache", ("RESPONSE_CACHE",), "off"),
     Setting("cache_ttl_s", ("CACHE_TTL_S",), 3600.0, _seconds),
     Setting("cache_scope", ("CACHE_SCOPE",), "account"),
@@ -222,6 +223,7 @@ class Config:
     aura_storage_token: str | None = field(repr=False)
     store_messages: bool | None  # None: on when AURA_STORAGE_URL is set
     outbox_retry_max_s: float
+    metrics_public: bool
     response_cache: str
     cache_ttl_s: float
     cache_scope: str

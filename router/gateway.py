@@ -167,6 +167,10 @@ class Gateway(Protocol):
 
     async def provider_stats(self) -> list[dict[str, object]]: ...
 
+    async def metrics_text(self) -> tuple[bytes, str]:
+        """The Prometheus exposition of this process (body, content type)."""
+        ...
+
     async def unready_reasons(self) -> list[str]:
         """Why the router cannot serve now (empty: ready)."""
         ...

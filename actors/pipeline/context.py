@@ -68,6 +68,7 @@ class Outcome:
     judged: bool = False  # the provider's breaker got a verdict from this attempt
     settled: Settled | None = None
     tier: str | None = None  # `auto*` models: the classifier's verdict (router/tiers.py)
+    overrun_micros: int = 0  # cost past the hold: the platform's loss
 
     @property
     def duration_ms(self) -> float:

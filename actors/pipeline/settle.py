@@ -88,6 +88,7 @@ class Billing:
         usage = self.meter.usage(self.estimated_input)
         cost = self.model.prices.cost_micros(usage)
         if cost > reservation.hold_micros:
+            self.outcome.overrun_micros = cost - reservation.hold_micros
             log.warning("request %s cost %d micro-USD over its hold of %d; capturing the "
                         "hold, the rest is the platform's loss", reservation.request_id,
                         cost, reservation.hold_micros)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 import orjson
-from quart import request
+from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
@@ -18,7 +18,8 @@ from router.gateway import Gateway
 from router.ledger.export import iso_utc
 from router.redact import quote_input
 from router.transports.admin import admin_routes
-from router.transports.common import caller_shape, error_response, json_body, json_response
+from router.transports.common import (caller_shape, error_response, json_body,
+                                      json_response, require_admin)
 
 
 def _dollars(micros: int) -> float:
@@ -63,6 +64,13 @@ def build_quart_app(gw: Gateway) -> QuartTrio:
             return json_response({"status": "unavailable", "reasons": reasons}, 503)
         return json_response({"status": "ready",
                               "providers": len(gw.config.catalog.providers)})
+
+    @app.get("/metrics")
+    async def metrics():  # type: ignore[no-untyped-def]
+        if not gw.config.metrics_public:
+            require_admin(gw.config.admin_api_key)
+        body, content_type = await gw.metrics_text()
+        return Response(body, 200, {"content-type": content_type})
 
     @app.get("/v1/models")
     async def models():  # type: ignore[no-untyped-def]
