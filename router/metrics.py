@@ -1,4 +1,4 @@
-"""The router's Prometheus metrics (SPEC §11 names, docs/configuration.md#metrics), one
+"""The router's Prometheus metrics (their names and labels: docs/configuration.md#metrics), one
 registry per process.
 
 Counters and histograms are fed by the request observer once per call, after its

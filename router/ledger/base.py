@@ -191,7 +191,7 @@ def event_id(sink: str, request_id: str) -> str:
 
 
 class Outbox(Protocol):
-    """The durable outbox (SPEC §9.2): events written with the settlements they describe,
+    """The durable outbox (docs/integration.md): events written with the settlements they describe,
     claimed by one shipper at a time, in order per (sink, account)."""
 
     async def configure(self, sinks: frozenset[str]) -> None:
