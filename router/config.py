@@ -144,6 +144,11 @@ _SETTINGS: tuple[Setting, ...] = (
     Setting("cache_ttl_s", ("CACHE_TTL_S",), 3600.0, _seconds),
     Setting("cache_scope", ("CACHE_SCOPE",), "account"),
     Setting("cache_hit_price", ("CACHE_HIT_PRICE",), Decimal(0), _fraction),
+    Setting("log_level", ("LOG_LEVEL",), "info"),
+    Setting("log_format", ("LOG_FORMAT",), "json"),
+    Setting("allow_providers_without_keys", ("ALLOW_PROVIDERS_WITHOUT_KEYS",), False, _bool),
+    Setting("provider_probe_s", ("PROVIDER_PROBE_S",), 30.0, _seconds),
+    Setting("router_secret_key", ("ROUTER_SECRET_KEY",), None),
 )
 
 # Secrets: `doctor` and logs show only whether they are set.
@@ -152,7 +157,7 @@ SECRET_FIELDS = frozenset({"admin_api_key", "auth_cookie_secret", "internal_serv
                            "database_url", "z_billing_api_key", "aura_network_token",
                            "aura_storage_token", "google_ai_api_key",
                            "azure_openai_api_key", "openrouter_api_key",
-                           "vertex_ai_service_account_json"})
+                           "vertex_ai_service_account_json", "router_secret_key"})
 
 
 @dataclass(frozen=True)
@@ -228,6 +233,11 @@ class Config:
     cache_ttl_s: float
     cache_scope: str
     cache_hit_price: Decimal
+    log_level: str  # debug | info | warning | error
+    log_format: str  # json | text
+    allow_providers_without_keys: bool  # start anyway, /ready 503 until they have one
+    provider_probe_s: float  # how often each provider's upstream is probed
+    router_secret_key: str | None = field(repr=False)  # AES-GCM key of the provider store
     config_path: str | None
     catalog: Catalog = field(repr=False)
     tiers: TierConfig = field(repr=False, default=TierConfig({}))
@@ -360,7 +370,7 @@ def load_config(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] |
                  "sse_heartbeat_s", "ws_max_streams", "ws_max_frame_bytes",
                  "ws_auth_timeout_s", "ws_ping_interval_s", "jwks_refresh_s",
                  "jwks_min_refresh_s", "outbox_retry_max_s", "z_billing_timeout_s",
-                 "cache_ttl_s"):
+                 "cache_ttl_s", "provider_probe_s"):
         if values[name] <= 0:
             raise ConfigError(f"{name.upper()} must be positive")
 
