@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 from functools import partial
 from typing import Any, Callable
 
@@ -23,14 +22,16 @@ from hypercorn.trio import serve as hypercorn_serve
 from actors.services.credential_files import CredentialFileWatcher
 from actors.services.jwks_refresher import JwksRefresher
 from actors.services.ledger_maintenance import HoldSweeper, LeaseKeeper, StoreUpkeep
+from actors.services.metrics import MetricsRefresher
 from actors.services.outbox import OutboxShipper, build_sinks, derived_sinks
-from actors.services.providers import ProviderActor
+from actors.services.provider_store import start_providers
 from actors.services.shared_state import start_shared_state
 from actors.runtime import Runtime, build_runtime
 from actors.services.stream_hub import StreamHub
 from actors.services.vertex_tokens import VertexTokenKeeper
 from actors.supervisor import Supervisor
 from router.config import Config
+from router.logs import configure_logging
 from router.providers.google_sa import load as load_service_account
 from router.transports.http import build_app
 from router.transports.hypercorn_guard import contain_connection_failures
@@ -81,9 +82,9 @@ async def start_actors(rt: Runtime, nursery: trio.Nursery) -> None:
         await nursery.start(Supervisor("outbox", lambda: OutboxShipper(
             rt.outbox, sinks, rt.outbox_doorbell, retry_max_s=rt.config.outbox_retry_max_s,
             clock=rt.clock)).run)
-    for name, provider in rt.providers.items():
-        supervisor = Supervisor(f"provider:{name}", lambda p=provider: ProviderActor(p))
-        rt.provider_handles[name] = await nursery.start(supervisor.run)
+    # One supervisor per provider version, the stored providers over the configured ones,
+    # and the watcher that swaps them when the provider store changes.
+    await start_providers(rt, nursery)
     await start_claude_code_watcher(rt, nursery)
     await start_vertex_tokens(rt, nursery)
     # The hub's streams call providers, so it starts after them (and stops before them).
@@ -91,6 +92,8 @@ async def start_actors(rt: Runtime, nursery: trio.Nursery) -> None:
                                            buffer_bytes=rt.config.stream_buffer_bytes).run)
     if (ring := rt.jwks) is not None:  # its first fetch is over (or failed) before traffic
         await nursery.start(Supervisor("jwks-refresher", lambda: JwksRefresher(ring)).run)
+    if rt.metrics.multiprocess:  # WORKERS=N: a scrape reads this worker's gauges from a file
+        await nursery.start(Supervisor("metrics", lambda: MetricsRefresher(rt)).run)
 
 
 async def start_vertex_tokens(rt: Runtime, nursery: trio.Nursery) -> None:
@@ -130,9 +133,7 @@ async def serve(config: Config, *, on_listening: Callable[[list[str]], None] | N
                 handle_signals: bool = True,
                 task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
     contain_connection_failures()
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call
-    logging.getLogger("coredis").setLevel(logging.WARNING)  # a traceback per lost connection
+    configure_logging(config)  # LOG_LEVEL, LOG_FORMAT (router/logs.py)
     rt = build_runtime(config)
     try:
         async with rt.stores.session(), trio.open_nursery() as nursery:

@@ -25,13 +25,13 @@ from actors.pipeline.request import limit_rate, run_model_call
 from actors.pipeline.reserve import HoldPolicy
 from actors.pipeline.settle import Billing
 from actors.services.jwks_refresher import JwksKeyring
-from actors.services.metrics import MetricsObserver
+from actors.services.metrics import LiveGauges, MetricsObserver
 from actors.services.metrics import refresh as refresh_metrics
 from actors.services.outbox import Doorbell
+from actors.services.readiness import ServiceChecks, readiness
 from router.auth.jwks import jwks_settings
 from router.auth.principal import Principal
 from router.config import Config
-from router.errors import BillingUnavailable
 from router.gateway import ClientSink, ModelCall, Streams, TokenCount
 from router.ledger.base import AccountBook, BillingLedger, IdempotencyStore, Instance, KeyStore
 from router.ledger.base import Outbox, UsageReports
@@ -45,6 +45,7 @@ from router.response_cache import MemoryStore, RedisStore, ResponseStore
 
 if TYPE_CHECKING:
     from actors.services.stream_hub import StreamHub
+    from router.providers.spec import ProviderSpec
     from router.shared.redis import RedisSession
 
 
@@ -75,6 +76,13 @@ class Runtime:
     # RESPONSE_CACHE: where whole answers to deterministic requests are kept.
     response_cache: ResponseStore | None = None
     metrics: RouterMetrics = field(default_factory=RouterMetrics)
+    # /ready: the shared services' last good answers (a busy readiness probe stays cheap).
+    readiness_checks: ServiceChecks = field(default_factory=ServiceChecks)
+    # The provider store (actors.services.provider_store): which running providers came
+    # from it, and what the admin API calls. Its fleet swaps `providers`,
+    # `provider_handles`, `config` (the catalog) and `redactor` when the store changes.
+    provider_sources: dict[str, str] = field(default_factory=dict)
+    provider_admin: Any = None
 
     # --- the stores, by their interfaces ---------------------------------------------
 
@@ -123,27 +131,22 @@ class Runtime:
                                   passthrough, self.redactor)
 
     async def provider_stats(self) -> list[dict[str, object]]:
-        return [await handle.ask(lambda reply: PoolStats(reply))
-                for handle in self.provider_handles.values()]
+        # A copy: the provider store may swap a provider while the actors answer.
+        return [{**await handle.ask(lambda reply: PoolStats(reply)),
+                 "source": self.provider_sources.get(name, "config")}
+                for name, handle in list(self.provider_handles.items())]
+
+    def refresh_redactor(self) -> None:
+        """After the providers changed: their keys and URLs are redacted too."""
+        self.redactor = redactor_for(self.config, [p.spec for p in self.providers.values()])
+
+    async def readiness(self) -> dict[str, object]:
+        """`/ready`'s body (`actors.services.readiness`): "reasons" when not ready."""
+        return await readiness(self, self.readiness_checks)
 
     async def unready_reasons(self) -> list[str]:
-        reasons = []
-        try:
-            await self.stores.ping()
-        except BillingUnavailable as exc:
-            reasons.append(f"ledger unreachable ({self.stores.backend} at "
-                           f"{self.stores.where}): {exc}")
-        except Exception as exc:  # noqa: BLE001 - the point is to report it, whatever it is
-            reasons.append(f"ledger unusable: {type(exc).__name__}")
-        stats = await self.provider_stats()
-        if not any(s["usable"] for s in stats):
-            reasons.append("no provider is usable: " + "; ".join(
-                f"{s['name']}: " + ("not running" if not s["running"] else
-                                    "circuit open" if s["breaker"]["state"] == "open"
-                                    else "every credential refused") for s in stats))
-        if self.jwks is not None and (why := self.jwks.unready_reason()):
-            reasons.append(why)
-        return reasons
+        reasons = (await self.readiness()).get("reasons")
+        return list(reasons) if isinstance(reasons, list) else []
 
     async def metrics_text(self) -> tuple[bytes, str]:
         """`/metrics`: the state gauges refreshed, then everything rendered."""
@@ -151,6 +154,7 @@ class Runtime:
         return self.metrics.render()
 
     def observe(self, outcome: Outcome) -> None:
+        outcome.finished_at = time.perf_counter()  # one duration for every observer
         for observer in self.observers:
             observer.request_finished(outcome)
 
@@ -166,6 +170,16 @@ def _entering_both(first: Callable[[], AbstractAsyncContextManager[Any]],
 
 
 COMPOUND_PART_MIN = 16  # AWS key ids are 20 characters, secrets 40; `profile:` is not one
+
+
+def redactor_for(config: Config, specs: "list[ProviderSpec]") -> Redactor:
+    """What provider words are cleaned of: every provider key and URL, every secret."""
+    keys = [key for spec in specs for key in spec.api_keys]
+    # A compound credential (Bedrock's `AKID:SECRET[:TOKEN]`) is redacted part by part too.
+    parts = [part for key in keys if ":" in key for part in key.split(":")
+             if len(part) >= COMPOUND_PART_MIN]
+    return Redactor(keys + parts + config.secrets(),
+                    [spec.base_url for spec in specs if spec.base_url])
 
 
 def build_runtime(config: Config) -> Runtime:
@@ -186,27 +200,26 @@ def build_runtime(config: Config) -> Runtime:
     # A short id: every hold carries it (host and pid are in the instances table).
     instance = Instance(secrets.token_hex(6), socket.gethostname(), os.getpid(), now,
                         now + config.lease_s)
-    keys = [key for spec in config.catalog.providers.values() for key in spec.api_keys]
-    # A compound credential (Bedrock's `AKID:SECRET[:TOKEN]`) is redacted part by part too.
-    parts = [part for key in keys if ":" in key for part in key.split(":")
-             if len(part) >= COMPOUND_PART_MIN]
-    redactor = Redactor(keys + parts + config.secrets(),
-                        [spec.base_url for spec in config.catalog.providers.values()
-                         if spec.base_url])
+    redactor = redactor_for(config, list(config.catalog.providers.values()))
     jwks = JwksKeyring(settings, refresh_s=config.jwks_refresh_s,
                        min_refresh_s=config.jwks_min_refresh_s) if settings else None
-    metrics = RouterMetrics()
-    return Runtime(config=config, stores=stores,
-                   auth=Authenticator(config, stores.keys, stores.accounts, time.time, jwks),
-                   jwks=jwks,
-                   providers=providers, redactor=redactor, instance=instance,
-                   hold_policy=HoldPolicy(config.hold_policy == "affordable",
-                                          config.min_output_tokens, config.hold_ttl_s,
-                                          instance.id),
-                   observers=[*([RequestLog()] if config.log_requests else []),
-                              MetricsObserver(metrics)],
-                   shared_redis=shared_redis,
-                   response_cache=_response_cache(config, shared_redis), metrics=metrics)
+    # WORKERS=N: the supervisor started this worker with the workers' shared directory.
+    metrics = RouterMetrics(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+                            if config.workers > 1 else None)
+    rt = Runtime(config=config, stores=stores,
+                 auth=Authenticator(config, stores.keys, stores.accounts, time.time, jwks),
+                 jwks=jwks,
+                 providers=providers, redactor=redactor, instance=instance,
+                 hold_policy=HoldPolicy(config.hold_policy == "affordable",
+                                        config.min_output_tokens, config.hold_ttl_s,
+                                        instance.id),
+                 observers=[*([RequestLog()] if config.log_requests else []),
+                            MetricsObserver(metrics)],
+                 shared_redis=shared_redis,
+                 response_cache=_response_cache(config, shared_redis), metrics=metrics)
+    if metrics.multiprocess:  # a scrape reads this worker's gauges from its file
+        rt.observers.append(LiveGauges(rt))
+    return rt
 
 
 def _response_cache(config: Config, shared_redis: "RedisSession | None"

@@ -18,6 +18,10 @@ the ledger or serves a request. It
   (`RestartBudget`, pure), logging why; a worker that cannot start the first time stops
   the whole thing (as a single router that cannot start does), and so does a worker
   past its budget: the supervisor then exits 1;
+* gives the workers one fresh private `PROMETHEUS_MULTIPROC_DIR` (made before the first
+  worker starts, removed when the supervisor exits): each worker's metrics live in files
+  there, and a scrape on any worker renders them all (router/metrics.py); a worker that
+  exits has its live gauges removed (`mark_process_dead`), its counters kept;
 * on SIGTERM or SIGINT sends SIGTERM to every worker (each finishes its in-flight
   requests for `SHUTDOWN_GRACE_S`, then settles and stops), waits for them, kills what is
   left after the grace plus `STOP_MARGIN_S` (at once on a second signal) and exits 0.
@@ -43,15 +47,19 @@ from __future__ import annotations
 import logging
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
-import sys
+import tempfile
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 import trio
+from prometheus_client.multiprocess import mark_process_dead
+
+from router.logs import configure_logging
 
 if TYPE_CHECKING:
     from router.config import Config
@@ -172,9 +180,11 @@ class Worker:
     the process, is what the supervisor's nursery owns: one task per slot."""
 
     def __init__(self, index: int, command: Callable[[int], list[str]], stop: _Stop,
-                 grace_s: float, budget: RestartBudget) -> None:
+                 grace_s: float, budget: RestartBudget, metrics_dir: str | None = None
+                 ) -> None:
         self.index = index
         self.command = command
+        self.metrics_dir = metrics_dir  # the workers' PROMETHEUS_MULTIPROC_DIR
         self.stop = stop
         self.grace_s = grace_s
         self.budget = budget
@@ -207,9 +217,11 @@ class Worker:
         ours, theirs = socket.socketpair()
         with trio.socket.from_stdlib_socket(ours) as status:
             try:
+                env = None if self.metrics_dir is None else {
+                    **os.environ, "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir}
                 proc = await trio.lowlevel.open_process(
                     self.command(theirs.fileno()), pass_fds=(theirs.fileno(),),
-                    stdin=subprocess.DEVNULL, process_group=0)
+                    stdin=subprocess.DEVNULL, process_group=0, env=env)
             finally:
                 theirs.close()  # the worker's end lives in the worker only: EOF = gone
             self.pid = proc.pid
@@ -224,6 +236,8 @@ class Worker:
                     with trio.CancelScope(shield=True):
                         await self._terminate(proc)
             assert proc.returncode is not None
+            if self.metrics_dir is not None:  # its holds, streams and connections are gone
+                mark_process_dead(proc.pid, self.metrics_dir)
             return proc.returncode  # the status socket closes here, after the process
 
     async def _note_ready(self, status: trio.socket.SocketType, pid: int) -> None:
@@ -283,16 +297,14 @@ async def supervise(config: "Config", command: WorkerCommand,
     worker that cannot be kept running (1)."""
     stop = _Stop()
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        try:
-            reservation = reserve_port(config.host, config.port)
-        except OSError as exc:
-            log.error("cannot bind %s:%s: %s", config.host, config.port, exc)
-            return 1
+        # A port that cannot be bound raises: `aura-router` says so in one line, exit 1.
+        reservation = reserve_port(config.host, config.port)
+        metrics_dir = tempfile.mkdtemp(prefix="aura-metrics-")
         with reservation:
             host, port = reservation.getsockname()[:2]
             url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
             workers = [Worker(i, lambda fd: command(port, fd), stop, config.shutdown_grace_s,
-                              budget()) for i in range(config.workers)]
+                              budget(), metrics_dir) for i in range(config.workers)]
             failed = False
             try:
                 async with trio.open_nursery() as outer:
@@ -306,13 +318,15 @@ async def supervise(config: "Config", command: WorkerCommand,
                 failed = True
                 for exc in _leaves(group):
                     log.error("%s; stopping the others", exc)
+            finally:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
     log.info("every worker has stopped")
     return 1 if failed else 0
 
 
 def run_supervisor(config: "Config", command: WorkerCommand,
                    on_listening: Callable[[list[str]], None]) -> int:
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
+    configure_logging(config)
     return trio.run(supervise, config, command, on_listening)
 
 

@@ -3,25 +3,41 @@
 Built once at startup from the shipped `catalog.toml`, the providers implied by the
 environment's keys, and the `[[providers]]`, `[[models]]` and `[aliases]` of the config
 file (which win). A model that cannot be billed cannot be served: every routable model
-has a price, or startup fails naming the file, the line and the field.
+has a price, or startup fails naming the file, the line and the field. Nothing is
+silently ignored: an unknown key is an error naming the closest valid one
+(`router.config_lines`), and a provider that needs a credential and has none stops the
+start unless ALLOW_PROVIDERS_WITHOUT_KEYS. A provider table itself is checked in
+`router.providers.configured`.
 """
 
 from __future__ import annotations
 
-import re
+import logging
 import tomllib
 from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any, Mapping
 
+from router.config_lines import TomlLines, unknown_key
 from router.errors import ConfigError, PriceError
 from router.pricing import Prices, parse_price
 from router.providers import claude_oauth, registry
-from router.providers.spec import STRATEGIES, ProviderSpec
+from router.providers.configured import (PROVIDER_KEYS, bedrock_providers, env_providers,
+                                         no_credential, parse_provider, positive,
+                                         provider_from_table)
+from router.providers.spec import ProviderSpec
 
-__all__ = ["Catalog", "ConfigError", "ModelSpec", "ProviderSpec", "Target", "build_catalog"]
+__all__ = ["Catalog", "ConfigError", "ModelSpec", "ProviderSpec", "Target", "build_catalog",
+           "parse_provider"]
+
+log = logging.getLogger("aura.config")
 
 DEFAULT_PER_IMAGE_TOKENS = 1600
+SECTIONS = ("settings", "providers", "models", "aliases", "tiers")  # of the config file
+PRICE_KEYS = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok",
+              "cache_write_per_mtok")
+MODEL_KEYS = frozenset({"id", "route", "max_output_tokens", "per_image_tokens",
+                        "display_name", "reasoning", *PRICE_KEYS})
 
 
 @dataclass(frozen=True)
@@ -76,42 +92,33 @@ class Catalog:
         return [m for m in self.models.values() if m.route]
 
 
-def _line_of(text: str, table: str, index: int, key: str | None) -> int | None:
-    """The 1-based line of `key` inside the index-th `[[table]]` (or `[table]`) of `text`."""
-    seen = -1
-    inside = False
-    for number, line in enumerate(text.splitlines(), start=1):
-        stripped = line.split("#", 1)[0].strip() if line.lstrip().startswith("[") else line.strip()
-        if stripped.startswith("["):
-            inside = stripped in (f"[[{table}]]", f"[{table}]")
-            if inside:
-                seen += 1
-                if key is None and seen == index:
-                    return number
-            continue
-        if inside and seen == index and key and stripped.split("=")[0].strip() == key:
-            return number
-    return None
-
-
 class _Where:
-    """Formats "file:line: table[i].field" for config errors."""
+    """Formats "file:line: table[i].field: message" for config errors."""
 
     def __init__(self, path: str | None, text: str) -> None:
-        self.path, self.text = path or "<config>", text
+        self.path, self.lines = path or "<config>", TomlLines(text)
+
+    def at(self, *path: str | int) -> str:
+        """`file:line` of `path` (or of its nearest parent), else the file."""
+        line = self.lines.line(path)
+        return f"{self.path}:{line}" if line else self.path
 
     def error(self, table: str, index: int, key: str | None, message: str) -> ConfigError:
-        line = _line_of(self.text, table, index, key) or _line_of(self.text, table, index, None)
-        where = f"{self.path}:{line}" if line else self.path
         fld = f"{table}[{index}]" + (f".{key}" if key else "")
-        return ConfigError(f"{where}: {fld}: {message}")
+        return ConfigError(f"{self.at(table, index, *([key] if key else []))}: {fld}: "
+                           f"{message}")
+
+    def unknown(self, table: str, index: int, entry: Mapping[str, Any], key: str,
+                valid: frozenset[str]) -> ConfigError:
+        label = entry.get("id" if table == "models" else "name")
+        named = repr(label) if isinstance(label, str) else f"#{index + 1}"
+        return unknown_key(self.at(table, index, key), key, f"in [[{table}]] {named}", valid)
 
 
 def _prices(entry: Mapping[str, Any], base: Prices | None,
             fail: Any) -> Prices | None:
-    names = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok")
     parsed: dict[str, Any] = {}
-    for name in names:
+    for name in PRICE_KEYS:
         if name in entry:
             try:
                 parsed[name] = parse_price(entry[name], name)
@@ -146,221 +153,6 @@ def _shipped_models() -> tuple[dict[str, ModelSpec], dict[str, str]]:
     return out, aliases
 
 
-def _parse_provider(i: int, entry: Any, env: Mapping[str, str], where: _Where) -> ProviderSpec:
-    def fail(key: str | None, message: str) -> ConfigError:
-        return where.error("providers", i, key, message)
-
-    if not isinstance(entry, dict):
-        raise fail(None, "must be a table")
-    name, kind = entry.get("name"), entry.get("kind")
-    if not isinstance(name, str) or not name or "/" in name or ":" in name:
-        raise fail("name", "a provider needs a unique name without '/' or ':'")
-    if kind not in registry.kinds():
-        raise fail("kind", f"must be one of {', '.join(registry.kinds())}; got {kind!r}")
-    adapter = registry.adapter(kind)
-    keys: list[str] = []
-    if "api_keys" in entry:
-        if not isinstance(entry["api_keys"], list) or not all(
-                isinstance(k, str) and k for k in entry["api_keys"]):
-            raise fail("api_keys", "must be a list of non-empty strings")
-        keys = list(entry["api_keys"])
-    if "api_key_env" in entry:
-        keys += [k.strip() for k in env.get(str(entry["api_key_env"]), "").split(",") if k.strip()]
-    problem = next((p for p in map(getattr(adapter, "check_key", lambda k: None), keys)
-                    if p), None)  # a kind whose keys have a form (bedrock)
-    if problem:
-        raise fail("api_keys", problem)
-    base_url = entry.get("base_url", adapter.default_base_url or None)
-    if adapter.needs_base_url and (not isinstance(base_url, str) or not base_url.startswith(
-            ("http://", "https://"))):
-        raise fail("base_url", "must be an http(s) URL")
-    strategy = entry.get("strategy", "round_robin")
-    if strategy not in STRATEGIES:
-        raise fail("strategy", f"must be one of {', '.join(STRATEGIES)}")
-    limit_field = entry.get("max_tokens_field")
-    if limit_field is not None and (not isinstance(limit_field, str)
-                                    or not limit_field.isidentifier()):
-        raise fail("max_tokens_field", "must be a field name such as \"max_tokens\"")
-    numbers: dict[str, Any] = {}
-    for key, default in (("max_concurrent", 256), ("timeout_connect_s", 10.0),
-                         ("timeout_idle_s", 300.0), ("timeout_total_s", 1800.0),
-                         ("breaker_failures", 5),
-                         ("breaker_cooldown_s", 30.0)):
-        value = entry.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise fail(key, "must be a positive number")
-        numbers[key] = value
-    return ProviderSpec(name=name, kind=kind, base_url=(base_url or "").rstrip("/"),
-                        api_keys=tuple(keys), strategy=strategy,
-                        max_concurrent=int(numbers["max_concurrent"]),
-                        timeout_connect_s=float(numbers["timeout_connect_s"]),
-                        timeout_idle_s=float(numbers["timeout_idle_s"]),
-                        timeout_total_s=float(numbers["timeout_total_s"]),
-                        breaker_failures=int(numbers["breaker_failures"]),
-                        breaker_cooldown_s=float(numbers["breaker_cooldown_s"]),
-                        max_tokens_field=limit_field, **_kind_fields(entry, adapter, fail))
-
-
-_API_VERSION = re.compile(r"^(v1|\d{4}-\d{2}-\d{2}(-preview)?)$")
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP header name
-# Headers the router sets itself (credentials, framing): a `headers` table may not.
-_OWN_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "content-type",
-                          "content-length", "transfer-encoding", "host", "connection",
-                          "accept", "user-agent", "anthropic-version", "x-goog-api-key"})
-
-
-def _kind_fields(entry: Mapping[str, Any], adapter: Any, fail: Any) -> dict[str, Any]:
-    """`api_version`, `deployments` and `headers`: only on kinds that read them."""
-    allowed = getattr(adapter, "provider_fields", frozenset())
-    out: dict[str, Any] = {}
-    for key in ("api_version", "deployments", "headers", "region"):
-        if key in entry and key not in allowed:
-            kinds = [k for k in registry.kinds()
-                     if key in getattr(registry.adapter(k), "provider_fields", ())]
-            raise fail(key, f"kind {adapter.kind!r} does not read {key}; "
-                            f"only {', '.join(kinds)} do")
-    if "api_version" in entry:
-        version = entry["api_version"]
-        if not isinstance(version, str) or not _API_VERSION.match(version):
-            raise fail("api_version", "must be a dated Azure API version such as "
-                                      "\"2024-10-21\" (or \"2025-04-01-preview\"), or \"v1\"")
-        out["api_version"] = version
-    if "deployments" in entry:
-        table = entry["deployments"]
-        if not isinstance(table, dict) or not all(
-                isinstance(v, str) and v and v.strip() == v and not set(v) & set("/?#%\\ ")
-                for v in table.values()):
-            raise fail("deployments", "must be a table of model id = \"deployment name\" "
-                                      "(non-empty names without '/', '?', '#', '%' or spaces), "
-                                      "e.g. deployments = { \"gpt-4o-mini\" = \"my-4o-mini\" }")
-        out["deployments"] = tuple(sorted(table.items()))
-    if "region" in entry:  # bedrock: SigV4's region and the inference-profile prefix
-        region = entry["region"]
-        if not isinstance(region, str) or not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", region):
-            raise fail("region", "must be an AWS region such as \"us-east-1\"")
-        out["region"] = region
-    if "headers" in entry:
-        table = entry["headers"]
-        if not isinstance(table, dict):
-            raise fail("headers", "must be a table of header name = \"value\"")
-        for name, value in table.items():
-            if not _TOKEN.match(name) or name.lower() in _OWN_HEADERS:
-                raise fail("headers", f"{name!r} is not a header name a provider entry may "
-                                      "set (credentials and framing are the router's)")
-            if not isinstance(value, str) or any(c in value for c in "\r\n\0") or not all(
-                    ord(c) < 256 for c in value):
-                raise fail("headers", f"{name}: the value must be a one-line latin-1 string "
-                                      "(\"\" drops a default header)")
-        out["headers"] = tuple(table.items())
-    return out
-
-
-def _env_providers(settings: Mapping[str, Any]) -> list[ProviderSpec]:
-    out = []
-    if settings.get("openai_api_key"):
-        out.append(ProviderSpec("openai", "openai", settings["openai_base_url"].rstrip("/"),
-                                (settings["openai_api_key"],)))
-    if settings.get("anthropic_api_key"):
-        out.append(ProviderSpec("anthropic", "anthropic",
-                                settings["anthropic_base_url"].rstrip("/"),
-                                (settings["anthropic_api_key"],)))
-    if settings.get("azure_openai_endpoint") and settings.get("azure_openai_api_key"):
-        out.append(ProviderSpec("azure", "azure", settings["azure_openai_endpoint"].rstrip("/"),
-                                (settings["azure_openai_api_key"],),
-                                api_version=settings.get("azure_openai_api_version") or None))
-    if settings.get("openrouter_api_key"):
-        out.append(ProviderSpec("openrouter", "openrouter",
-                                (settings.get("openrouter_base_url")
-                                 or "https://openrouter.ai/api/v1").rstrip("/"),
-                                (settings["openrouter_api_key"],)))
-    if settings.get("ollama_base_url"):  # the server's root or its OpenAI-compatible /v1
-        url = settings["ollama_base_url"].rstrip("/")
-        out.append(ProviderSpec("ollama", "ollama", url if url.endswith("/v1") else url + "/v1"))
-    if settings.get("google_ai_api_key"):
-        out.append(ProviderSpec("google", "gemini",
-                                settings["google_ai_base_url"].rstrip("/"),
-                                (settings["google_ai_api_key"],)))
-    if "claude_code_home" in settings:  # the real settings (a test's bare mapping: none)
-        out += _claude_code_providers(settings)
-    if settings.get("vertex_ai_service_account_json"):
-        out += _vertex_providers(settings)
-    return out
-
-
-def _vertex_providers(settings: Mapping[str, Any]) -> list[ProviderSpec]:
-    """Vertex AI (router.providers.vertex), for Claude (`vertex`) and Gemini
-    (`vertex-gemini`) models: the service account is checked now; its tokens come from
-    the `vertex-token` actor (the pools start empty)."""
-    from router.providers.google_sa import load
-    from router.providers.vertex import vertex_base_url
-
-    account = load(settings["vertex_ai_service_account_json"],
-                   "VERTEX_AI_SERVICE_ACCOUNT_JSON")
-    project = settings.get("vertex_ai_project") or account.project_id
-    if not project:
-        raise ConfigError("Vertex AI needs VERTEX_AI_PROJECT (the service account names "
-                          "no project_id)")
-    base = vertex_base_url(project, settings.get("vertex_ai_location") or "global",
-                           settings.get("vertex_ai_base_url"))
-    return [ProviderSpec("vertex", "vertex", base),
-            ProviderSpec("vertex-gemini", "vertex_gemini", base)]
-
-
-def _bedrock_providers(env: Mapping[str, str]) -> list[ProviderSpec]:
-    """AWS Bedrock from the environment (read here: router/config.py has no Bedrock
-    settings), as a provider named `bedrock`: BEDROCK_BASE_URL is an OpenAI-compatible
-    gateway (kind `bedrock_gateway`, bearer BEDROCK_API_KEY if set); else BEDROCK_REGION,
-    BEDROCK_ACCESS_KEY_ID or BEDROCK_PROFILE is native Bedrock (kind `bedrock`), in
-    BEDROCK_REGION / AWS_REGION / AWS_DEFAULT_REGION, signed with BEDROCK_* keys, else
-    AWS_* keys, else a Bedrock API key as a bearer token (BEDROCK_API_KEY /
-    AWS_BEARER_TOKEN_BEDROCK), else the profile (BEDROCK_PROFILE / AWS_PROFILE / default)."""
-    def get(*names: str) -> str:
-        return next((env[n].strip() for n in names if (env.get(n) or "").strip()), "")
-
-    region = get("BEDROCK_REGION", "AWS_REGION", "AWS_DEFAULT_REGION") or None
-    if get("BEDROCK_BASE_URL"):
-        key = get("BEDROCK_API_KEY")
-        return [ProviderSpec("bedrock", "bedrock_gateway", get("BEDROCK_BASE_URL").rstrip("/"),
-                             (key,) if key else (), region=region)]
-    if not get("BEDROCK_REGION", "BEDROCK_ACCESS_KEY_ID", "BEDROCK_PROFILE"):
-        return []
-    if region is None:
-        raise ConfigError("Bedrock needs a region: set BEDROCK_REGION (or AWS_REGION)")
-    for prefix in ("BEDROCK_", "AWS_"):
-        akid, secret = get(prefix + "ACCESS_KEY_ID"), get(prefix + "SECRET_ACCESS_KEY")
-        if akid and secret:
-            token = get(prefix + "SESSION_TOKEN")
-            credential = f"{akid}:{secret}" + (f":{token}" if token else "")
-            break
-    else:
-        bearer = get("BEDROCK_API_KEY", "AWS_BEARER_TOKEN_BEDROCK")
-        credential = f"bearer:{bearer}" if bearer else "profile:" + (
-            get("BEDROCK_PROFILE", "AWS_PROFILE") or "default")
-    return [ProviderSpec("bedrock", "bedrock", f"https://bedrock-runtime.{region}.amazonaws.com",
-                         (credential,), region=region)]
-
-
-def _claude_code_providers(settings: Mapping[str, Any]) -> list[ProviderSpec]:
-    """Claude Code's OAuth logins (router.providers.claude_oauth) as their own Anthropic
-    provider, `claude-code`, beside any `anthropic` one (its pool is kept in sync with the
-    files by a watcher actor; docs/providers.md). It exists when a login is found, or
-    when CLAUDE_CODE_HOME / ADDITIONAL_ACCOUNT_DIRS name where logins will be."""
-    import time
-
-    from router.providers import claude_oauth
-
-    named = settings.get("claude_code_home") or settings.get("additional_account_dirs")
-    dirs = claude_oauth.account_dirs(settings.get("claude_code_home"),
-                                     settings.get("additional_account_dirs"))
-    now = time.time()
-    accounts, _ = claude_oauth.scan(dirs, now)  # the watcher logs what it skipped
-    if not accounts and not named:
-        return []
-    return [ProviderSpec(claude_oauth.PROVIDER_NAME, "anthropic",
-                         settings["anthropic_base_url"].rstrip("/"),
-                         tuple(a.token for a in accounts if not a.expired(now)))]
-
-
 def _default_route(kind: str, upstream: str,
                    providers: Mapping[str, ProviderSpec]) -> tuple[Target, ...]:
     if kind in providers and providers[kind].kind == kind:
@@ -387,10 +179,9 @@ def _shipped_modes(known: Mapping[str, ModelSpec]) -> dict[str, dict[str, str]]:
     for kind, table in modes.items():
         for mid, native in table.items():
             if mid not in known or not isinstance(native, str) or not native:
-                line = _line_of(text, f"modes.{kind}", 0, f'"{mid}"') or _line_of(
-                    text, f"modes.{kind}", 0, mid)
-                raise ConfigError(f"router/catalog.toml:{line}: modes.{kind}.{mid}: must map "
-                                  "a catalog model id to a non-empty model id")
+                at = _Where("router/catalog.toml", text).at("modes", kind, mid)
+                raise ConfigError(f"{at}: modes.{kind}.{mid}: must map a catalog model id to "
+                                  "a non-empty model id")
         out[kind] = dict(table)
     return out
 
@@ -443,17 +234,82 @@ def _mode_route(model: ModelSpec, mode: _Mode | None,
     return direct
 
 
+def _tables(toml: Mapping[str, Any], name: str, where: _Where) -> list[Any]:
+    """`[[name]]`: an array of tables, or nothing."""
+    value = toml.get(name, [])
+    if not isinstance(value, list):
+        raise ConfigError(f"{where.at(name)}: {name} must be an array of tables: write each "
+                          f"entry under its own [[{name}]] header")
+    return value
+
+
+def _model(i: int, entry: Any, base: ModelSpec | None, providers: Mapping[str, ProviderSpec],
+           where: _Where) -> ModelSpec:
+    """One `[[models]]` entry, over the shipped model of its id (`base`) if any."""
+    def fail(key: str | None, message: str) -> ConfigError:
+        return where.error("models", i, key, message)
+
+    if not isinstance(entry, dict):
+        raise fail(None, "must be a table")
+    for key in entry:
+        if key not in MODEL_KEYS:
+            raise where.unknown("models", i, entry, key, MODEL_KEYS)
+    if not isinstance(entry.get("id"), str) or not entry["id"]:
+        raise fail("id", "a model needs an id (what clients send)")
+    prices = _prices(entry, base.prices if base else None, fail)
+    if prices is None:
+        missing = next(k for k in ("input_per_mtok", "output_per_mtok") if k not in entry)
+        raise fail(missing, "a model needs input_per_mtok and output_per_mtok "
+                   "(a model that cannot be billed cannot be served)")
+    hops = entry.get("route", [])
+    if not isinstance(hops, list) or not all(isinstance(h, str) for h in hops):
+        raise fail("route", "must be a list of 'provider:upstream-id' strings")
+    route: list[Target] = []
+    for hop in hops:
+        provider, sep, upstream = hop.partition(":")
+        if not sep or provider not in providers or not upstream:
+            raise fail("route", f"{hop!r} must be 'provider:upstream-id' naming a "
+                       f"configured provider ({', '.join(providers)})")
+        route.append(Target(provider, upstream))
+    max_out = entry.get("max_output_tokens", base.max_output_tokens if base else 4096)
+    per_image = entry.get("per_image_tokens",
+                          base.per_image_tokens if base else DEFAULT_PER_IMAGE_TOKENS)
+    for key, value in (("max_output_tokens", max_out), ("per_image_tokens", per_image)):
+        if not positive(value, integer=True):
+            raise fail(key, f"must be a positive integer, got {value!r}")
+    display = entry.get("display_name", base.display_name if base else entry["id"])
+    if not isinstance(display, str):
+        raise fail("display_name", "must be a string")
+    reasoning = entry.get("reasoning", base.reasoning if base else False)
+    if not isinstance(reasoning, bool):
+        raise fail("reasoning", f"must be true or false, got {reasoning!r}")
+    kind = providers[route[0].provider].kind if route else (base.kind if base else "openai")
+    model = ModelSpec(entry["id"], kind, prices, max_out, tuple(route) or (
+        base.route if base else ()), per_image, display_name=display, reasoning=reasoning,
+        created=base.created if base else 0)
+    if not model.route:
+        raise fail("route", "no provider serves this model; give it a route")
+    return model
+
+
 def build_catalog(toml: Mapping[str, Any], toml_text: str, path: str | None,
                   settings: Mapping[str, Any], env: Mapping[str, str]) -> Catalog:
+    """The catalog of the config file's `[[providers]]`, `[[models]]` and `[aliases]` over
+    the environment's providers and the shipped catalog. A provider that needs a key and
+    has none stops the start, unless ALLOW_PROVIDERS_WITHOUT_KEYS (then a warning)."""
     where = _Where(path, toml_text)
-    providers: dict[str, ProviderSpec] = {p.name: p for p in _env_providers(settings)
-                                          + _bedrock_providers(env)}
-    declared: set[str] = set()
-    for i, entry in enumerate(toml.get("providers", [])):
-        spec = _parse_provider(i, entry, env, where)
+    providers: dict[str, ProviderSpec] = {p.name: p for p in env_providers(settings)
+                                          + bedrock_providers(env)}
+    declared: dict[str, tuple[int, Any]] = {}
+    for i, entry in enumerate(_tables(toml, "providers", where)):
+        spec = provider_from_table(
+            entry, env, settings, lambda key, message, i=i: where.error(
+                "providers", i, key, message),
+            lambda key, i=i, entry=entry: where.unknown("providers", i, entry, key,
+                                                        PROVIDER_KEYS))
         if spec.name in declared:
             raise where.error("providers", i, "name", f"duplicate provider name {spec.name!r}")
-        declared.add(spec.name)
+        declared[spec.name] = (i, entry)
         providers[spec.name] = spec
     if not providers:
         providers["demo"] = ProviderSpec("demo", "demo", "")
@@ -462,47 +318,30 @@ def build_catalog(toml: Mapping[str, Any], toml_text: str, path: str | None,
     mode = _provider_mode(settings, providers, shipped)
     models = {mid: replace(m, route=_mode_route(m, mode, providers))
               for mid, m in shipped.items()}
-    for i, entry in enumerate(toml.get("models", [])):
-        def fail(key: str | None, message: str, i: int = i) -> ConfigError:
-            return where.error("models", i, key, message)
-
-        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
-            raise fail("id", "a model needs an id (what clients send)")
-        base = models.get(entry["id"])
-        prices = _prices(entry, base.prices if base else None, fail)
-        if prices is None:
-            raise fail("input_per_mtok", "a model needs input_per_mtok and output_per_mtok "
-                       "(a model that cannot be billed cannot be served)")
-        route: list[Target] = []
-        for hop in entry.get("route", []):
-            provider, sep, upstream = str(hop).partition(":")
-            if not sep or provider not in providers or not upstream:
-                raise fail("route", f"{hop!r} must be 'provider:upstream-id' naming a "
-                           f"configured provider ({', '.join(providers)})")
-            route.append(Target(provider, upstream))
-        max_out = entry.get("max_output_tokens", base.max_output_tokens if base else 4096)
-        if isinstance(max_out, bool) or not isinstance(max_out, int) or max_out <= 0:
-            raise fail("max_output_tokens", "must be a positive integer")
-        kind = providers[route[0].provider].kind if route else (base.kind if base else "openai")
-        models[entry["id"]] = ModelSpec(
-            entry["id"], kind, prices, max_out,
-            tuple(route) or (base.route if base else ()),
-            int(entry.get("per_image_tokens", base.per_image_tokens if base
-                          else DEFAULT_PER_IMAGE_TOKENS)),
-            display_name=str(entry.get("display_name", base.display_name if base
-                                       else entry["id"])),
-            reasoning=bool(entry.get("reasoning", base.reasoning if base else False)),
-            created=base.created if base else 0)
-        if not models[entry["id"]].route:
-            raise fail("route", "no provider serves this model; give it a route")
+    for i, entry in enumerate(_tables(toml, "models", where)):
+        base = models.get(entry.get("id")) if isinstance(entry, dict) and isinstance(
+            entry.get("id"), str) else None
+        model = _model(i, entry, base, providers, where)
+        models[model.id] = model
 
     aliases = toml.get("aliases", {})
     if not isinstance(aliases, dict):
-        raise ConfigError(f"{where.path}: [aliases] must be a table")
+        raise ConfigError(f"{where.at('aliases')}: [aliases] must be a table")
     merged = {a: m for a, m in shipped_aliases.items() if a not in models}
     catalog = Catalog(providers=providers, models=models, aliases={**merged, **aliases})
     for alias, target in aliases.items():
         if not isinstance(target, str) or target == alias or catalog.resolve(target) is None:
-            line = _line_of(toml_text, "aliases", 0, alias)
-            raise ConfigError(f"{where.path}:{line}: aliases.{alias}: unknown model {target!r}")
+            raise ConfigError(f"{where.at('aliases', alias)}: aliases.{alias}: unknown model "
+                              f"{target!r}")
+
+    allow = bool(settings.get("allow_providers_without_keys"))
+    for name, (i, entry) in declared.items():
+        if providers[name].has_credential:
+            continue
+        message = no_credential(providers[name], entry)
+        if not allow:
+            raise ConfigError(f"{where.at('providers', i, 'api_key_env')}: {message}")
+        log.warning("ALLOW_PROVIDERS_WITHOUT_KEYS: provider %r (kind %s) has no credential; "
+                    "every call to it fails and /ready answers 503 until it has one",
+                    name, providers[name].kind)
     return catalog

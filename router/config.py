@@ -17,9 +17,11 @@ from typing import Any, Callable, Mapping
 
 from dotenv import dotenv_values
 
-from router.catalog import Catalog, build_catalog
+from router.catalog import SECTIONS, Catalog, build_catalog
+from router.config_lines import TomlLines, closest, unknown_key
 from router.errors import ConfigError
 from router.ledger.stores import BACKENDS, EXTERNAL_BACKENDS
+from router.logs import FORMATS, LEVELS
 from router.redact import display_url
 from router.tiers import TIERS, TierConfig, default_models, parse_tiers
 
@@ -58,6 +60,30 @@ def _bool(value: str, name: str) -> bool:
     if text in ("0", "false", "no", "off", ""):
         return False
     raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def _from_toml(value: Any, setting: "Setting", source: str) -> Any:
+    """A `[settings]` value TOML already typed: it must be of the setting's type."""
+    parse = setting.parse
+    if isinstance(value, str):
+        return parse(value, source) if parse else value
+    if parse is _int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if parse is _seconds and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if parse is _fraction and isinstance(value, int) and not isinstance(value, bool):
+        return _fraction(str(value), source)
+    if parse is _bool and isinstance(value, bool):
+        return value
+    expected = {_int: "an integer", _seconds: "a number of seconds", _bool: "true or false",
+                _fraction: "a decimal string such as \"0.5\" (not a float: it multiplies "
+                           "money)"}.get(parse, "a string")  # type: ignore[call-overload]
+    raise ConfigError(f"{source} must be {expected}, got {value!r}")
+
+
+# Settings that let their holder act for anyone: long enough not to be guessed.
+_MIN_SECRET_CHARS = 24
+_STRONG_SECRETS = ("admin_api_key", "internal_service_token")
 
 
 @dataclass(frozen=True)
@@ -306,27 +332,67 @@ def load_config(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] |
 
     config_path = _find_config_file(flags, merged_env, cwd)
     toml, toml_text = _read_toml(config_path) if config_path else ({}, "")
-    toml_settings = toml.get("settings", {})
-    if not isinstance(toml_settings, dict):
-        raise ConfigError(f"{config_path}: [settings] must be a table")
+    toml_settings = _toml_settings(toml, TomlLines(toml_text), str(config_path))
 
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}  # what an error about the setting calls it
     for s in _SETTINGS:
         if s.field in flags:
             values[s.field] = flags[s.field]
+            sources[s.field] = "--" + s.field.replace("_", "-")
             continue
         raw: Any = next((merged_env[n] for n in s.env if merged_env.get(n) not in (None, "")),
                         None)
         source = next((n for n in s.env if merged_env.get(n) not in (None, "")), s.env[0])
+        sources[s.field] = source
         if raw is None and s.field in toml_settings:
-            raw, source = toml_settings[s.field], f"{config_path}: settings.{s.field}"
-            if not isinstance(raw, str):
-                values[s.field] = raw
-                continue
-        if raw is None:
+            raw, source = toml_settings[s.field]
+            sources[s.field] = source
+            values[s.field] = _from_toml(raw, s, source)
+        elif raw is None:
             values[s.field] = s.default
         else:
             values[s.field] = s.parse(raw, source) if s.parse else raw
+    _check(values, sources)
+
+    catalog = build_catalog(toml, toml_text, str(config_path) if config_path else None,
+                            values, merged_env)
+    return Config(**values, config_path=str(config_path) if config_path else None,
+                  catalog=catalog,
+                  tiers=_tiers(toml, str(config_path or "[tiers]"), toml_text, catalog))
+
+
+def _toml_settings(toml: Mapping[str, Any], lines: TomlLines,
+                   path: str) -> dict[str, tuple[Any, str]]:
+    """The file's sections checked, and `[settings]` as field -> (value, its source)."""
+    def at(*where: str) -> str:
+        line = lines.line(where)
+        return f"{path}:{line}" if line else path
+
+    fields = [s.field for s in _SETTINGS]
+    for key, value in toml.items():
+        if key in SECTIONS:
+            continue
+        if isinstance(value, (dict, list)):
+            raise unknown_key(at(key), key, "", SECTIONS, what="section")
+        guess = closest(key, fields)
+        raise ConfigError(f"{at(key)}: unknown key {key!r} at the top level: settings go "
+                          f"under [settings]" + (f" (did you mean {guess!r}?)" if guess else ""))
+    table = toml.get("settings", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{at('settings')}: [settings] must be a table")
+    for key in table:
+        if key not in fields:
+            raise unknown_key(at("settings", key), key, "in [settings]", fields)
+    return {key: (value, f"{at('settings', key)}: settings.{key}")
+            for key, value in table.items()}
+
+
+def _check(values: dict[str, Any], sources: Mapping[str, str]) -> None:
+    """The rules between and within settings, each error naming where the value came
+    from (a variable, a flag, or the config file's line)."""
+    def src(name: str) -> str:
+        return sources[name]
 
     if values["billing_backend"] not in BACKENDS + EXTERNAL_BACKENDS:
         raise ConfigError(f"BILLING_BACKEND={values['billing_backend']!r} is not available "
@@ -341,30 +407,45 @@ def load_config(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] |
     if values["billing_backend"] == "redis" and not values["redis_url"]:
         raise ConfigError("BILLING_BACKEND=redis needs REDIS_URL (redis://host:6379/0)")
     if values["z_billing_mode"] not in ("two_phase", "check_debit"):
-        raise ConfigError(f"Z_BILLING_MODE must be 'two_phase' or 'check_debit', got "
+        raise ConfigError(f"{src('z_billing_mode')} must be 'two_phase' or 'check_debit', got "
                           f"{values['z_billing_mode']!r}")
     if values["store_messages"] and not values["aura_storage_url"]:
         raise ConfigError("STORE_MESSAGES needs AURA_STORAGE_URL (where the messages go)")
     if values["response_cache"] not in ("off", "memory", "redis"):
-        raise ConfigError(f"RESPONSE_CACHE must be off, memory or redis, got "
+        raise ConfigError(f"{src('response_cache')} must be off, memory or redis, got "
                           f"{values['response_cache']!r}")
     if values["response_cache"] == "redis" and not values["redis_url"]:
         raise ConfigError("RESPONSE_CACHE=redis needs REDIS_URL")
     if values["cache_scope"] not in ("account", "global"):
-        raise ConfigError(f"CACHE_SCOPE must be account or global, got "
+        raise ConfigError(f"{src('cache_scope')} must be account or global, got "
                           f"{values['cache_scope']!r}")
+    for name, allowed in (("log_level", tuple(LEVELS)), ("log_format", FORMATS)):
+        if (value := str(values[name]).lower()) not in allowed:
+            raise ConfigError(f"{name.upper()} must be one of {', '.join(allowed)}, "
+                              f"got {value!r}")
+        values[name] = value
+    if not 0 <= values["port"] <= 65535:
+        raise ConfigError(f"{src('port')} must be a port number (0 to 65535), got "
+                          f"{values['port']!r}")
     if values["workers"] < 1:
-        raise ConfigError("WORKERS must be 1 or more")
+        raise ConfigError(f"{src('workers')} must be 1 or more")
     if values["rate_limit_rpm"] < 0:
-        raise ConfigError("RATE_LIMIT_RPM must be 0 (no limit) or positive")
+        raise ConfigError(f"{src('rate_limit_rpm')} must be 0 (no limit) or positive")
     if values["hold_policy"] not in ("affordable", "strict"):
-        raise ConfigError(f"HOLD_POLICY must be 'affordable' or 'strict', got "
+        raise ConfigError(f"{src('hold_policy')} must be 'affordable' or 'strict', got "
                           f"{values['hold_policy']!r}")
     if values["min_output_tokens"] < 1:
-        raise ConfigError("MIN_OUTPUT_TOKENS must be positive")
+        raise ConfigError(f"{src('min_output_tokens')} must be positive")
+    for name in _STRONG_SECRETS:
+        secret = values[name]
+        if secret and len(secret) < _MIN_SECRET_CHARS:  # never the value: it is a secret
+            raise ConfigError(
+                f"{src(name)} is {len(secret)} characters long; it must be at least "
+                f"{_MIN_SECRET_CHARS} (a short key can be guessed). Make one with: "
+                "python -c \"import secrets; print(secrets.token_urlsafe(32))\"")
     if values["lease_s"] < 3 * values["checkpoint_s"]:
-        raise ConfigError("LEASE_S must be at least three times CHECKPOINT_S (a lease is "
-                          "renewed with the checkpoints)")
+        raise ConfigError(f"{src('lease_s')} must be at least three times CHECKPOINT_S (a "
+                          "lease is renewed with the checkpoints)")
     for name in ("checkpoint_s", "first_event_grace_s", "max_body_bytes", "body_timeout_s",
                  "header_timeout_s", "resume_window_s", "stream_buffer_bytes",
                  "sse_heartbeat_s", "ws_max_streams", "ws_max_frame_bytes",
@@ -372,24 +453,22 @@ def load_config(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] |
                  "jwks_min_refresh_s", "outbox_retry_max_s", "z_billing_timeout_s",
                  "cache_ttl_s", "provider_probe_s"):
         if values[name] <= 0:
-            raise ConfigError(f"{name.upper()} must be positive")
-
-    catalog = build_catalog(toml, toml_text, str(config_path) if config_path else None,
-                            values, merged_env)
-    return Config(**values, config_path=str(config_path) if config_path else None,
-                  catalog=catalog,
-                  tiers=_tiers(toml, str(config_path or "[tiers]"), catalog))
+            raise ConfigError(f"{src(name)} must be positive, got {values[name]!r}")
 
 
-def _tiers(toml: Mapping[str, Any], where: str, catalog: Catalog) -> TierConfig:
+
+def _tiers(toml: Mapping[str, Any], where: str, text: str, catalog: Catalog) -> TierConfig:
     """`[tiers]`, each tier's model resolved (by default from the catalog, router/tiers.py)."""
-    parsed = parse_tiers(toml.get("tiers"), where)
+    lines = TomlLines(text)
+    parsed = parse_tiers(toml.get("tiers"), where, lines)
     defaults = default_models({m.id: m.prices.output for m in catalog.models.values()
                                if m.route})
     models: dict[str, str | None] = {}
     for tier in TIERS:
         chosen = parsed.models[tier] or defaults.get(tier)
         if chosen is not None and catalog.resolve(chosen) is None:
-            raise ConfigError(f"{where}: tiers.{tier}: unknown model {chosen!r}")
+            line = lines.line(("tiers", tier))
+            raise ConfigError(f"{where}{f':{line}' if line else ''}: tiers.{tier}: unknown "
+                              f"model {chosen!r}")
         models[tier] = chosen
     return TierConfig(models, parsed.rules)

@@ -21,6 +21,8 @@ from router.usage import Usage
 
 if TYPE_CHECKING:
     from router.config import Config
+    from router.provider_store import ProviderAdmin
+    from router.metrics import RouterMetrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +157,9 @@ class Gateway(Protocol):
     @property
     def streams(self) -> Streams: ...
 
+    @property
+    def metrics(self) -> "RouterMetrics": ...
+
     async def authenticate(self, credential: str | None,
                            account_header: str | None = None) -> Principal: ...
 
@@ -167,10 +172,20 @@ class Gateway(Protocol):
 
     async def provider_stats(self) -> list[dict[str, object]]: ...
 
+    @property
+    def provider_admin(self) -> "ProviderAdmin":
+        """The provider store's admin side (router/provider_store.py)."""
+        ...
+
     async def metrics_text(self) -> tuple[bytes, str]:
         """The Prometheus exposition of this process (body, content type)."""
         ...
 
     async def unready_reasons(self) -> list[str]:
         """Why the router cannot serve now (empty: ready)."""
+        ...
+
+    async def readiness(self) -> dict[str, object]:
+        """`/ready`'s body: "status", "reasons" (only when not ready: a 503), the
+        providers that are down ("degraded"), the shared services, the outbox backlog."""
         ...

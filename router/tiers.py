@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from router.config_lines import TomlLines, unknown_key
 from router.errors import ConfigError
 from router.tokens import TextSize
 
@@ -54,28 +55,34 @@ class Verdict:
         return f"{self.tier} ({', '.join(self.reasons) or 'plain'})"
 
 
-def parse_tiers(table: Any, where: str) -> TierConfig:
-    """`[tiers]`: `eco`, `balanced`, `premium` (model ids) and the thresholds."""
+def parse_tiers(table: Any, where: str, lines: TomlLines | None = None) -> TierConfig:
+    """`[tiers]`: `eco`, `balanced`, `premium` (model ids) and the thresholds. Errors name
+    `where` (the file) and, given the file's `lines`, the line."""
+    def at(*path: str) -> str:
+        line = lines.line(("tiers", *path)) if lines else None
+        return f"{where}:{line}" if line else where
+
     if table is None:
         return TierConfig({t: None for t in TIERS})
     if not isinstance(table, dict):
-        raise ConfigError(f"{where}: [tiers] must be a table")
+        raise ConfigError(f"{at()}: [tiers] must be a table")
+    known = (*TIERS, *TierRules().__dict__)
+    for name in table:
+        if name not in known:
+            raise unknown_key(at(name), name, "in [tiers]", known)
     models: dict[str, str | None] = {}
     for tier in TIERS:
         value = table.get(tier)
         if value is not None and (not isinstance(value, str) or not value):
-            raise ConfigError(f"{where}: tiers.{tier} must be a model id")
+            raise ConfigError(f"{at(tier)}: tiers.{tier} must be a model id, got {value!r}")
         models[tier] = value
     numbers = {}
     for name, default in TierRules().__dict__.items():
         value = table.get(name, default)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"{where}: tiers.{name} must be a positive integer")
+            raise ConfigError(f"{at(name)}: tiers.{name} must be a positive integer, got "
+                              f"{value!r}")
         numbers[name] = value
-    unknown = set(table) - set(TIERS) - set(numbers)
-    if unknown:
-        raise ConfigError(f"{where}: tiers has no setting {sorted(unknown)[0]!r} (known: "
-                          f"{', '.join((*TIERS, *numbers))})")
     return TierConfig(models, TierRules(**numbers))
 
 

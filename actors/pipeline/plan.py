@@ -46,7 +46,9 @@ def plan_route(providers: dict[str, Provider], fmt: ApiFormat, request: ClientRe
               if request.as_sent is not None and keeps_system_entries(passthrough) else request)
     translated: dict[tuple[str, str], ClientRequest | BadRequest] = {}
     for target in model.route:
-        provider = providers[target.provider]
+        provider = providers.get(target.provider)
+        if provider is None:  # removed from the provider store since the model resolved
+            continue
         api = upstream_api(fmt.name, provider.adapter.apis)
         if api is None:
             refused = refused or BadRequest(

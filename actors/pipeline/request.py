@@ -88,7 +88,8 @@ async def run_model_call(rt: "Runtime", call: ModelCall, sink: ClientSink) -> No
                 cached = (key, sink)
         try:
             reservation = await reserve(rt.ledger, principal, request, model, call.request_id,
-                                        now=rt.clock(), policy=rt.hold_policy)
+                                        now=rt.clock(), policy=rt.hold_policy,
+                                        ledger_s=outcome.ledger_s)
         except BaseException:  # refused or cancelled: the key is free for a retry
             if claimed is not None:
                 with trio.CancelScope(shield=True):

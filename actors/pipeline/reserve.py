@@ -7,12 +7,14 @@ model's maximum); without one, the model's maximum or what `available` affords,
 whichever is smaller. A client limit the account cannot afford is lowered to what it
 can (`HOLD_POLICY=affordable`, the default) provided `MIN_OUTPUT_TOKENS` fit, or refused
 (`strict`). The ledger checks and holds in one atomic step; the limit found here is the
-one the stream stage enforces.
+one the stream stage enforces. Each ledger round trip's time is appended to the caller's
+`ledger_s` (`aura_ledger_seconds{op}`), refused holds included.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from time import perf_counter
 
 import trio
 
@@ -67,21 +69,30 @@ def _refusal(exc: InsufficientFunds | SpendCapReached, needed: int
     return refuse(needed, exc.available)
 
 
+LedgerTimes = list[tuple[str, float]]  # (op, seconds) per round trip
+
+
 async def _hold(ledger: BillingLedger, principal: Principal, request_id: str, amount: int,
-                cap: int | None, model: ModelSpec, now: float, policy: HoldPolicy) -> int:
+                cap: int | None, model: ModelSpec, now: float, policy: HoldPolicy,
+                ledger_s: LedgerTimes) -> int:
     # Shielded: a hold the ledger wrote must reach the caller, which settles it, even if
     # the client hangs up while the answer travels back (a network ledger); each
     # backend bounds its own call.
     with trio.CancelScope(shield=True):
-        await ledger.hold(principal.account, request_id, amount, now + policy.hold_ttl_s, now,
-                          key_id=principal.key_id, key_cap=cap, owner=policy.owner,
-                          model=model.id)
+        started = perf_counter()
+        try:
+            await ledger.hold(principal.account, request_id, amount, now + policy.hold_ttl_s,
+                              now, key_id=principal.key_id, key_cap=cap, owner=policy.owner,
+                              model=model.id)
+        finally:
+            ledger_s.append(("hold", perf_counter() - started))
     return amount
 
 
 async def reserve(ledger: BillingLedger, principal: Principal, request: ClientRequest,
                   model: ModelSpec, request_id: str, *, now: float,
-                  policy: HoldPolicy) -> Reservation:
+                  policy: HoldPolicy, ledger_s: LedgerTimes | None = None) -> Reservation:
+    ledger_s = [] if ledger_s is None else ledger_s
     input_bound = request.size.input_bound(model.per_image_tokens)
     choices = request.choices
     prices = model.prices
@@ -94,9 +105,14 @@ async def reserve(ledger: BillingLedger, principal: Principal, request: ClientRe
     lowerable = request.max_output is None or policy.affordable
     max_output = wanted
     if request.max_output is None:  # the router sets the limit: what available affords
+        started = perf_counter()
         available = (await ledger.account(principal.account)).available
-        cap_left = cap - await ledger.key_spent(principal.key_id or "") \
-            if cap is not None else available
+        ledger_s.append(("account", perf_counter() - started))
+        cap_left = available
+        if cap is not None:
+            started = perf_counter()
+            cap_left = cap - await ledger.key_spent(principal.key_id or "")
+            ledger_s.append(("key_spent", perf_counter() - started))
         max_output = min(wanted, prices.affordable_output_tokens(
             min(available, cap_left), input_bound) // choices)
         if max_output < floor:
@@ -107,7 +123,7 @@ async def reserve(ledger: BillingLedger, principal: Principal, request: ClientRe
     try:
         amount = await _hold(ledger, principal, request_id,
                              prices.bound_micros(input_bound, max_output * choices), cap,
-                             model, now, policy)
+                             model, now, policy, ledger_s)
     except (InsufficientFunds, SpendCapReached) as exc:
         # Too dear (or the balance moved since it was read): lower once to what is left.
         left = exc.available if isinstance(exc, InsufficientFunds) else exc.remaining
@@ -120,7 +136,7 @@ async def reserve(ledger: BillingLedger, principal: Principal, request: ClientRe
         try:
             amount = await _hold(ledger, principal, request_id,
                                  prices.bound_micros(input_bound, max_output * choices), cap,
-                                 model, now, policy)
+                                 model, now, policy, ledger_s)
         except (InsufficientFunds, SpendCapReached) as again:
             raise _refusal(again, again.needed) from None
     return Reservation(request_id, principal.account, amount, max_output, input_bound,

@@ -9,12 +9,14 @@ error, client gone, cancel), shielded from cancellation with a deadline of its o
 runs once; while the ledger's service cannot be reached it retries until its deadline,
 then the lease keeper takes over. The provider's reported usage is the truth; without it, output is counted
 from what was streamed and input estimated from the request (docs/billing.md). Capture never
-exceeds the hold; a cost beyond it is logged and recorded as the platform's loss.
+exceeds the hold; a cost beyond it is logged and recorded as the platform's loss. Each
+ledger round trip's time goes to the `Outcome` (`aura_ledger_seconds{op}`).
 """
 
 from __future__ import annotations
 
 import logging
+from time import perf_counter
 from typing import Callable
 
 import trio
@@ -22,7 +24,7 @@ import trio
 from actors.pipeline.context import Outcome, RequestContext
 from router.errors import BillingUnavailable
 from router.gateway import Settled
-from router.ledger.base import BillingLedger, Checkpoint, UsageRecord
+from router.ledger.base import BillingLedger, Checkpoint, Settlement, UsageRecord
 from router.protocols.api import Meter
 
 SETTLE_DEADLINE_S = 30.0
@@ -43,6 +45,7 @@ class Billing:
         self.meter = meter
         self.outcome = outcome
         self.estimated_input = ctx.estimated_input
+        self.streamed = ctx.request.stream  # an open stream, for aura_active_streams
         self.clock = clock
         self.settled: Settled | None = None
         self._checkpointed: tuple[int, int | None, bool] = (0, None, False)  # meter as written
@@ -79,7 +82,9 @@ class Billing:
         point = self._running_point()
         if point is not None:
             with trio.CancelScope(shield=True):
+                started = perf_counter()
                 await self.ledger.checkpoint([point])
+                self.outcome.ledger_s.append(("checkpoint", perf_counter() - started))
 
     async def settle(self) -> Settled:
         if self.settled is not None and self.settled.settlement is not None:
@@ -99,11 +104,16 @@ class Billing:
         with trio.CancelScope(shield=True) as scope:
             scope.deadline = trio.current_time() + SETTLE_DEADLINE_S
             pause = RETRY_FIRST_S
+            settlement: Settlement | None
             while True:
+                started = perf_counter()
                 try:
                     settlement = await self.ledger.settle(reservation.request_id, cost, record,
                                                           now, transcript)
-                except BillingUnavailable:  # the ledger's service is away: it comes back
+                except BillingUnavailable:
+                    settlement = None
+                self.outcome.ledger_s.append(("settle", perf_counter() - started))
+                if settlement is None:  # the ledger's service is away: it comes back
                     await trio.sleep(pause)
                     pause = min(pause * 2, RETRY_MAX_S)
                     continue

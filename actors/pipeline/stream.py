@@ -20,12 +20,17 @@ streamed usage, or the settlement of a whole answer), so a crash cannot lose it.
 
 A provider's words reach the client only through the router: error bodies redacted and
 bounded (`router.redact`), error events rebuilt in the router's own words.
+
+For the metrics and the request log, the `Outcome` gets the instant the first content
+left (time to first token) and one `(provider, reason)` per failed attempt, recorded
+where the failure is seen (once per attempt, never per chunk).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import Any, Protocol
 
 import orjson
@@ -34,7 +39,8 @@ import trio
 from actors.pipeline.context import Outcome, RequestContext
 from actors.pipeline.plan import Leg
 from router.errors import (AnswerDeadline, BadRequest, NoProvider, ProviderFailed,
-                           RouterError, UpstreamError, from_provider_status)
+                           RouterError, UpstreamError, UpstreamTimeout, UpstreamUnreachable,
+                           from_provider_status)
 from router.gateway import ClientSink
 from router.protocols.api import ClientRequest, Meter, UpstreamOptions
 from router.protocols.translate import Bridge
@@ -86,6 +92,23 @@ def _translated_body(bridge: Bridge, body: bytes, request: ClientRequest) -> byt
         return orjson.dumps(bridge.response(parsed, request.body, request.wants_usage))
     except (ValueError, TypeError, AttributeError, KeyError, IndexError):
         raise ProviderFailed("the provider's answer could not be read") from None
+
+
+def failure_reason(status: int) -> str:
+    """A failed attempt's reason (aura_provider_failures_total) from the status it gave."""
+    if status in (401, 403):
+        return "auth"
+    if status == 429:
+        return "status_429"
+    return "status_5xx" if status >= 500 else "status_4xx"
+
+
+def _upstream_reason(exc: UpstreamError, started: bool) -> str:
+    if isinstance(exc, (UpstreamTimeout, AnswerDeadline)):
+        return "timeout"  # silent, or too slow overall: before or after the answer started
+    if isinstance(exc, UpstreamUnreachable):
+        return "midstream" if started else "connect"
+    return "unavailable"  # our side: no connection slot, no rested key, not running
 
 
 def _judge(breaker: CircuitBreaker, status: int) -> bool:
@@ -149,6 +172,7 @@ async def run_stream(ctx: RequestContext, meter: Meter, outcome: Outcome, out: C
             if deadline.cancelled_caught:  # may be a slow client too: not the provider's fault
                 raise AnswerDeadline(f"the provider did not finish within {total_s:g} s")
         except UpstreamError as exc:
+            outcome.attempt_failed(leg.target.provider, _upstream_reason(exc, out.started))
             if exc.sick:
                 breaker.record_failure(trio.current_time())
                 outcome.judged = True
@@ -186,6 +210,7 @@ async def _try_target(leg: Leg, ctx: RequestContext, upstream: UpstreamRequest,
         if response.status != 200 or not request.stream:
             outcome.judged = _judge(leg.provider.breaker, response.status)
         if response.status != 200:
+            outcome.attempt_failed(target.provider, failure_reason(response.status))
             body = await response.read(MAX_ERROR_BODY)
             error = from_provider_status(response.status,
                                          provider_message(response.status, body, redactor))
@@ -208,9 +233,11 @@ async def _try_target(leg: Leg, ctx: RequestContext, upstream: UpstreamRequest,
                 if bridge is not None:
                     body = _translated_body(bridge, body, leg.request)
             except (ValueError, TypeError, AttributeError, ProviderFailed):
+                outcome.attempt_failed(target.provider, "bad_response")
                 return ProviderFailed("the provider's answer could not be read")
             await delivery.before_content(whole=True)
             await out.start(200, headers + _JSON_HEADERS)
+            outcome.first_content_at = time.perf_counter()
             await out.body(body)
             return None
         return await _stream_answer(leg, ctx, response, headers, meter, outcome, out,
@@ -291,8 +318,9 @@ async def _stream_answer(leg: Leg, ctx: RequestContext, response: UpstreamRespon
     pump = _Pump(leg, ctx, meter)
     breaker = leg.provider.breaker
 
-    def failed(error: RouterError) -> RouterError:
+    def failed(error: RouterError, reason: str) -> RouterError:
         """The provider failed before any content: its breaker hears of it."""
+        outcome.attempt_failed(leg.target.provider, reason)
         if error.status >= 500:
             breaker.record_failure(trio.current_time())
             outcome.judged = True
@@ -310,9 +338,11 @@ async def _stream_answer(leg: Leg, ctx: RequestContext, response: UpstreamRespon
                 break
             held += pump.feed(chunk)
     if meter.upstream_error is not None:
-        return failed(_upstream_error_event(meter, "before answering"))
+        error = _upstream_error_event(meter, "before answering")
+        return failed(error, failure_reason(error.status))
     if ended and not meter.content_started:
-        return failed(ProviderFailed("the provider ended the stream before answering"))
+        return failed(ProviderFailed("the provider ended the stream before answering"),
+                      "bad_response")
     # Content, or the grace is over (heartbeats keep a slow start alive): the answer starts.
     outcome.judged = _judge(breaker, 200)
     await out.start(200, headers + _SSE_HEADERS)
@@ -324,6 +354,7 @@ async def _stream_answer(leg: Leg, ctx: RequestContext, response: UpstreamRespon
             # put the whole settlement (~100 µs) in front of the first token.
             await delivery.before_content(whole=False)
             durable = True
+            outcome.first_content_at = time.perf_counter()
         data = forward[0] if len(forward) == 1 else b"".join(forward)
         if data:
             await out.body(data)
@@ -333,7 +364,11 @@ async def _stream_answer(leg: Leg, ctx: RequestContext, response: UpstreamRespon
         if chunk is None:
             break
         forward = pump.feed(chunk)
-    if meter.upstream_error is None and (not meter.whole or pump.unreadable):
+    if meter.upstream_error is not None:
+        outcome.attempt_failed(leg.target.provider, "midstream")
+    elif not meter.whole or pump.unreadable:
+        outcome.attempt_failed(leg.target.provider, "midstream" if not meter.whole
+                               else "bad_response")
         # The client must see that its answer is not whole (it got no end event, or
         # lost one); a provider's own error event already said so.
         await out.body(ProviderFailed("the provider stream ended before the answer was "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from router.errors import ConfigError
@@ -18,6 +19,7 @@ from router.ledger.base import (AccountBook, BillingLedger, IdempotencyStore, Ke
 
 if TYPE_CHECKING:
     from router.config import Config
+    from router.provider_store import ProviderStore
 
 BACKENDS = ("sqlite", "postgres", "redis")
 # Backends whose balances live elsewhere (not in the invariant suites over BACKENDS).
@@ -47,6 +49,18 @@ class Stores:
     # event loop: the server's root, each CLI command, a test.
     session: Callable[[], AbstractAsyncContextManager[Any]] = nullcontext
     details: dict[str, Any] = field(default_factory=dict)
+    # Providers managed at run time (router/provider_store.py), in this backend (with
+    # BILLING_BACKEND=http: in the local SQLite file, beside the keys and the outbox).
+    provider_store: "ProviderStore | None" = None
+
+
+def ledger_file(config: "Config") -> "Path | None":
+    """The SQLite file this backend keeps under DATA_DIR (`http` keeps its keys and outbox
+    there), or None where the ledger is a service. The CLI checks it exists before opening."""
+    if config.billing_backend not in ("sqlite", "http"):
+        return None
+    from router.ledger.sqlite import path_of
+    return path_of(config)
 
 
 def open_stores(config: "Config") -> Stores:

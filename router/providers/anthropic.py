@@ -9,6 +9,9 @@ supported".
 The client's `anthropic-beta` and `anthropic-version` headers are passed on when its own
 API goes through untranslated, and of its query string only `beta` (Claude Code sends
 `?beta=true`).
+
+Probe: `GET /v1/models?limit=1` with the key (free; 401 `authentication_error` for a key
+Anthropic does not know). An OAuth login is probed by a connect and its expiry.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from router.providers.base import HttpCall, UpstreamRequest
 from router.providers.credentials import OAuthToken
-from router.providers.http import HttpAdapter
+from router.providers.http import HttpAdapter, get_call
 
 ANTHROPIC_VERSION = "2023-06-01"
 PATHS = {"anthropic.messages": "/v1/messages",
@@ -68,6 +71,14 @@ class AnthropicAdapter(HttpAdapter):
             headers.append((b"x-api-key", credential.encode()))
         return HttpCall(PATHS[request.api] + forwarded_query(request.query), tuple(headers),
                         request.body)
+
+    def probe_call(self, credential: str | None) -> HttpCall | None:
+        if credential is not None and is_oauth(credential):
+            return None  # a login is checked by its expiry (and a connect), not a call
+        headers = [(b"anthropic-version", ANTHROPIC_VERSION.encode())]
+        if credential:
+            headers.append((b"x-api-key", credential.encode()))
+        return get_call("/v1/models?limit=1", headers)
 
 
 ADAPTER = AnthropicAdapter()

@@ -29,7 +29,7 @@ import orjson
 
 from router.protocols.sse import SseEvent, SseParser
 from router.providers.base import HttpCall, Provider, UpstreamRequest
-from router.providers.http import HttpAdapter, HttpProvider
+from router.providers.http import HttpAdapter, HttpProvider, get_call
 from router.providers.spec import ProviderSpec
 
 DEFAULT_API_VERSION = "2024-10-21"
@@ -121,6 +121,17 @@ class AzureAdapter(HttpAdapter):
         path = (f"/openai/deployments/{quote(deployment, safe='')}{_PATHS[request.api]}"
                 f"?api-version={quote(self.api_version, safe='')}")
         return HttpCall(path, tuple(headers), body)
+
+    def probe_call(self, credential: str | None) -> HttpCall | None:
+        """The resource's model list: `GET /openai/models?api-version=...` (the v1 API:
+        `GET /openai/v1/models`), with the `api-key` header."""
+        headers = list(self.headers)
+        if credential:
+            headers.append((b"api-key", credential.encode()))
+        if self.api_version == V1:
+            return get_call(self.prefix + "/models", headers)
+        return get_call(f"/openai/models?api-version={quote(self.api_version, safe='')}",
+                        headers)
 
     def decoder(self) -> AzureStreamDecoder:
         return AzureStreamDecoder()

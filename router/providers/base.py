@@ -21,6 +21,7 @@ from router.protocols.sse import SseEvent, SseParser
 if TYPE_CHECKING:
     from router.providers.breaker import CircuitBreaker
     from router.providers.credentials import CredentialPool
+    from router.providers.probe import ProbeResult
     from router.providers.spec import ProviderSpec
 
 
@@ -89,6 +90,11 @@ class Provider(Protocol):
 
     def open(self, request: UpstreamRequest) -> AsyncContextManager[UpstreamResponse]:
         """Send the request; the context closes the upstream stream on exit."""
+        ...
+
+    async def probe(self) -> "ProbeResult":
+        """Look at the upstream now: connect, and a cheap authenticated call where the
+        kind has one (`router.providers.probe`). Never raises for the upstream's faults."""
         ...
 
 

@@ -211,6 +211,9 @@ class BedrockAdapter(HttpAdapter):
     provider_fields = frozenset({"region"})
     serves_kinds = ("anthropic",)  # Claude routes here when no Anthropic provider is set
     check_key = staticmethod(check_key)
+    # bedrock-runtime serves only model calls (listing models is the control plane's,
+    # another host and another permission): a probe can only connect.
+    connect_only_why = "Bedrock's runtime host has no cheap authenticated call: connect only"
     region: str = "us-east-1"
     base_url: str = ""
 

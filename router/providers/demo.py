@@ -16,6 +16,7 @@ import trio
 from router.providers.base import Provider, ProviderAdapter, UpstreamRequest
 from router.providers.breaker import CircuitBreaker
 from router.providers.credentials import CredentialPool
+from router.providers.probe import ProbeResult, Stopwatch
 from router.providers.spec import ProviderSpec
 from router.tokens import measure
 
@@ -144,6 +145,11 @@ class DemoProvider:
 
     def stats(self) -> None:
         return None
+
+    async def probe(self) -> ProbeResult:
+        """The demo model lives in the process: always there."""
+        await trio.lowlevel.checkpoint()
+        return Stopwatch().result(True, detail="the built-in demo model")
 
     @asynccontextmanager
     async def open(self, request: UpstreamRequest) -> AsyncIterator[DemoResponse]:

@@ -25,7 +25,7 @@ import orjson
 
 from router.protocols.gemini import LIMIT_FIELD, NAME
 from router.providers.base import HttpCall, Provider, UpstreamRequest
-from router.providers.http import HttpAdapter
+from router.providers.http import HttpAdapter, get_call
 from router.providers.spec import ProviderSpec
 from router.providers.whole_answer import RewritingPool, RewritingProvider, WholeAnswer
 
@@ -112,6 +112,12 @@ class GeminiAdapter(HttpAdapter):
         if credential:
             headers.append((b"x-goog-api-key", credential.encode()))
         return HttpCall(path, tuple(headers), request.body)
+
+    def probe_call(self, credential: str | None) -> HttpCall | None:
+        """`GET /v1beta/models?pageSize=1` with `x-goog-api-key` (free; a key that is not
+        valid is a 400 `API_KEY_INVALID`, read as a 401 like any call's)."""
+        headers = [(b"x-goog-api-key", credential.encode())] if credential else []
+        return get_call("/v1beta/models?pageSize=1", headers)
 
     def connect(self, spec: ProviderSpec) -> Provider:
         return GeminiProvider(spec, self)

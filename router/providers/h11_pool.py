@@ -130,6 +130,12 @@ class H11Pool:
         for conn in idle:
             await conn.aclose()
 
+    async def check_connect(self) -> None:
+        """Open one connection (TCP, and TLS where the URL says https) and close it: the
+        probe of a kind with no cheap call to make."""
+        conn = await self._connect()
+        await conn.aclose()
+
     async def _connect(self) -> _Connection:
         try:
             with trio.fail_after(self.connect_timeout_s):

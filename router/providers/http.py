@@ -3,7 +3,9 @@ pool and a circuit breaker; the kind's adapter addresses and signs each call.
 
 The pool is created and closed by the provider's supervisor actor (`start`/`aclose`).
 Every limit comes from the provider's config: connections in flight, connect timeout,
-longest silence between two reads.
+longest silence between two reads. The same actor calls `probe` (`router.providers.probe`):
+the kind's cheap authenticated call (`HttpAdapter.probe_call`) once per credential
+through this pool, or a bare connect where the kind has none.
 """
 
 from __future__ import annotations
@@ -13,19 +15,43 @@ from typing import AsyncIterator
 
 import trio
 
-from router.errors import CredentialsResting, ProviderStopped
-from router.providers.base import Provider, ProviderAdapter, UpstreamRequest
+from router.errors import CredentialsResting, PoolExhausted, ProviderStopped
+from router.errors import UpstreamTimeout, UpstreamUnreachable
+from router.providers import probe as p
+from router.providers.base import HttpCall, Provider, ProviderAdapter, UpstreamRequest
 from router.providers.breaker import CircuitBreaker
-from router.providers.credentials import CredentialPool
+from router.providers.credentials import Credential, CredentialPool
 from router.providers.h11_pool import H11Pool, H11Response
 from router.providers.spec import ProviderSpec
+
+PROBE_BODY_LIMIT = 64 * 1024  # read (and so drain) a probe's answer up to this
+PROBE_READ_S = 10.0  # once connected, how long a probe waits for the whole answer
+BUSY = "every connection is carrying a call: not probed this time"
 
 
 class HttpAdapter(ProviderAdapter):
     """A kind reached over HTTP through the shared pool (every kind but `demo`)."""
 
+    # False for servers that take calls without a key (a local Ollama, llama.cpp): an
+    # empty credential pool is then no fault of the configuration.
+    needs_key: bool = True
+    # What a probe checks, said in `ProbeResult.detail` when it is only a connect.
+    connect_only_why: str = "the kind has no cheap authenticated call: connect only"
+
     def connect(self, spec: ProviderSpec) -> Provider:
         return HttpProvider(spec, self)
+
+    def probe_call(self, credential: str | None) -> HttpCall | None:
+        """The kind's free, authenticated, read-only call (a GET of its model list,
+        say), signed with `credential`; None where there is none (a connect is all a
+        probe then checks). Pure."""
+        return None
+
+
+def get_call(path: str, headers: list[tuple[bytes, bytes]]) -> HttpCall:
+    """A bodiless GET, as probes send them."""
+    return HttpCall(path, ((b"user-agent", b"aura-router"), (b"accept", b"application/json"),
+                           *headers), b"", b"GET")
 
 
 class HttpProvider:
@@ -91,3 +117,66 @@ class HttpProvider:
             finally:
                 if credential is not None:
                     pool.done(credential)
+
+    async def probe(self) -> p.ProbeResult:
+        """Connect, and make the kind's cheap authenticated call with every credential
+        that has not expired: one the provider refuses (401/403) is set aside as a real
+        call's 401 sets it aside, one it accepts is good again."""
+        watch = p.Stopwatch()
+        if self.pool is None:
+            return watch.result(False, p.NOT_RUNNING, "the provider is not running")
+        pool = self.credentials
+        keyed = len(pool) > 0 or pool.required
+        now = trio.current_time()
+        live = [c for c in pool.credentials if now < c.expires]
+        if keyed and not live:
+            return watch.result(False, p.NO_CREDENTIAL, pool.unusable_reason(now))
+        if not keyed and self.adapter.needs_key:  # type: ignore[attr-defined]
+            return watch.result(False, p.NO_CREDENTIAL, "no credential is configured")
+        figures = self.pool.stats()
+        if figures["in_flight"] >= figures["max"]:
+            return watch.result(True, detail=BUSY)  # a probe must not queue behind users
+        adapter: HttpAdapter = self.adapter  # type: ignore[assignment]
+        candidates: list[Credential | None] = list(live) if keyed else [None]
+        refused: list[int] = []
+        statuses: list[int] = []
+        for credential in candidates:
+            call = adapter.probe_call(credential.key if credential else None)
+            try:
+                with trio.fail_after(self.spec.timeout_connect_s + PROBE_READ_S):
+                    if call is None:
+                        await self.pool.check_connect()
+                        detail = adapter.connect_only_why
+                        if credential is not None and credential.oauth:
+                            detail = "connect, and a login that has not expired"
+                        return watch.result(True, detail=detail)
+                    async with self.pool.send(call) as response:
+                        await response.read(PROBE_BODY_LIMIT)
+                        status = response.status
+            except PoolExhausted:
+                # Every connection carries a call: the upstream is answering them.
+                return watch.result(True, detail=BUSY)
+            except (trio.TooSlowError, UpstreamTimeout):
+                return watch.result(False, p.TIMEOUT, "the upstream did not answer in time")
+            except UpstreamUnreachable:
+                return watch.result(False, p.CONNECT_FAILED, "the upstream could not be reached")
+            if credential is not None and status in (401, 403):
+                pool.refused(credential, status)
+                refused.append(credential.index)
+            elif credential is not None and status < 400 and credential.bad:
+                pool.accepted(credential)
+            statuses.append(status)
+        tried = len(statuses)
+        if keyed and len(refused) == tried:
+            return watch.result(False, p.AUTH_REFUSED, f"{tried} of {tried} credentials "
+                                "refused", tuple(refused))
+        if not keyed and statuses[0] in (401, 403):
+            return watch.result(False, p.AUTH_REFUSED, "the upstream wants a credential")
+        answered = [s for s in statuses if s not in (401, 403)]
+        # A 429 is a key the provider knows (resting is the pool's business, not readiness').
+        if any(s < 400 or s == 429 for s in answered):
+            detail = f"{len(refused)} of {tried} credentials refused" if refused else \
+                "authenticated call answered" if keyed else "call answered"
+            return watch.result(True, detail=detail, refused=tuple(refused))
+        return watch.result(False, p.bad_status(answered[0]), "the upstream answered with an "
+                            "error status", tuple(refused))

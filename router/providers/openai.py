@@ -2,12 +2,13 @@
 
 The output limit goes in `max_completion_tokens` (its reasoning models refuse
 `max_tokens`). The client's query string is not forwarded: OpenAI's API takes none.
+Probe: `GET {base}/models` (free, needs the key: 401 `invalid_api_key` otherwise).
 """
 
 from __future__ import annotations
 
 from router.providers.base import HttpCall, UpstreamRequest
-from router.providers.http import HttpAdapter
+from router.providers.http import HttpAdapter, get_call
 
 PATHS = {"openai.chat": "/chat/completions", "openai.responses": "/responses"}
 
@@ -33,6 +34,13 @@ class OpenAIAdapter(HttpAdapter):
 
     def build_request(self, request: UpstreamRequest, credential: str | None) -> HttpCall:
         return HttpCall(PATHS[request.api], bearer_headers(request, credential), request.body)
+
+    def probe_call(self, credential: str | None) -> HttpCall | None:
+        return get_call("/models", bearer(credential))
+
+
+def bearer(credential: str | None) -> list[tuple[bytes, bytes]]:
+    return [(b"authorization", b"Bearer " + credential.encode())] if credential else []
 
 
 ADAPTER = OpenAIAdapter()

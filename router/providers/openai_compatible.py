@@ -14,6 +14,10 @@ accounting; recent OpenRouter always reports usage, older deployments only when 
 Its `usage.cost` is OpenRouter's price, never the bill: the router bills by its catalog.
 Ollama is spoken to through its OpenAI-compatible `/v1` (it honours `max_tokens` and
 `stream_options.include_usage`), so no native `/api/chat` is needed.
+
+Probes: `GET {base}/models` (OpenAI's list, which vLLM, llama.cpp, LiteLLM and Ollama's
+`/v1` all serve; a key only where one is configured); OpenRouter's `/models` is public,
+so its probe is `GET {base}/key` (the key's own limits), which needs a valid key.
 """
 
 from __future__ import annotations
@@ -23,8 +27,8 @@ import copy
 import orjson
 
 from router.providers.base import HttpCall, Provider, UpstreamRequest
-from router.providers.http import HttpAdapter, HttpProvider
-from router.providers.openai import bearer_headers
+from router.providers.http import HttpAdapter, HttpProvider, get_call
+from router.providers.openai import bearer, bearer_headers
 from router.providers.spec import ProviderSpec
 
 
@@ -34,8 +38,11 @@ class OpenAICompatibleAdapter(HttpAdapter):
 
     def __init__(self, kind: str, *, flattens_text: bool = True, default_base_url: str = "",
                  default_headers: tuple[tuple[str, str], ...] = (),
-                 body_defaults: dict[str, object] | None = None) -> None:
+                 body_defaults: dict[str, object] | None = None, needs_key: bool = False,
+                 probe_path: str = "/models") -> None:
         self.kind = kind
+        self.needs_key = needs_key
+        self.probe_path = probe_path
         self.flattens_text = flattens_text
         self.default_base_url = default_base_url
         self.default_headers = default_headers
@@ -68,10 +75,14 @@ class OpenAICompatibleAdapter(HttpAdapter):
         return HttpCall("/chat/completions", bearer_headers(request, credential) + self.headers,
                         body)
 
+    def probe_call(self, credential: str | None) -> HttpCall | None:
+        return get_call(self.probe_path, bearer(credential) + list(self.headers))
+
 
 ADAPTER = OpenAICompatibleAdapter("openai_compatible")
 OLLAMA = OpenAICompatibleAdapter("ollama", default_base_url="http://127.0.0.1:11434/v1")
 OPENROUTER = OpenAICompatibleAdapter("openrouter", flattens_text=False,
                                      default_base_url="https://openrouter.ai/api/v1",
                                      default_headers=(("X-Title", "Aura Router"),),
-                                     body_defaults={"usage": {"include": True}})
+                                     body_defaults={"usage": {"include": True}},
+                                     needs_key=True, probe_path="/key")

@@ -30,3 +30,5 @@ class ProviderSpec:
     deployments: tuple[tuple[str, str], ...] = ()  # azure: (upstream model id, deployment)
     headers: tuple[tuple[str, str], ...] = ()  # extra headers sent with every call
     region: str | None = None  # bedrock: the AWS region (SigV4 scope, profile prefix)
+    # False: a kind that needs a key has none (kept with ALLOW_PROVIDERS_WITHOUT_KEYS).
+    has_credential: bool = True

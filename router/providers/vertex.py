@@ -69,10 +69,14 @@ class VertexProvider(RewritingProvider):
     pool_class = VertexPool
 
 
+PROBE_WHY = "connect, with an access token minted from the service account"
+
+
 class VertexAdapter(HttpAdapter):
     kind = "vertex"
     apis = ("anthropic.messages",)
     needs_base_url = True
+    connect_only_why = PROBE_WHY  # the token's mint (google-auth) is the credential check
 
     def build_request(self, request: UpstreamRequest, credential: str | None) -> HttpCall:
         verb = "streamRawPredict" if request.stream else "rawPredict"
@@ -93,6 +97,10 @@ class VertexGeminiAdapter(GeminiAdapter):
     needs_base_url = True
     default_base_url = ""
     serves_kinds = ("gemini",)  # Gemini models route here when no Google AI key is set
+    connect_only_why = PROBE_WHY
+
+    def probe_call(self, credential: str | None) -> HttpCall | None:
+        return None
 
     def mode_upstream(self, spec: ProviderSpec, model: str, kind: str) -> str | None:
         return model if kind == "gemini" else None  # Vertex knows Gemini by its own ids

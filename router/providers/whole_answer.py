@@ -75,6 +75,9 @@ class RewritingPool:
     async def aclose(self) -> None:
         await self.pool.aclose()
 
+    async def check_connect(self) -> None:
+        await self.pool.check_connect()
+
     async def rewrite(self, call: HttpCall, response: Any) -> Any:
         """The answer the pipeline gets for `call` (the response as it is, here)."""
         return response

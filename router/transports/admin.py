@@ -123,8 +123,8 @@ def admin_routes(gw: Gateway) -> Blueprint:
             limit = min(int(request.args.get("limit", "100")), 1000)
         except ValueError:
             raise BadRequest("'after' and 'limit' must be integers") from None
-        if after < 0 or limit < 1:
-            raise BadRequest("'after' must be >= 0 and 'limit' >= 1")
+        if not 0 <= after < 2**63 or limit < 1:  # a seq is a 64-bit integer in every store
+            raise BadRequest("'after' must be from 0 to 2^63-1 and 'limit' >= 1")
         entries = await gw.accounts.entries(await known_account(account), after, limit)
         data = [{"seq": e.seq, "kind": e.kind, "amount_micros": e.amount,
                  "held_delta_micros": e.held_delta, "request_id": e.request_id,
@@ -198,8 +198,27 @@ def admin_routes(gw: Gateway) -> Blueprint:
     @bp.get("/providers")
     async def providers():  # type: ignore[no-untyped-def]
         """Each provider's health: breaker, credentials (index and prefix, never the key),
-        cooldowns, pool and in-flight figures."""
+        cooldowns, pool and in-flight figures, and its source (config or store)."""
         return json_response({"data": await gw.provider_stats()})
+
+    # The provider store (router/provider_store.py; docs/api.md): a stored provider is
+    # running in this process when these answer, and in the others within a poll.
+    @bp.post("/providers/<name>")
+    async def put_provider(name: str):  # type: ignore[no-untyped-def]
+        body = await json_body()
+        if "name" in body and body.pop("name") != name:
+            raise BadRequest("'name' in the body must match the path (or be left out)",
+                             param="name")
+        created, view = await gw.provider_admin.put(name, body)
+        return json_response(view, 201 if created else 200)
+
+    @bp.get("/providers/<name>")
+    async def get_provider(name: str):  # type: ignore[no-untyped-def]
+        return json_response(await gw.provider_admin.describe(name))
+
+    @bp.delete("/providers/<name>")
+    async def delete_provider(name: str):  # type: ignore[no-untyped-def]
+        return json_response(await gw.provider_admin.remove(name))
 
     @bp.get("/streams")
     async def streams():  # type: ignore[no-untyped-def]

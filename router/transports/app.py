@@ -1,5 +1,6 @@
 """The Quart app: every route but the hot model calls (health, readiness, models,
-usage, admin). Errors come out in the caller's API shape, never as HTML.
+usage, admin, the OpenAPI document and its docs page). Errors come out in the caller's
+API shape, never as HTML.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from router import openapi
 from router.auth.credentials import credential_from
 from router.catalog import ModelSpec
 from router.errors import NotFound, RouterError
@@ -20,6 +22,7 @@ from router.redact import quote_input
 from router.transports.admin import admin_routes
 from router.transports.common import (caller_shape, error_response, json_body,
                                       json_response, require_admin)
+from router.transports.docs_page import CSP, PAGE, DocsAssets
 
 
 def _dollars(micros: int) -> float:
@@ -55,15 +58,12 @@ def build_quart_app(gw: Gateway) -> QuartTrio:
 
     @app.get("/health")
     async def health():  # type: ignore[no-untyped-def]
-        return "ok"
+        return Response("ok", 200, {"content-type": "text/plain; charset=utf-8"})
 
     @app.get("/ready")
     async def ready():  # type: ignore[no-untyped-def]
-        reasons = await gw.unready_reasons()
-        if reasons:
-            return json_response({"status": "unavailable", "reasons": reasons}, 503)
-        return json_response({"status": "ready",
-                              "providers": len(gw.config.catalog.providers)})
+        report = await gw.readiness()
+        return json_response(report, 503 if report.get("reasons") else 200)
 
     @app.get("/metrics")
     async def metrics():  # type: ignore[no-untyped-def]
@@ -146,6 +146,25 @@ def build_quart_app(gw: Gateway) -> QuartTrio:
                                  "expires_at": iso_utc(c["expires_at"]) if c["expires_at"]
                                  else None, "expires_in_s": c["expires_in_s"]})
         return json_response({"object": "list", "data": data})
+
+    assets = DocsAssets()
+
+    @app.get("/openapi.json")
+    async def openapi_json():  # type: ignore[no-untyped-def]
+        return Response(openapi.document(), 200, {"content-type": "application/json"})
+
+    @app.get("/docs")
+    async def docs():  # type: ignore[no-untyped-def]
+        return Response(PAGE, 200, {"content-type": "text/html; charset=utf-8",
+                                    "content-security-policy": CSP})
+
+    @app.get("/docs/static/<name>")
+    async def docs_asset(name: str):  # type: ignore[no-untyped-def]
+        data = await assets.read(name)
+        if data is None:
+            raise NotFound(f"no docs asset {quote_input(name)}")
+        return Response(data, 200, {"content-type": DocsAssets.content_type(name) or "",
+                                    "cache-control": "public, max-age=86400"})
 
     app.register_blueprint(admin_routes(gw))
     return app

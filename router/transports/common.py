@@ -48,6 +48,9 @@ def require_admin(admin_key: str | None) -> None:
         raise Unauthenticated("admin routes need 'Authorization: Bearer <ADMIN_API_KEY>'")
 
 
+MAX_INT = 2**53 - 1  # the largest integer every JSON client reads exactly
+
+
 def int_field(body: dict[str, Any], name: str, *, required: bool = False,
               positive: bool = False) -> int | None:
     value = body.get(name)
@@ -57,6 +60,8 @@ def int_field(body: dict[str, Any], name: str, *, required: bool = False,
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadRequest(f"'{name}' must be an integer", param=name)
+    if abs(value) > MAX_INT:  # past it a store overflows (a 64-bit column, or a float)
+        raise BadRequest(f"'{name}' must be at most {MAX_INT} in size", param=name)
     if positive and value <= 0:
         raise BadRequest(f"'{name}' must be positive", param=name)
     return value

@@ -338,6 +338,8 @@ class RouterApp:
                     await sink.error(*stream.refusal(shape))
                 else:
                     sink.next_seq = 0  # the log numbers the events
+                    if not stream.is_sse:  # a JSON answer is one event: resume = all of it
+                        after = 0
                     await sink.start(stream.status, stream.headers + (
                         (b"x-aura-resumable", b"true"),))
                     log = stream.log

@@ -253,6 +253,17 @@ async def serve_websocket(gw: Gateway, scope: dict[str, Any],
         return
     await send({"type": "websocket.accept"})
     headers = dict(scope.get("headers") or ())
+    connections = gw.metrics.ws_connections  # aura_ws_connections: once per connection
+    connections.inc()
+    try:
+        await _serve_connection(gw, headers, receive, send)
+    finally:
+        connections.dec()
+
+
+async def _serve_connection(gw: Gateway, headers: dict[bytes, bytes],
+                            receive: Callable[[], Awaitable[Message]],
+                            send: Callable[[Message], Awaitable[None]]) -> None:
     async with trio.open_nursery() as nursery:
         conn = Connection(gw, send, nursery)
         account = headers.get(b"x-aura-account")

@@ -223,7 +223,10 @@ def test_two_routers_200_streams_and_a_service_outage_never_overspend_or_lose_a_
         fake: FakeProviderServer, clean_service: FakeCreditService,
         tmp_path: Any) -> None:
     fake.state.reset()
-    fake.state.chunk_delay_s = 0.05
+    # ~5 s streams: the 200th status comes up to ~2 s after the first (the last holds
+    # queue at the credit service), and every admitted stream must still be mid-answer
+    # when the outage starts.
+    fake.state.chunk_delay_s = 0.25
     fake.state.keep_requests = False
     config = router_config(fake.openai_base_url, fake.anthropic_base_url)
     routers = [RouterProcess(tmp_path / f"r{n}", config, env=_env(clean_service)).start()

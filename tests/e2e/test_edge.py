@@ -547,7 +547,8 @@ def test_the_cli_shows_a_provider_url_without_its_password_or_query(
     done = subprocess.run([sys.executable, "-m", "actors.cli", *command], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=60, check=False)
     output = done.stdout + done.stderr
-    assert done.returncode == 0, output
+    # doctor exits 1: nothing listens on port 9, and no ledger exists there yet
+    assert done.returncode == (1 if command == ["doctor"] else 0), output
     assert "127.0.0.1:9" in output, output  # the provider is listed
     for secret in ("secret-pw", "sekrit"):
         assert secret not in output, output

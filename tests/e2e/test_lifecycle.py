@@ -63,26 +63,26 @@ def test_cli_keys_and_credits_work_on_the_ledger_of_a_running_server(
     cli = partial(_cli, tmp_path, env=env)
     with RouterProcess(tmp_path, router_config(fake.openai_base_url,
                                                fake.anthropic_base_url), env=env) as router:
-        issued = cli("keys", "issue", "carol", "--label", "cli")
+        issued = cli("keys", "issue", "carol", "--label", "cli", "--json")
         assert issued.returncode == 0, issued.stderr
         key = json.loads(issued.stdout)["key"]
         assert cli("credits", "grant", "carol", "300000").returncode == 0
         client = openai.OpenAI(base_url=router.base_url + "/v1", api_key=key, max_retries=0)
         client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=5)
-        balance = json.loads(cli("credits", "balance", "carol").stdout)
+        balance = json.loads(cli("credits", "balance", "carol", "--json").stdout)
         assert balance["held_micros"] == 0
         assert 0 < 300_000 - balance["balance_micros"] == router.usage(key)["recent"][0][
             "cost_micros"]
         refused = cli("credits", "grant", "carol", "-999999999")
         assert refused.returncode == 1 and "refused" in refused.stderr
-        key_id = json.loads(cli("keys", "list").stdout)[0]["id"]
+        key_id = json.loads(cli("keys", "list", "--json").stdout)[0]["id"]
         assert cli("keys", "revoke", key_id).returncode == 0
         try:
             client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
             raise AssertionError("a revoked key must be refused")
         except openai.PermissionDeniedError:
             pass
-        doctor = cli("doctor")
+        doctor = cli("doctor", "--json")
         assert doctor.returncode == 0 and ADMIN_KEY not in doctor.stdout
         ledger = json.loads(doctor.stdout)["ledger"]
         assert ledger["backend"] == backend and ledger["usable"]

@@ -1,4 +1,7 @@
-"""Fake Anthropic upstream: raw ASGI app for ``POST /v1/messages`` and ``/v1/messages/count_tokens``.
+"""Fake Anthropic upstream: raw ASGI app for ``POST /v1/messages`` and ``/v1/messages/count_tokens``,
+and ``GET /v1/models`` (``?limit=`` 1-1000, default 20): ``{"data": [{"type": "model", "id",
+"display_name", "created_at"}], "has_more", "first_id", "last_id"}``, newest first, behind
+the same key and ``anthropic-version`` checks as every route (what routers probe).
 
 Wire format follows the public docs: a ``message`` body, or the SSE sequence
 ``message_start`` / ``content_block_start`` / ``ping`` / ``content_block_delta``... /
@@ -44,6 +47,9 @@ from ._asgi import send_json, sleep_if, split_stream, start_sse, stream_events
 from .state import FakeState, capped_words, count_input_tokens, reply_text, text_pieces
 from .state import tool_call_fragments, usage_mode, word, word_json
 
+MODELS = (("claude-sonnet-4-5-20250929", "Claude Sonnet 4.5", "2025-09-29T00:00:00Z"),
+          ("claude-haiku-4-5-20251001", "Claude Haiku 4.5", "2025-10-15T00:00:00Z"),
+          ("claude-3-5-haiku-20241022", "Claude Haiku 3.5", "2024-10-22T00:00:00Z"))
 OAUTH_TOKEN_PREFIX = "sk-ant-oat"
 OAUTH_BETA = "oauth-2025-04-20"
 
@@ -171,6 +177,9 @@ def make_anthropic_app(state: FakeState) -> ASGIApp:
             await send_json(send, 400, err, extra)
             return
         path, method = scope["path"], scope.get("method", "GET")
+        if method == "GET" and path == "/v1/models":
+            await _models(scope, send, extra, request_id)
+            return
         if method != "POST" or path not in ("/v1/messages", "/v1/messages/count_tokens"):
             await send_json(send, 404, error_body("not_found_error", "Not Found", request_id), extra)
             return
@@ -191,6 +200,25 @@ def make_anthropic_app(state: FakeState) -> ASGIApp:
             await send_json(send, 200, orjson.dumps({"input_tokens": prompt}), extra)
             return
         await _message(body, prompt, receive, send, extra)
+
+    async def _models(scope: Scope, send: Send, extra: Headers, request_id: str) -> None:
+        query = dict(p.split("=", 1) for p in scope.get("query_string", b"").decode()
+                     .split("&") if "=" in p)
+        try:
+            limit = int(query.get("limit", "20"))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 1000:
+            err = error_body("invalid_request_error",
+                             "limit: Input should be greater than or equal to 1", request_id)
+            await send_json(send, 400, err, extra)
+            return
+        data = [{"type": "model", "id": id_, "display_name": name, "created_at": created}
+                for id_, name, created in sorted(MODELS, key=lambda m: m[2],
+                                                 reverse=True)[:limit]]
+        await send_json(send, 200, orjson.dumps({
+            "data": data, "has_more": limit < len(MODELS), "first_id": data[0]["id"],
+            "last_id": data[-1]["id"]}), extra)
 
     async def _message(body: dict[str, Any], prompt: int, receive: Receive, send: Send,
                        extra: Headers) -> None:

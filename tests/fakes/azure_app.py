@@ -18,6 +18,11 @@ or wrong API endpoint. ..."}}``.  ``FakeState.fail_status`` answers everything a
 auth check with that status and an Azure error body (``code`` the status as a string); a
 429 carries ``retry-after: 1`` and ``retry-after-ms: 1000``, as Azure sends them.
 
+Models - List (what routers probe): ``GET /openai/models?api-version=...`` and, for the v1
+API, ``GET /openai/v1/models``, behind the same key check: ``{"data": [{"status",
+"capabilities", "lifecycle_status", "deprecation", "id", "created_at", "object":
+"model"}], "object": "list"}``.
+
 Answers are the fake OpenAI app's (same switches, same token model, see state.py) with
 Azure's additions: ``prompt_filter_results`` at the top of a whole answer and
 ``content_filter_results`` in each choice; a stream starts with Azure's annotation chunk
@@ -94,6 +99,39 @@ def _prompt_text(body: Any) -> str:
 def make_azure_app(state: FakeState) -> ASGIApp:
     openai_app = make_openai_app(_Unrecorded(state))  # type: ignore[arg-type]
 
+    async def _models(v1: bool, version: str | None, headers: dict[str, str], send: Send,
+                      extra: Headers) -> None:
+        """Models - List: the resource's models (`api-version` required on the
+        deployments API; the v1 API answers OpenAI's list shape)."""
+        if not v1 and version is None:
+            await send_json(send, 404, azure_error("404", "Resource not found"), extra)
+            return
+        if (not v1 and not _VERSION.match(version or "")) or (
+                v1 and version not in (None, "preview", "latest")):
+            await send_json(send, 400, azure_error("BadRequest", "API version not supported"),
+                            extra)
+            return
+        key = headers.get("api-key", "")
+        auth = headers.get("authorization", "")
+        if v1 and not key and auth[:7].lower() == "bearer ":
+            key = auth[7:].strip()
+        if not key or (state.expected_api_key is not None and key != state.expected_api_key):
+            await send_json(send, 401, azure_error("401", _NO_ACCESS), extra)
+            return
+        if state.fail_status is not None:
+            status = state.fail_status
+            await send_json(send, status, azure_error(str(status), "The server had an error "
+                                                      "while processing your request."), extra)
+            return
+        models = sorted(set(DEPLOYMENTS.values()))
+        data = [{"status": "succeeded", "capabilities": {
+                    "fine_tune": False, "inference": True, "completion": False,
+                    "chat_completion": True, "embeddings": False},
+                 "lifecycle_status": "generally-available",
+                 "deprecation": {"inference": 1790000000}, "id": m,
+                 "created_at": 1721260800, "object": "model"} for m in models]
+        await send_json(send, 200, orjson.dumps({"data": data, "object": "list"}), extra)
+
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         request = await read_request(scope, receive, state)
         extra: Headers = [(b"apim-request-id", rand_id("", 32).encode()),
@@ -104,6 +142,9 @@ def make_azure_app(state: FakeState) -> ASGIApp:
         headers = request.headers
         match = _DEPLOYMENT_PATH.match(path)
         v1 = path in _V1_PATHS
+        if scope.get("method") == "GET" and path in ("/openai/models", "/openai/v1/models"):
+            await _models(path == "/openai/v1/models", version, request.headers, send, extra)
+            return
         if scope.get("method") != "POST" or not (match or v1):
             await send_json(send, 404, azure_error("404", "Resource not found"), extra)
             return

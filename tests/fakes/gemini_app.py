@@ -36,6 +36,10 @@ Switches (state.py): ``fail_status``, ``expected_api_key``, ``first_byte_delay_s
 one ``data: {"error": {...}}`` whose ``status`` is the value, e.g. "UNAVAILABLE"),
 ``tool_call``, ``tool_call_text``, ``thinking_text``, ``reasoning_tokens``,
 ``cache_read_tokens``.
+
+``GET /v1beta/models?pageSize=N`` (``models.list``, what routers probe) answers
+``{"models": [...], "nextPageToken"}`` behind the same key check (no key: 403; a key
+other than ``expected_api_key``: 400 ``API key not valid``).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from .state import (PER_MESSAGE_OVERHEAD_TOKENS, FakeState, capped_words, text_p
                     tool_call_fragments, usage_mode, word)
 
 _PATH = re.compile(r"^/v1beta/models/([^/:]+):(generateContent|streamGenerateContent)$")
+LISTED_MODELS = ("gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.0-flash")
 _STATUS = {400: ("INVALID_ARGUMENT", "Request contains an invalid argument."),
            403: ("PERMISSION_DENIED", "Method doesn't allow unregistered callers (callers "
                  "without established identity). Please use API Key or other form of API "
@@ -174,6 +179,9 @@ def make_gemini_app(state: FakeState) -> ASGIApp:
             await send_json(send, 400, error_body(
                 400, "API key not valid. Please pass a valid API key."), extra)
             return
+        if scope.get("method") == "GET" and scope["path"] == "/v1beta/models":
+            await _list_models(query, send, extra)
+            return
         match = _PATH.match(scope["path"])
         if scope.get("method") != "POST" or match is None:
             await send_json(send, 404, error_body(404), extra)
@@ -186,6 +194,27 @@ def make_gemini_app(state: FakeState) -> ASGIApp:
         model, method = match.group(1), match.group(2)
         await _answer(request.body, model, method == "streamGenerateContent",
                       query.get("alt") == "sse", receive, send, extra)
+
+    async def _list_models(query: dict[str, str], send: Send, extra: Headers) -> None:
+        """`models.list`: `pageSize` models (default 50, at most 1000) and a
+        `nextPageToken` while more remain."""
+        try:
+            size = int(query.get("pageSize", "50"))
+        except ValueError:
+            await send_json(send, 400, error_body(400, "Invalid value at 'page_size' "
+                                                  "(TYPE_INT32)"), extra)
+            return
+        size = min(size if size > 0 else 50, 1000)
+        models = [{"name": f"models/{m}", "version": "001", "displayName": m,
+                   "description": "A fake Gemini model.", "inputTokenLimit": 1048576,
+                   "outputTokenLimit": 65536,
+                   "supportedGenerationMethods": ["generateContent", "countTokens"],
+                   "temperature": 1, "topP": 0.95, "topK": 64, "maxTemperature": 2}
+                  for m in LISTED_MODELS]
+        page: dict[str, Any] = {"models": models[:size]}
+        if size < len(models):
+            page["nextPageToken"] = rand_id("", 24)
+        await send_json(send, 200, orjson.dumps(page), extra)
 
     def _usage(prompt: int, candidates: int, thoughts: int) -> dict[str, Any] | None:
         mode = usage_mode(state)

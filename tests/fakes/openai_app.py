@@ -1,5 +1,8 @@
 """Fake OpenAI upstream: raw ASGI app for ``POST /v1/chat/completions``, ``POST /v1/responses``
-and ``GET /v1/models``.
+and ``GET /v1/models`` (what routers probe; with ``expected_api_key`` set, a wrong key is
+OpenAI's 401 ``invalid_api_key``), and OpenRouter's ``GET /api/v1/key`` (also at
+``/v1/key``): ``{"data": {"label", "limit", "usage", ...}}``, 401 ``{"error": {"message":
+"User not found.", "code": 401}}`` for a wrong key.
 
 Wire format follows the public API reference: ``chat.completion`` bodies,
 ``chat.completion.chunk`` SSE events ending with ``data: [DONE]``; with
@@ -37,6 +40,9 @@ from .state import FakeState, capped_words, count_input_tokens, count_response_i
 from .state import reply_text, text_pieces, tool_call_fragments, usage_mode, word, word_json
 
 SYSTEM_FINGERPRINT = "fp_f4k3upstr3"
+# OpenRouter's key info (its base URL is https://openrouter.ai/api/v1; tests point it at
+# the fake's /v1).
+OPENROUTER_KEY_PATHS = ("/v1/key", "/api/v1/key")
 MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "o3-mini")
 _MODELS_CREATED = 1715367049
 
@@ -170,9 +176,13 @@ def make_openai_app(state: FakeState) -> ASGIApp:
                 extra.append((b"retry-after", b"1"))
             await send_json(send, status, status_error(status), extra)
             return
+        auth = request.headers.get("authorization", "")
+        key = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+        path, method = scope["path"], scope.get("method", "GET")
+        if path in OPENROUTER_KEY_PATHS and method == "GET":
+            await _openrouter_key(key, send, extra)
+            return
         if state.expected_api_key is not None:
-            auth = request.headers.get("authorization", "")
-            key = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
             if key != state.expected_api_key:
                 message = _NO_KEY if not key else (
                     f"Incorrect API key provided: {_masked(key)}. You can find your API key "
@@ -180,7 +190,6 @@ def make_openai_app(state: FakeState) -> ASGIApp:
                 code = "invalid_api_key" if key else None
                 await send_json(send, 401, error_body(message, "invalid_request_error", code), extra)
                 return
-        path, method = scope["path"], scope.get("method", "GET")
         if path == "/v1/chat/completions" and method == "POST":
             await _chat(request.body, request.json_error, receive, send, extra)
         elif path == "/v1/responses" and method == "POST":
@@ -192,6 +201,22 @@ def make_openai_app(state: FakeState) -> ASGIApp:
         else:
             body = error_body(f"Invalid URL ({method} {path})", "invalid_request_error")
             await send_json(send, 404, body, extra)
+
+    async def _openrouter_key(key: str, send: Send, extra: Headers) -> None:
+        """OpenRouter's `GET /api/v1/key`: the calling key's label, limits and usage (a
+        key is needed; a wrong one is OpenRouter's 401 "User not found.")."""
+        if not key or (state.expected_api_key is not None and key != state.expected_api_key):
+            message = "No auth credentials found" if not key else "User not found."
+            await send_json(send, 401, orjson.dumps({"error": {"message": message,
+                                                               "code": 401}}), extra)
+            return
+        label = key[:11] + "..." + key[-3:] if len(key) > 14 else key[:3] + "..."
+        data = {"label": label, "limit": None, "limit_reset": None, "limit_remaining": None,
+                "include_byok_in_limit": False, "usage": 0, "usage_daily": 0,
+                "usage_weekly": 0, "usage_monthly": 0, "byok_usage": 0, "byok_usage_daily": 0,
+                "byok_usage_weekly": 0, "byok_usage_monthly": 0, "is_free_tier": False,
+                "is_provisioning_key": False}
+        await send_json(send, 200, orjson.dumps({"data": data}), extra)
 
     async def _chat(body: Any, json_error: bool, receive: Receive, send: Send,
                     extra: Headers) -> None:

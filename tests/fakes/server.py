@@ -47,15 +47,20 @@ def make_app(state: FakeState) -> ASGIApp:
         if scope["type"] != "http":
             return
         path: str = scope["path"]
-        if path.startswith("/v1/messages"):
+        # GET /v1/models is both OpenAI's and Anthropic's model list: Anthropic's callers
+        # send its `anthropic-version` header (the real API requires it).
+        anthropic_list = path == "/v1/models" and any(
+            name == b"anthropic-version" for name, _ in scope.get("headers", []))
+        if path.startswith("/v1/messages") or anthropic_list:
             await anthropic_app(scope, receive, send)
         elif path.startswith("/openai/"):
             await azure_app(scope, receive, send)
         elif path.startswith("/model/"):
             await bedrock_app(scope, receive, send)
-        elif path.startswith("/v1beta/models/"):
+        elif path.startswith("/v1beta/models/") or path == "/v1beta/models":
             await gemini_app(scope, receive, send)
-        elif path in ("/v1/chat/completions", "/v1/responses", "/v1/models"):
+        elif path in ("/v1/chat/completions", "/v1/responses", "/v1/models", "/v1/key",
+                      "/api/v1/key"):
             await openai_app(scope, receive, send)
         else:
             payload = error_body(f"Invalid URL ({scope.get('method')} {path})", "invalid_request_error")

@@ -127,11 +127,23 @@ class ReceivedRequest:
     json_error: bool = False  # True when a body was sent but was not valid JSON
 
 
+# The providers' free read-only calls a router's health probe makes (model lists, key
+# info): recorded in `FakeState.probes`, apart from the model calls in `received`, so a
+# probe that lands during a test never counts as a call that reached the provider.
+PROBE_PATHS = frozenset({"/v1/models", "/v1beta/models", "/openai/models", "/openai/v1/models",
+                         "/v1/key", "/api/v1/key", "/models"})
+
+
+def is_probe(request: ReceivedRequest) -> bool:
+    return request.method == "GET" and request.path.split("?", 1)[0] in PROBE_PATHS
+
+
 @dataclass
 class FakeState:
     """Fault switches, content knobs and the record of received requests."""
 
     received: list[ReceivedRequest] = field(default_factory=list)
+    probes: list[ReceivedRequest] = field(default_factory=list)  # GETs of PROBE_PATHS
     # --- fault switches -------------------------------------------------------
     fail_status: int | None = None  # answer everything with this status + real error body
     first_byte_delay_s: float = 0.0  # sleep before sending anything
@@ -160,7 +172,12 @@ class FakeState:
         if not self.keep_requests:
             return
         with self._lock:
-            self.received.append(request)
+            (self.probes if is_probe(request) else self.received).append(request)
+
+    def probe_snapshot(self) -> list[ReceivedRequest]:
+        """A copy of the probe requests received (model lists, key info)."""
+        with self._lock:
+            return list(self.probes)
 
     def snapshot(self) -> list[ReceivedRequest]:
         """A copy of the received requests, safe to iterate while the server runs."""
@@ -171,12 +188,13 @@ class FakeState:
         """Forget received requests (switches are kept)."""
         with self._lock:
             self.received.clear()
+            self.probes.clear()
 
     def reset(self) -> None:
         """Forget received requests and restore every switch to its default."""
         defaults = FakeState()
         for name in self.__dataclass_fields__:
-            if name not in ("received", "_lock"):
+            if name not in ("received", "probes", "_lock"):
                 setattr(self, name, getattr(defaults, name))
         self.clear()
 

@@ -10,7 +10,7 @@ import orjson
 import pytest
 import trio
 
-from router.catalog import _env_providers
+from router.providers.configured import env_providers as _env_providers
 from router.errors import BadRequest
 from router.protocols import chat_over_gemini as chat
 from router.protocols import messages_over_gemini as messages

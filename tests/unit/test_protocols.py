@@ -451,7 +451,7 @@ def test_alias_may_point_at_a_provider_prefixed_model(tmp_path) -> None:
 
     (tmp_path / "aura-router.toml").write_text(
         '[[providers]]\nname = "p"\nkind = "openai"\nbase_url = "http://127.0.0.1:1/v1"\n'
-        '[aliases]\ncheap = "p/gpt-4o-mini"\n')
+        'api_keys = ["sk-p"]\n[aliases]\ncheap = "p/gpt-4o-mini"\n')
     catalog = load_config({}, {}, tmp_path).catalog
     resolved = catalog.resolve("cheap")
     assert resolved is not None and resolved.route[0].provider == "p"

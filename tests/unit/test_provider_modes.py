@@ -123,6 +123,7 @@ def _provider(extra: str, kind: str = "azure") -> str:
 name = "p"
 kind = "{kind}"
 base_url = "https://res.openai.azure.com"
+api_keys = ["k"]
 {extra}
 """
 

@@ -66,6 +66,6 @@ def test_the_tier_models_and_the_settings() -> None:
     assert parsed.models == {"eco": "cheap", "balanced": None, "premium": None}
     assert parsed.rules.short_prompt_chars == 100
     for bad, says in (({"eco": 3}, "tiers.eco"), ({"deep_history": 0}, "deep_history"),
-                      ({"ecco": "x"}, "no setting 'ecco'"), ([], "must be a table")):
+                      ({"ecco": "x"}, "unknown key 'ecco' in \\[tiers\\]; did you mean 'eco'"), ([], "must be a table")):
         with pytest.raises(ConfigError, match=says):
             parse_tiers(bad, "cfg")

@@ -200,6 +200,17 @@ BEGIN
 END $$;
 CREATE TRIGGER usage_outbox AFTER INSERT ON usage
     FOR EACH ROW EXECUTE FUNCTION aura_usage_outbox();
+""",
+# 3: the provider store (router/provider_store.py, router/ledger/postgres/providers.py):
+# providers managed at run time, their keys sealed; every change bumps the version that
+# instances poll.
+"""
+CREATE TABLE providers (
+    name TEXT PRIMARY KEY, settings TEXT NOT NULL, sealed_keys TEXT,
+    key_count INTEGER NOT NULL, updated_at DOUBLE PRECISION NOT NULL);
+CREATE TABLE providers_version (
+    id INTEGER PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL);
+INSERT INTO providers_version (id, version) VALUES (1, 0);
 """)
 
 

@@ -20,7 +20,9 @@ from router.ledger.redis.idempotency import RedisIdempotency
 from router.ledger.redis.keys import RedisKeyStore
 from router.ledger.redis.ledger import RedisLedger
 from router.ledger.redis.outbox import RedisOutbox
+from router.ledger.redis.providers import RedisProviderRows
 from router.ledger.stores import Stores
+from router.provider_store import ProviderStore, key_box
 
 if TYPE_CHECKING:
     from router.config import Config
@@ -36,6 +38,8 @@ def open(config: "Config", *, prefix: str = DEFAULT_PREFIX) -> Stores:  # noqa: 
                   idempotency=RedisIdempotency(redis, stale_after_s=config.hold_ttl_s),
                   outbox=RedisOutbox(redis), where=redis.where, ping=ledger.ping,
                   close=lambda: None, session=redis.session,
+                  provider_store=ProviderStore(RedisProviderRows(redis),
+                                               key_box(config.router_secret_key)),
                   details={"redis_session": redis,
                            "persistence_warning_check": lambda: persistence_warning(redis)})
 

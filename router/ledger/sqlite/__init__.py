@@ -15,7 +15,9 @@ from router.ledger.sqlite.idempotency import SqliteIdempotency
 from router.ledger.sqlite.keys import SqliteKeyStore
 from router.ledger.sqlite.ledger import SqliteLedger
 from router.ledger.sqlite.outbox import SqliteOutbox
+from router.ledger.sqlite.providers import SqliteProviderRows
 from router.ledger.stores import Stores
+from router.provider_store import ProviderStore, key_box
 
 if TYPE_CHECKING:
     from router.config import Config
@@ -35,7 +37,9 @@ def open(config: "Config") -> Stores:  # noqa: A001 - the backend's one entry po
                   idempotency=SqliteIdempotency(db, stale_after_s=config.hold_ttl_s),
                   outbox=SqliteOutbox(db),
                   where=str(db.path), ping=ledger.ping, close=db.close,
-                  upkeep=db.checkpoint, upkeep_interval_s=1.0)
+                  upkeep=db.checkpoint, upkeep_interval_s=1.0,
+                  provider_store=ProviderStore(SqliteProviderRows(db),
+                                               key_box(config.router_secret_key)))
 
 
 __all__ = ["SqliteDatabase", "SqliteIdempotency", "SqliteKeyStore", "SqliteLedger", "SqliteOutbox", "open",

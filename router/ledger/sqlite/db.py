@@ -107,6 +107,17 @@ CREATE TRIGGER usage_outbox AFTER INSERT ON usage BEGIN
         SELECT sink || '.' || NEW.request_id, sink, NEW.request_id, NEW.account, NEW.at,
                NEW.at FROM outbox_sinks;
 END;
+""",
+# 3: the provider store (router/provider_store.py, router/ledger/sqlite/providers.py):
+# providers managed at run time, their keys sealed; every change bumps the version that
+# instances poll.
+"""
+CREATE TABLE providers (
+    name TEXT PRIMARY KEY, settings TEXT NOT NULL, sealed_keys TEXT,
+    key_count INTEGER NOT NULL, updated_at REAL NOT NULL);
+CREATE TABLE providers_version (
+    id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+INSERT INTO providers_version (id, version) VALUES (1, 0);
 """)
 
 
