@@ -4,7 +4,8 @@
 - sqlite: a file under the test's own directory.
 - postgres: a schema of its own in the `test` database of the local PostgreSQL
   (`DATABASE_URL` sets `search_path` to it), dropped by `drop_postgres_schemas`.
-- redis: database 15 of the local Redis, flushed (tests run one at a time).
+- redis: database 15 of the local Redis, flushed (under pytest-xdist, each worker has
+  its own databases: `redis_db`).
 
 A service that cannot be reached skips the test with a loud reason (scripts/test starts
 both services when they are down; only a machine without them skips).
@@ -79,10 +80,23 @@ def _made_by_a_live_run(schema: str) -> bool:
     return True
 
 
+REDIS_DBS_PER_WORKER = 3  # the tests use databases 13, 14 and 15 of one run
+
+
+def redis_db(db: int) -> int:
+    """This test process's own number for database `db`: under pytest-xdist each worker
+    gets its own three databases (gw0: 13-15, gw1: 10-12, ...), so that two workers never
+    flush each other's."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    return db - REDIS_DBS_PER_WORKER * index
+
+
 def fresh_redis_url(db: int = 15) -> str:
-    """Database `db` of the local Redis, emptied (a plain RESP exchange: it may run
-    inside a test's event loop)."""
+    """Database `db` (as `redis_db` maps it) of the local Redis, emptied (a plain RESP
+    exchange: it may run inside a test's event loop)."""
     require("redis")
+    db = redis_db(db)
     with socket.create_connection(("127.0.0.1", 6379), timeout=5) as sock:
         sock.sendall(b"*2\r\n$6\r\nSELECT\r\n$%d\r\n%d\r\n*1\r\n$7\r\nFLUSHDB\r\n"
                      % (len(str(db)), db))

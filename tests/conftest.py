@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -53,3 +53,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     drop_postgres_schemas()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The figures tests record (`record_property("figures", ...)`) belong in CI's log:
+    printed at the end, whether or not output is captured and on whichever xdist worker
+    the test ran."""
+    for report in terminalreporter.stats.get("passed", []) + \
+            terminalreporter.stats.get("failed", []):
+        for name, value in getattr(report, "user_properties", ()):
+            if name == "figures" and report.when == "call":
+                terminalreporter.write_line(str(value))

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
+from tests.backends import redis_db
 from tests.fakes import FakeProviderServer
 from tests.harness import ADMIN_KEY, RouterProcess, eventually, oai
 from tests.tcp_proxy import TcpProxy
@@ -218,7 +219,7 @@ def test_redis_down_is_503_naming_it_without_its_password(
         tmp_path: Path, own_fake: FakeProviderServer) -> None:
     proxy = TcpProxy(6379)
     try:
-        url = f"redis://default:{REDIS_PASSWORD}@127.0.0.1:{proxy.port}/15"
+        url = f"redis://default:{REDIS_PASSWORD}@127.0.0.1:{proxy.port}/{redis_db(15)}"
         config = provider("oai", "openai", own_fake.openai_base_url, [GOOD]) + MODEL.format(
             route='"oai:gpt-4o-mini"')
         with RouterProcess(tmp_path, config, env={"REDIS_URL": url}) as router:

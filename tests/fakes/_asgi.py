@@ -139,6 +139,7 @@ async def stream_events(
     chunk_delay_s: float,
     cut_after: int | None,
     receive: Receive | None = None,
+    held: Callable[[], bool] | None = None,
 ) -> None:
     """Send `head`, the content `chunks`, then `tail` as one SSE body.
 
@@ -149,7 +150,9 @@ async def stream_events(
     only the first ``cut_after`` chunks are sent and the app returns without finishing
     the body, which makes hypercorn drop the connection (no terminating chunk).  When
     the stream takes more than one write and ``receive`` is given, a client disconnect
-    (``http.disconnect``) stops it quietly.
+    (``http.disconnect``) stops it quietly.  While ``held()`` is true (with a delay set),
+    the stream waits after its first content chunk: a test can keep every stream
+    mid-answer until it has done what it wants done meanwhile.
     """
     it: Iterator[bytes] = iter(chunks)
     if cut_after is not None:
@@ -171,8 +174,10 @@ async def stream_events(
                 await send({"type": "http.response.body", "body": b"".join(batch), "more_body": True})
         else:
             await send({"type": "http.response.body", "body": b"".join(head), "more_body": True})
-            for chunk in it:
+            for sent, chunk in enumerate(it):
                 await trio.sleep(chunk_delay_s)
+                while sent == 1 and held is not None and held():
+                    await trio.sleep(0.01)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         if finish:
             await send({"type": "http.response.body", "body": b"".join(tail), "more_body": False})

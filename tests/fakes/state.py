@@ -166,6 +166,7 @@ class FakeState:
     tool_call_text: str | None = None  # short text sent before the tool call
     thinking_text: str | None = None  # Anthropic: thinking block when `thinking` is enabled
     keep_requests: bool = True  # False: don't grow `received` (long benchmark runs)
+    hold_streams: bool = False  # OpenAI chat, paced: streams wait after their first chunk
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def record(self, request: ReceivedRequest) -> None:

@@ -26,7 +26,7 @@ from router.ledger.redis import ledger as redis_ledger
 from router.ledger.redis.client import Script
 from router.ledger.stores import Stores, open_stores
 from router.usage import Usage
-from tests.backends import backend_env, require
+from tests.backends import backend_env, redis_db, require
 
 PASSWORD = "s3cret-Pa55"
 
@@ -294,7 +294,7 @@ async def test_lost_redis_is_billing_unavailable_until_it_returns(
         redis_env: dict[str, str], tmp_path: Path, nursery: trio.Nursery) -> None:
     proxy = Proxy()
     await nursery.start(proxy.serve)
-    stores = _stores({**redis_env, "REDIS_URL": f"redis://127.0.0.1:{proxy.port}/15"},
+    stores = _stores({**redis_env, "REDIS_URL": f"redis://127.0.0.1:{proxy.port}/{redis_db(15)}"},
                      tmp_path)
     async with stores.session():
         await stores.accounts.grant("jo", 1_000, "t", 1.0)

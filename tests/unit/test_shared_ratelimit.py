@@ -12,7 +12,7 @@ from router.errors import BillingUnavailable
 from router.ratelimit import Limit, RateLimiter
 from router.shared.ratelimit import SharedRateLimiter
 from router.shared.redis import RedisSession
-from tests.backends import fresh_redis_url
+from tests.backends import fresh_redis_url, redis_db
 from tests.tcp_proxy import TcpProxy
 
 
@@ -91,7 +91,7 @@ async def test_redis_unreachable_while_running_fails_closed_then_recovers() -> N
     fresh_redis_url(db=14)
     proxy = TcpProxy(6379)
     try:
-        session = RedisSession(f"redis://127.0.0.1:{proxy.port}/14")
+        session = RedisSession(f"redis://127.0.0.1:{proxy.port}/{redis_db(14)}")
         async with session.session():
             limiter = SharedRateLimiter(session, timeout_s=1.0)
             assert await limiter.admit([account(100)]) is None

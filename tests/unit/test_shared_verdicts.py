@@ -14,7 +14,7 @@ from actors.supervisor import Supervisor
 from router.providers.breaker import CircuitBreaker
 from router.shared.redis import RedisSession
 from router.shared.verdicts import BreakerVerdict, VerdictBoard
-from tests.backends import fresh_redis_url
+from tests.backends import fresh_redis_url, redis_db
 from tests.tcp_proxy import TcpProxy
 
 
@@ -143,7 +143,7 @@ async def test_redis_away_local_breakers_carry_on_and_verdicts_go_out_on_return(
     url = fresh_redis_url(db=14)
     proxy = TcpProxy(6379)
     try:
-        async with sessions(f"redis://127.0.0.1:{proxy.port}/14", url) as (sa, sb), \
+        async with sessions(f"redis://127.0.0.1:{proxy.port}/{redis_db(14)}", url) as (sa, sb), \
                 trio.open_nursery() as nursery:
             a, b = Instance("a", sa), Instance("b", sb)
             await a.start(nursery)
