@@ -15,7 +15,8 @@ from router.ledger.postgres.idempotency import PostgresIdempotency
 from router.ledger.postgres.keys import PostgresKeyStore
 from router.ledger.postgres.ledger import PostgresLedger
 from router.ledger.postgres.outbox import PostgresOutbox
-from router.ledger.postgres.providers import PostgresProviderRows
+from router.ledger.postgres import providers as provider_statements
+from router.ledger.sql_providers import SqlProviderRows
 from router.ledger.stores import Stores
 from router.provider_store import ProviderStore, key_box
 from router.redact import display_url
@@ -33,7 +34,7 @@ def open(config: "Config") -> Stores:  # noqa: A001 - the backend's one entry po
                   idempotency=PostgresIdempotency(db, stale_after_s=config.hold_ttl_s),
                   outbox=PostgresOutbox(db),
                   where=display_url(config.database_url), ping=ledger.ping, close=db.close,
-                  provider_store=ProviderStore(PostgresProviderRows(db),
+                  provider_store=ProviderStore(SqlProviderRows(db, provider_statements),
                                                key_box(config.router_secret_key)))
 
 

@@ -15,7 +15,8 @@ from router.ledger.sqlite.idempotency import SqliteIdempotency
 from router.ledger.sqlite.keys import SqliteKeyStore
 from router.ledger.sqlite.ledger import SqliteLedger
 from router.ledger.sqlite.outbox import SqliteOutbox
-from router.ledger.sqlite.providers import SqliteProviderRows
+from router.ledger.sqlite import providers as provider_statements
+from router.ledger.sql_providers import SqlProviderRows
 from router.ledger.stores import Stores
 from router.provider_store import ProviderStore, key_box
 
@@ -38,9 +39,9 @@ def open(config: "Config") -> Stores:  # noqa: A001 - the backend's one entry po
                   outbox=SqliteOutbox(db),
                   where=str(db.path), ping=ledger.ping, close=db.close,
                   upkeep=db.checkpoint, upkeep_interval_s=1.0,
-                  provider_store=ProviderStore(SqliteProviderRows(db),
+                  provider_store=ProviderStore(SqlProviderRows(db, provider_statements),
                                                key_box(config.router_secret_key)))
 
 
-__all__ = ["SqliteDatabase", "SqliteIdempotency", "SqliteKeyStore", "SqliteLedger", "SqliteOutbox", "open",
-           "path_of"]
+__all__ = ["SqliteDatabase", "SqliteIdempotency", "SqliteKeyStore", "SqliteLedger",
+           "SqliteOutbox", "open", "path_of"]
