@@ -4,8 +4,8 @@ the bridges that let a client of one format reach a provider of another."""
 from __future__ import annotations
 
 from router.protocols import (chat_over_gemini, chat_over_messages, messages_over_chat,
-                              messages_over_gemini, responses_over_gemini,
-                              responses_over_messages)
+                              messages_over_gemini, responses_over_chat,
+                              responses_over_gemini, responses_over_messages)
 from router.protocols.anthropic import AnthropicMessages
 from router.protocols.api import ApiFormat
 from router.protocols.gemini import GeminiGenerate
@@ -26,6 +26,7 @@ BRIDGES: dict[tuple[str, str], Bridge] = {
     (b.client_api, b.upstream_api): b for b in (chat_over_messages.BRIDGE,
                                                messages_over_chat.BRIDGE,
                                                responses_over_messages.BRIDGE,
+                                               responses_over_chat.BRIDGE,
                                                chat_over_gemini.BRIDGE,
                                                messages_over_gemini.BRIDGE,
                                                responses_over_gemini.BRIDGE)}

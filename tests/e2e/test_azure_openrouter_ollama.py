@@ -372,16 +372,21 @@ def test_openrouter_mode_leaves_an_untranslated_model_with_its_own_provider(
     assert sent.headers["x-api-key"] == "sk-ant-fake-1"
 
 
-def test_openrouter_mode_leaves_an_api_openrouter_cannot_take_to_the_own_provider(
+def test_openrouter_mode_takes_a_responses_request_through_chat_completions(
         openrouter_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
-    """No bridge takes a Responses request to Chat Completions: the model's own provider
-    (next on its route) serves it, at the same catalog price."""
+    """OpenRouter speaks Chat Completions only: a Responses request reaches it through the
+    Responses -> Chat bridge, at the catalog price."""
     _, key = openrouter_router.new_account(5_000_000)
     response = oai(openrouter_router, key).responses.create(model="claude-sonnet-4-5",
                                                              input="Say hello.")
     assert response.output_text == TEXT
     sent = clean_fake.state.last
-    assert sent.path == "/v1/messages" and sent.body["model"] == "claude-sonnet-4-5"
+    assert sent.path == "/v1/chat/completions"
+    assert sent.body["model"] == "anthropic/claude-sonnet-4.5"
+    [message] = sent.body["messages"]
+    assert message["role"] == "user" and message["content"] in (
+        "Say hello.", [{"type": "text", "text": "Say hello."}])
+    assert sent.headers["authorization"] == "Bearer sk-or-env"
     assert openrouter_router.last_usage(key)["cost_micros"] == cost(
         "claude-sonnet-4-5", response.usage.input_tokens, response.usage.output_tokens)
 
