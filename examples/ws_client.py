@@ -6,7 +6,11 @@
 (a tunnel, wifi to 5G) it reconnects with backoff and sends `resume` with the last
 sequence number it saw, so every event arrives exactly once and the answer is billed
 once. It also pings when the socket is quiet, because a dead mobile connection often
-looks like silence rather than an error. Needs `trio` and `trio-websocket`.
+looks like silence rather than an error. A refused key (a 401 or 403 error frame without
+a stream id) stops it at once with `StreamFailed`: reconnecting cannot help.
+
+Needs `trio` and `trio-websocket` (`pip install trio trio-websocket`; the repository's
+`.venv` has both once `scripts/test` has run).
 """
 
 from __future__ import annotations
@@ -89,6 +93,9 @@ async def stream_completion(url: str, key: str, api: str, body: dict[str, Any]
                     await ws.send_message(json.dumps({"type": "resume", "id": stream_id,
                                                       "after": last_seq}))
                 async for frame in _frames(ws):
+                    if frame.get("type") == "error" and "id" not in frame and frame.get(
+                            "status") in (401, 403):
+                        raise StreamFailed(frame)  # the key is refused: no retry helps
                     if frame.get("id") != stream_id:
                         continue  # pong, or another stream's frame
                     reconnects = 0

@@ -8,6 +8,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 from tests.fakes import FakeProviderServer
@@ -81,3 +82,23 @@ async def test_reference_client_resumes_across_a_network_loss(
     state = router.account(account)
     assert state["held_micros"] == 0
     assert 5_000_000 - state["balance_micros"] == done["cost_micros"], "billed once"
+
+
+async def test_reference_client_stops_at_once_on_a_refused_key(router: RouterProcess) -> None:
+    """A refused key is a 401 error frame without a stream id: the client raises
+    StreamFailed after one connection instead of reconnecting with backoff."""
+    router_port = int(router.base_url.rsplit(":", 1)[1])
+    proxy = CuttingProxy(router_port)
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, proxy.handle, 0,
+                                                host="127.0.0.1"))
+        url = f"ws://127.0.0.1:{listeners[0].socket.getsockname()[1]}/v1/ws"
+        body = {"model": "gpt-4o-mini", "stream": True,
+                "messages": [{"role": "user", "content": "hi"}]}
+        with pytest.raises(ws_client.StreamFailed) as refused:
+            async for _ in ws_client.stream_completion(url, "ar_sk_not-a-real-key",
+                                                       "openai.chat", body):
+                pass
+        nursery.cancel_scope.cancel()
+    assert refused.value.frame["status"] == 401
+    assert proxy.connections == 1, "no reconnect for a refused key"
