@@ -25,7 +25,7 @@ from typing import Any, Callable, Container, Iterator, Protocol, TypeVar
 import orjson
 
 from router.errors import BadRequest
-from router.protocols.sse import SseEvent
+from router.protocols.sse import SseEvent, SseParser
 from router.usage import Usage
 
 T = TypeVar("T")
@@ -67,6 +67,49 @@ class FunctionBridge:
     request: Callable[[dict[str, Any], UpstreamTarget], dict[str, Any]]
     response: Callable[[dict[str, Any], dict[str, Any], bool], dict[str, Any]]
     stream: Callable[[dict[str, Any], bool], StreamTranslator]
+
+
+@dataclass(frozen=True)
+class ComposedBridge:
+    """Two bridges end to end: `outer` takes the client's format to an intermediate one
+    that `inner` takes to the provider's; the answer and the stream come back through
+    both. The intermediate form is never sent anywhere, so what either bridge drops or
+    refuses applies (e.g. Responses -> Messages -> Chat Completions)."""
+
+    outer: Bridge
+    inner: Bridge
+
+    @property
+    def client_api(self) -> str:
+        return self.outer.client_api
+
+    @property
+    def upstream_api(self) -> str:
+        return self.inner.upstream_api
+
+    def request(self, body: dict[str, Any], target: UpstreamTarget) -> dict[str, Any]:
+        return self.inner.request(self.outer.request(body, target), target)
+
+    def response(self, body: dict[str, Any], client_body: dict[str, Any],
+                 wants_usage: bool) -> dict[str, Any]:
+        return self.outer.response(self.inner.response(body, client_body, wants_usage),
+                                   client_body, wants_usage)
+
+    def stream(self, client_body: dict[str, Any], wants_usage: bool) -> StreamTranslator:
+        return ComposedStream(self.inner.stream(client_body, wants_usage),
+                              self.outer.stream(client_body, wants_usage))
+
+
+class ComposedStream:
+    """The inner translator's events, parsed again, fed to the outer one."""
+
+    def __init__(self, inner: StreamTranslator, outer: StreamTranslator) -> None:
+        self.inner = inner
+        self.outer = outer
+        self.parser = SseParser()
+
+    def feed(self, event: SseEvent) -> bytes:
+        return b"".join(self.outer.feed(e) for e in self.parser.feed(self.inner.feed(event)))
 
 
 # --- SSE -----------------------------------------------------------------------------

@@ -428,20 +428,20 @@ def test_error_bodies_say_what_the_status_line_does_not() -> None:
 
 
 def test_responses_over_gemini_composes_the_two_bridges() -> None:
-    from router.protocols import responses_over_gemini as responses
+    from router.protocols.responses_over_gemini import BRIDGE
 
-    body = responses.to_gemini_request({"model": "gemini-2.5-flash", "instructions": "S",
-                                        "input": [{"role": "user", "content": "hi"}],
-                                        "tools": [{"type": "function", "name": "f",
-                                                   "parameters": SCHEMA}]}, GEMINI_25)
+    body = BRIDGE.request({"model": "gemini-2.5-flash", "instructions": "S",
+                           "input": [{"role": "user", "content": "hi"}],
+                           "tools": [{"type": "function", "name": "f",
+                                      "parameters": SCHEMA}]}, GEMINI_25)
     assert body["systemInstruction"] == {"parts": [{"text": "S"}]}
     assert body["contents"] == [{"role": "user", "parts": [{"text": "hi"}]}]
     assert body["tools"][0]["functionDeclarations"][0]["name"] == "f"
-    whole = responses.to_response(chunk([{"text": "Hi"}, {"functionCall": {
-        "name": "f", "args": {"a": 1}}}], "STOP", USAGE), {"model": "gemini-2.5-flash"})
+    whole = BRIDGE.response(chunk([{"text": "Hi"}, {"functionCall": {
+        "name": "f", "args": {"a": 1}}}], "STOP", USAGE), {"model": "gemini-2.5-flash"}, True)
     assert [item["type"] for item in whole["output"]] == ["message", "function_call"]
     assert whole["usage"]["input_tokens"] == 20 and whole["usage"]["output_tokens"] == 10
-    stream = responses.ResponsesFromGeminiStream({"model": "gemini-2.5-flash"})
+    stream = BRIDGE.stream({"model": "gemini-2.5-flash"}, True)
     out = b"".join(stream.feed(e) for e in events(chunk([{"text": "Hel"}]),
                                                   chunk([{"text": "lo"}], "MAX_TOKENS", USAGE)))
     kinds = [e.name for e in SseParser().feed(out)]
