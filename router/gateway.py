@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 from router.auth.principal import Principal
 from router.errors import ApiShape, RouterError
 from router.ledger.base import AccountBook, KeyStore, Outbox, Settlement, UsageReports
-from router.stream_log import StreamLog
+from router.stream_log import EventLog
 from router.usage import Usage
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ class ResumableStream(Protocol):
     account: str
 
     @property
-    def log(self) -> StreamLog: ...
+    def log(self) -> EventLog: ...
 
     @property
     def started(self) -> bool:

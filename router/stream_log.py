@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
 from router.errors import EventsGone
 
-__all__ = ["EventsGone", "LoggedEvent", "StreamLog"]
+__all__ = ["EventLog", "EventsGone", "LoggedEvent", "StreamLog"]
 
 DEFAULT_MAX_BYTES = 1024 * 1024
 
@@ -36,6 +36,27 @@ class LoggedEvent:
     name: bytes | None  # the SSE `event:` field, if any
     data: bytes  # the SSE `data:` payload
     end: int  # bytes appended to the log up to and including this event
+
+
+class EventLog(Protocol):
+    """A stream's log as its readers see it: this process's `StreamLog`, or one kept in
+    Redis by the instance that runs the stream (`router.shared.stream_logs`)."""
+
+    @property
+    def done(self) -> bool: ...
+
+    @property
+    def final(self) -> Any:
+        """What the stream ended with (its settlement), once `done`."""
+        ...
+
+    async def check_after(self, after: int) -> None:
+        """`EventsGone` if a reader starting after `after` would miss events."""
+        ...
+
+    async def read_after(self, after: int) -> list[LoggedEvent]:
+        """The next events after `after`, waiting for some; [] once done and all read."""
+        ...
 
 
 class StreamLog:
@@ -100,6 +121,7 @@ class StreamLog:
         self._read_upto, self._read_offset = last.seq, last.end
         self._trim()
         self._notify()
+
     def available_after(self, after: int) -> list[LoggedEvent]:
         """The kept events after `after` (may be empty); `EventsGone` if some are lost."""
         if after + 1 < self.first_kept:
@@ -108,6 +130,11 @@ class StreamLog:
             return []
         start = after + 1 - self.first_kept
         return [self._events[i] for i in range(max(start, 0), len(self._events))]
+
+    async def check_after(self, after: int) -> None:
+        """`EventsGone` if a reader starting after `after` would miss events (the same
+        question a log kept in Redis answers with a round trip, hence async)."""
+        self.available_after(after)
 
     async def read_after(self, after: int) -> list[LoggedEvent]:
         """The next events after `after`, waiting for some; [] once the stream is done

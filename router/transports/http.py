@@ -316,7 +316,7 @@ class RouterApp:
                 raise BadRequest("'Last-Event-ID' and 'after' must be a non-negative integer",
                                  param="after")
             try:
-                stream.log.available_after(after)
+                await stream.log.check_after(after)
             except EventsGone as exc:
                 raise Gone(f"cannot resume after event {after}: {exc}") from None
         except RouterError as exc:

@@ -203,7 +203,7 @@ class Connection:
                                         "connection", stream_id=stream_id))
             return
         try:
-            stream.log.available_after(after)
+            await stream.log.check_after(after)
         except EventsGone as exc:
             await self.send(error_frame(str(exc), stream_id=stream_id, status=410))
             return
