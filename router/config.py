@@ -150,6 +150,7 @@ _SETTINGS: tuple[Setting, ...] = (
     Setting("shutdown_grace_s", ("SHUTDOWN_GRACE_S",), 10.0, _seconds),
     Setting("resume_window_s", ("RESUME_WINDOW_S",), 120, _int),
     Setting("stream_buffer_bytes", ("STREAM_BUFFER_BYTES",), 1024 * 1024, _int),
+    Setting("max_detached_streams", ("MAX_DETACHED_STREAMS",), 32, _int),
     Setting("sse_heartbeat_s", ("SSE_HEARTBEAT_S",), 15, _int),
     Setting("ws_max_streams", ("WS_MAX_STREAMS",), 8, _int),
     Setting("ws_max_frame_bytes", ("WS_MAX_FRAME_BYTES",), 1024 * 1024, _int),
@@ -239,6 +240,7 @@ class Config:
     shutdown_grace_s: float
     resume_window_s: int
     stream_buffer_bytes: int
+    max_detached_streams: int
     sse_heartbeat_s: int
     ws_max_streams: int
     ws_max_frame_bytes: int
@@ -448,6 +450,7 @@ def _check(values: dict[str, Any], sources: Mapping[str, str]) -> None:
                           "lease is renewed with the checkpoints)")
     for name in ("checkpoint_s", "first_event_grace_s", "max_body_bytes", "body_timeout_s",
                  "header_timeout_s", "resume_window_s", "stream_buffer_bytes",
+                 "max_detached_streams",
                  "sse_heartbeat_s", "ws_max_streams", "ws_max_frame_bytes",
                  "ws_auth_timeout_s", "ws_ping_interval_s", "jwks_refresh_s",
                  "jwks_min_refresh_s", "outbox_retry_max_s", "z_billing_timeout_s",

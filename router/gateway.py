@@ -82,6 +82,21 @@ class ResumableStream(Protocol):
 
     request_id: str
     account: str
+    lane: str | None  # a Responses websocket's `stream_id`
+    background: bool
+
+    @property
+    def response_id(self) -> str | None:
+        """A Responses stream's id, once the upstream named it."""
+        ...
+
+    async def wait_identified(self) -> None:
+        """Until `response_id` is known, or the stream ended without one."""
+        ...
+
+    def response_object(self) -> dict[str, Any] | None:
+        """A Responses stream's response object as `GET /v1/responses/{id}` shows it."""
+        ...
 
     @property
     def log(self) -> EventLog: ...
@@ -114,11 +129,12 @@ class ResumableStream(Protocol):
 class Streams(Protocol):
     """The runtime's resumable streams (websocket streams, `x-aura-resumable` SSE)."""
 
-    def start(self, call: ModelCall, account: str,
-              client_id: str | None = None) -> ResumableStream: ...
+    def start(self, call: ModelCall, account: str, client_id: str | None = None, *,
+              lane: str | None = None, background: bool = False) -> ResumableStream: ...
 
     def find(self, account: str, *, request_id: str | None = None,
-             client_id: str | None = None) -> ResumableStream | None:
+             client_id: str | None = None, response_id: str | None = None
+             ) -> ResumableStream | None:
         """A stream of this account; another account's streams do not exist for it."""
         ...
 

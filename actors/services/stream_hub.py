@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import trio
 
 from actors.pipeline.request import run_model_call
 from router.errors import ApiShape, RouterError, StreamCancelled
 from router.gateway import ModelCall, ResumableStream, Settled
+from router.protocols.responses_state import ResponseWatch, retrieved
 from router.protocols.sse import SseParser
 from router.stream_log import StreamLog
 
@@ -37,10 +38,14 @@ class LogSink:
     """The pipeline's `ClientSink` for a hub stream: events go to the log."""
 
     __slots__ = ("log", "started", "status", "headers", "is_sse", "_parser", "_ready",
-                 "settlement", "error_sent")
+                 "settlement", "error_sent", "watch", "identified", "_on_identified")
 
-    def __init__(self, stream_log: StreamLog) -> None:
+    def __init__(self, stream_log: StreamLog, watch: ResponseWatch | None = None,
+                 on_identified: Callable[[str], None] | None = None) -> None:
         self.log = stream_log
+        self.watch = watch  # a Responses stream read again by its id (background, ws mode)
+        self.identified = trio.Event()  # its response id is known, or it never will be
+        self._on_identified = on_identified
         self.started = False
         self.status = 0
         self.headers: tuple[tuple[bytes, bytes], ...] = ()
@@ -59,9 +64,19 @@ class LogSink:
         if not self.is_sse:  # a whole JSON answer is one event
             await self.log.append(None, data)
             return
+        watch = self.watch
         for event in self._parser.feed(data):
             if event.data or event.name:  # comments (upstream keep-alives) are not events
-                await self.log.append(event.name, event.data)
+                if watch is None:
+                    await self.log.append(event.name, event.data)
+                    continue
+                known = watch.response_id
+                await self.log.append(event.name,
+                                      watch.event(event.name, event.data, self.log.last_seq + 1))
+                if known is None and watch.response_id is not None:
+                    if self._on_identified is not None:
+                        self._on_identified(watch.response_id)
+                    self.identified.set()
 
     async def error(self, error: RouterError, shape: ApiShape) -> None:
         if self.started:  # only reachable for answers already under way
@@ -78,6 +93,11 @@ class LogSink:
         """Until the answer started, or was refused before it could."""
         await self._ready.wait()
 
+    def release(self) -> None:
+        """The stream ended: whoever waits for its start or its id waits no more."""
+        self._ready.set()
+        self.identified.set()
+
 
 @dataclass(eq=False)
 class HubStream:
@@ -85,10 +105,32 @@ class HubStream:
     account: str
     client_id: str | None  # the websocket frame id, for resumes from another socket
     sink: LogSink
+    lane: str | None = None  # a Responses websocket's `stream_id`, echoed on its events
+    background: bool = False  # runs apart from any client: never cancelled for lack of one
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     readers: int = 0
     idle_since: float | None = None  # trio time the last reader left
     cancelled: bool = False
+
+    @property
+    def response_id(self) -> str | None:
+        watch = self.sink.watch
+        return watch.response_id if watch is not None else None
+
+    async def wait_identified(self) -> None:
+        """Until the Responses stream's id is known, or it ended without one."""
+        await self.sink.identified.wait()
+
+    def response_object(self) -> dict[str, Any] | None:
+        """What `GET /v1/responses/{id}` returns now (None: nothing to show yet)."""
+        watch = self.sink.watch
+        if watch is None:
+            return None
+        error = None
+        if self.sink.error_sent is not None:
+            error = (self.sink.error_sent[0].code, self.sink.error_sent[0].message)
+        return retrieved(watch.snapshot, done=self.log.done, cancelled=self.cancelled,
+                         error=error)
 
     @property
     def log(self) -> StreamLog:
@@ -123,7 +165,8 @@ class HubStream:
 
     def describe(self) -> dict[str, Any]:
         return {"request_id": self.request_id, "account": self.account,
-                "id": self.client_id, "readers": self.readers, "done": self.log.done,
+                "id": self.client_id, "response_id": self.response_id,
+                "background": self.background, "readers": self.readers, "done": self.log.done,
                 "cancelled": self.cancelled, "last_seq": self.log.last_seq,
                 "first_kept": self.log.first_kept, "kept_bytes": self.log.kept_bytes}
 
@@ -131,13 +174,16 @@ class HubStream:
 class StreamHub:
     """Owns the detached streams; `run` it in the root nursery before serving."""
 
-    def __init__(self, rt: "Runtime", *, window_s: float, buffer_bytes: int) -> None:
+    def __init__(self, rt: "Runtime", *, window_s: float, buffer_bytes: int,
+                 max_detached: int = 32) -> None:
         self.rt = rt
         self.window_s = window_s
         self.buffer_bytes = buffer_bytes
+        self.max_detached = max_detached  # per account: running streams nobody reads
         self._nursery: trio.Nursery | None = None
         self._by_request: dict[str, HubStream] = {}
         self._by_client: dict[tuple[str, str], HubStream] = {}
+        self._by_response: dict[str, HubStream] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[StreamHub] = trio.TASK_STATUS_IGNORED
                   ) -> None:
@@ -149,21 +195,35 @@ class StreamHub:
     def streams(self) -> list[ResumableStream]:
         return list(self._by_request.values())
 
-    def start(self, call: ModelCall, account: str, client_id: str | None = None) -> HubStream:
+    def start(self, call: ModelCall, account: str, client_id: str | None = None, *,
+              lane: str | None = None, background: bool = False) -> HubStream:
+        """Run `call` here; a Responses call (`openai.responses`) is numbered and findable
+        by its response id once the upstream named it."""
         assert self._nursery is not None, "the hub is not running"
-        stream = HubStream(call.request_id, account, client_id,
-                           LogSink(StreamLog(self.buffer_bytes)))
+        watch = ResponseWatch(background) if call.api == "openai.responses" else None
+        stream = HubStream(call.request_id, account, client_id, LogSink(
+            StreamLog(self.buffer_bytes), watch,
+            None if watch is None else lambda rid: self._identified(stream, rid)),
+            lane=lane, background=background)
         self._by_request[call.request_id] = stream
         if client_id is not None:
             self._by_client[(account, client_id)] = stream
         self._nursery.start_soon(self._run_stream, stream, call)
         return stream
 
+    def _identified(self, stream: HubStream, response_id: str) -> None:
+        self._by_response[response_id] = stream
+
     def find(self, account: str, *, request_id: str | None = None,
-             client_id: str | None = None) -> ResumableStream | None:
+             client_id: str | None = None, response_id: str | None = None
+             ) -> ResumableStream | None:
         """A stream of this account; another account's streams do not exist for it."""
-        stream = (self._by_request.get(request_id) if request_id is not None
-                  else self._by_client.get((account, client_id or "")))
+        if request_id is not None:
+            stream = self._by_request.get(request_id)
+        elif response_id is not None:
+            stream = self._by_response.get(response_id)
+        else:
+            stream = self._by_client.get((account, client_id or ""))
         return stream if stream is not None and stream.account == account else None
 
     def attach(self, stream: ResumableStream) -> None:
@@ -176,6 +236,23 @@ class StreamHub:
         stream.readers -= 1
         if stream.readers == 0:
             stream.idle_since = trio.current_time()
+            if not stream.log.done and not stream.background:
+                self._cap_detached(stream.account)
+
+    def _cap_detached(self, account: str) -> None:
+        """At most `max_detached` of an account's streams run with nobody reading them
+        (a client that keeps dropping its sockets): beyond it the one left longest ago is
+        cancelled, billed for what it produced."""
+        detached = [s for s in self._by_request.values()
+                    if s.account == account and not s.readers and not s.background
+                    and not s.log.done and not s.cancelled and s.idle_since is not None]
+        if len(detached) <= self.max_detached:
+            return
+        detached.sort(key=lambda s: s.idle_since or 0.0)
+        for stream in detached[:len(detached) - self.max_detached]:
+            log.info("stream %s: account %s has over %d detached streams; cancelling the "
+                     "oldest", stream.request_id, account, self.max_detached)
+            self.cancel(stream)
 
     def cancel(self, stream: ResumableStream) -> None:
         """Stop the stream now; settlement bills what was produced."""
@@ -192,7 +269,7 @@ class StreamHub:
         finally:
             sink = stream.sink
             stream.log.finish(sink.settlement)  # the bill the `done` frame reports
-            sink._ready.set()  # a refused or crashed stream has readers to release
+            sink.release()  # a refused or crashed stream has readers to release
             if stream.readers == 0:
                 stream.idle_since = trio.current_time()
 
@@ -207,12 +284,17 @@ class StreamHub:
             if stream.readers or stream.idle_since is None \
                     or now - stream.idle_since < self.window_s:
                 continue
+            if not stream.log.done and stream.background:
+                continue  # runs to its end; kept for the window after it
             if not stream.log.done:
                 log.info("stream %s: nobody resumed within %.0f s; cancelling",
                          stream.request_id, self.window_s)
                 self.cancel(stream)
                 continue
             del self._by_request[stream.request_id]
+            if stream.response_id is not None and \
+                    self._by_response.get(stream.response_id) is stream:
+                del self._by_response[stream.response_id]
             if stream.client_id is not None and \
                     self._by_client.get((stream.account, stream.client_id)) is stream:
                 del self._by_client[(stream.account, stream.client_id)]

@@ -32,12 +32,16 @@ from router.errors import (ApiShape, BadRequest, BodyTooLarge, EventsGone, Gone,
 from router.gateway import Gateway, ModelCall, ResumableStream, Settled
 from router.protocols.formats import FORMATS
 from router.transports.app import build_quart_app
+from router.transports.background import (RESPONSES_PREFIX, background_call,
+                                          cancel_response, find_response, response_json,
+                                          response_target, retrieve_query, wants_background)
 from router.transports.bedrock_surface import (bedrock_body, bedrock_target,
                                                event_stream_send)
 from router.transports.cloud_surfaces import vertex_body, vertex_target
 from router.transports.cors import CorsPolicy
 from router.transports.guard import admin_refusal, closing_when_unread
 from router.transports.sse import HEARTBEAT, number_events, parse_after, render
+from router.transports.responses_ws import serve_responses_websocket
 from router.transports.websocket import serve_websocket
 
 Scope = dict[str, Any]
@@ -204,6 +208,11 @@ class RouterApp:
             if path.startswith(STREAMS_PREFIX) and scope["method"] == "GET":
                 await self._resume(scope, receive, send, path[len(STREAMS_PREFIX):])
                 return
+            if path.startswith(RESPONSES_PREFIX):
+                target = response_target(path, scope["method"])
+                if target is not None:
+                    await self._stored_response(scope, receive, send, *target)
+                    return
             receive, send = closing_when_unread(scope, receive, send)
             refusal = admin_refusal(path, dict(scope["headers"]), self.config.admin_api_key)
             if refusal is not None:
@@ -213,6 +222,9 @@ class RouterApp:
                 return
         elif scope["type"] == "websocket" and scope["path"] == "/v1/ws":
             await serve_websocket(self.gw, scope, receive, send)
+            return
+        elif scope["type"] == "websocket" and scope["path"] == "/v1/responses":
+            await serve_responses_websocket(self.gw, scope, receive, send)
             return
         await self.quart(scope, receive, send)
 
@@ -254,6 +266,9 @@ class RouterApp:
             account_header=_text(headers.get(b"x-aura-account")),
             idempotency_key=_text(headers.get(b"idempotency-key")),
             cache_hint=_text(headers.get(b"x-aura-cache")))
+        if api == "openai.responses" and wants_background(body):
+            await self._background_call(call, sink, receive)
+            return
         if headers.get(b"x-aura-resumable", b"").lower() == b"true":
             await self._resumable_call(call, sink, receive, shape)
             return
@@ -292,6 +307,65 @@ class RouterApp:
             return
         stream = self.gw.streams.start(call, principal.account)
         await self._serve_stream(stream, sink, receive, 0, shape)
+
+    async def _background_call(self, call: ModelCall, sink: AsgiSink, receive: Receive
+                               ) -> None:
+        """`"background": true` (router/transports/background.py)."""
+        try:
+            principal = await self.gw.authenticate(call.credential, call.account_header)
+        except RouterError as exc:
+            await sink.error(exc, "openai")
+            await sink.end()
+            return
+        call, client_stream = background_call(call)
+        stream = self.gw.streams.start(call, principal.account, background=True)
+        if client_stream:
+            await self._serve_stream(stream, sink, receive, 0, "openai")
+            return
+        await stream.wait_identified()
+        await self._answer_object(stream, sink)
+
+    async def _answer_object(self, stream: ResumableStream, sink: AsgiSink) -> None:
+        try:
+            body = response_json(stream)
+        except RouterError as exc:
+            await sink.error(exc, "openai")
+        else:
+            await sink.start(200, ((b"content-type", b"application/json"),
+                                   (b"x-request-id", stream.request_id.encode())))
+            await sink.body(body)
+        await sink.end()
+
+    async def _stored_response(self, scope: Scope, receive: Receive, send: Send,
+                               response_id: str, action: str) -> None:
+        """GET /v1/responses/{id} (optionally streamed) and POST .../cancel."""
+        headers: dict[bytes, bytes] = dict(scope["headers"])
+        sink = AsgiSink(send, new_request_id())
+        if action == "cancel":
+            with trio.move_on_after(self.config.body_timeout_s):
+                await drain(receive, DRAIN_BYTES)  # an SDK may send `{}`: read, ignored
+        try:
+            principal = await self.gw.authenticate(credential_in(headers),
+                                                   _text(headers.get(b"x-aura-account")))
+            stream = find_response(self.gw, principal.account, response_id)
+            streamed, after = retrieve_query(scope.get("query_string", b"")[:MAX_QUERY_BYTES]) \
+                if action == "retrieve" else (False, 0)
+            if streamed:
+                await stream.log.check_after(after)
+        except EventsGone as exc:
+            await sink.error(Gone(f"cannot resume after that event: {exc}"), "openai")
+            await sink.end()
+            return
+        except RouterError as exc:
+            await sink.error(exc, "openai")
+            await sink.end()
+            return
+        if action == "cancel":
+            await cancel_response(self.gw, stream)
+        elif streamed:
+            await self._serve_stream(stream, sink, receive, after, "openai")
+            return
+        await self._answer_object(stream, sink)
 
     async def _resume(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         """GET /v1/streams/{request_id}: replay after Last-Event-ID (or ?after=N), then live."""

@@ -1,0 +1,199 @@
+"""OpenAI's Responses websocket mode (`GET /v1/responses`, upgrade) with the official
+OpenAI Python SDK's `responses.connect()`, sync and async, to an OpenAI-kind and an
+Anthropic-kind model: streamed, several lanes on one socket, errors as the SDK reads
+them, billed as HTTP, and resumed after a network cut through the SDK's own
+`on_reconnecting` hook (a proxy that drops the TCP connection without a close frame)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any, Iterator
+
+import openai
+import pytest
+
+from tests.fakes import FakeProviderServer
+from tests.harness import RouterProcess, assert_account_invariants, eventually, router_config
+from tests.tcp_proxy import TcpProxy
+
+MODELS = ("gpt-4o-mini", "claude-haiku-4-5")
+WORDS = " ".join(f"w{i}" for i in range(12))
+
+
+@pytest.fixture(scope="module")
+def wsrouter(fake: FakeProviderServer, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[RouterProcess]:
+    env = {"RESUME_WINDOW_S": "20", "WS_MAX_STREAMS": "3", "WS_PING_INTERVAL_S": "1"}
+    with RouterProcess(tmp_path_factory.mktemp("rws"),
+                       router_config(fake.openai_base_url, fake.anthropic_base_url),
+                       env=env) as proc:
+        yield proc
+
+
+def client(router: RouterProcess, key: str, base_url: str | None = None) -> openai.OpenAI:
+    return openai.OpenAI(api_key=key, base_url=(base_url or router.base_url) + "/v1",
+                         max_retries=0)
+
+
+def collect(connection: Any, until: int = 1) -> list[Any]:
+    """Events until `until` responses ended (completed, incomplete, failed) or an error."""
+    events, ended = [], 0
+    for event in connection:
+        events.append(event)
+        if event.type in ("response.completed", "response.incomplete",
+                          "response.failed", "error"):
+            ended += 1
+            if ended >= until:
+                break
+    return events
+
+
+def text_of(events: list[Any], lane: str | None = None) -> str:
+    return "".join(e.delta for e in events if e.type == "response.output_text.delta"
+                   and (lane is None or e.stream_id == lane))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_sync_connect_streams_any_model_and_bills_it(
+        wsrouter: RouterProcess, clean_fake: FakeProviderServer, model: str) -> None:
+    account, key = wsrouter.new_account(2_000_000)
+    with client(wsrouter, key).responses.connect() as connection:
+        connection.response.create(model=model, input="Tell me a story.",
+                                   max_output_tokens=50)
+        events = collect(connection)
+    assert events[0].type == "response.created"
+    assert events[-1].type == "response.completed"
+    assert text_of(events) == WORDS
+    numbers = [e.sequence_number for e in events]
+    assert numbers == list(range(len(events)))  # the router numbers them, from 0
+    final = events[-1].response
+    assert final.usage.output_tokens == 12
+    usage = wsrouter.last_usage(key)
+    assert usage["output_tokens"] == 12 and usage["cost_micros"] > 0
+    eventually(lambda: wsrouter.account(account)["held_micros"] == 0)
+    assert_account_invariants(wsrouter, account)
+
+
+def test_async_connect_runs_lanes_side_by_side(
+        wsrouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.chunk_delay_s = 0.01
+    _, key = wsrouter.new_account(2_000_000)
+
+    async def run() -> list[Any]:
+        aclient = openai.AsyncOpenAI(api_key=key, base_url=wsrouter.base_url + "/v1",
+                                     max_retries=0)
+        async with aclient.responses.connect() as connection:
+            await connection.response.create(model="gpt-4o-mini", input="one",
+                                             stream_id="a")
+            await connection.response.create(model="claude-haiku-4-5", input="two",
+                                             stream_id="b")
+            events, ended = [], 0
+            async for event in connection:
+                events.append(event)
+                if event.type == "response.completed":
+                    ended += 1
+                    if ended == 2:
+                        break
+            return events
+
+    events = asyncio.run(run())
+    assert text_of(events, "a") == WORDS and text_of(events, "b") == WORDS
+    lanes = [e.stream_id for e in events]
+    first_b = lanes.index("b")
+    assert "a" in lanes[first_b:], "the two lanes were not interleaved"
+    for lane in ("a", "b"):
+        numbers = [e.sequence_number for e in events if e.stream_id == lane]
+        assert numbers == list(range(len(numbers)))
+
+
+def test_creates_on_one_lane_run_one_after_another(
+        wsrouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    _, key = wsrouter.new_account(2_000_000)
+    with client(wsrouter, key).responses.connect() as connection:
+        connection.response.create(model="gpt-4o-mini", input="one", max_output_tokens=3)
+        connection.response.create(model="gpt-4o-mini", input="two", max_output_tokens=4)
+        events = collect(connection, until=2)
+    ends = [i for i, e in enumerate(events) if e.type in ("response.completed",
+                                                          "response.incomplete")]
+    created = [i for i, e in enumerate(events) if e.type == "response.created"]
+    assert len(created) == 2 and created[1] > ends[0]  # FIFO: the second after the first
+    ids = {e.response.id for e in events if e.type == "response.created"}
+    assert len(ids) == 2
+
+
+def test_errors_come_as_the_sdk_reads_them(
+        wsrouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    _, key = wsrouter.new_account(2_000_000)
+    poor_account, poor_key = wsrouter.new_account(1)
+    with client(wsrouter, key).responses.connect() as connection:
+        connection.response.create(model="no-such-model", input="hi")
+        error = collect(connection)[-1]
+        assert error.type == "error" and error.status == 404
+        assert "no-such-model" in error.error.message
+        connection.send({"type": "response.create", "model": "gpt-4o-mini", "input": "hi",
+                         "background": True})  # type: ignore[typeddict-unknown-key]
+        error = collect(connection)[-1]
+        assert error.type == "error" and error.error.param == "background"
+        # the socket still works after both
+        connection.response.create(model="gpt-4o-mini", input="hi")
+        assert collect(connection)[-1].type == "response.completed"
+    with client(wsrouter, poor_key).responses.connect() as connection:
+        connection.response.create(model="gpt-4o-mini", input="hi", stream_id="x")
+        error = collect(connection)[-1]
+        assert error.type == "error" and error.status == 402 and error.stream_id == "x"
+    assert wsrouter.account(poor_account)["held_micros"] == 0
+
+
+def test_a_bad_key_refuses_the_upgrade(wsrouter: RouterProcess) -> None:
+    with pytest.raises(Exception) as caught:
+        with client(wsrouter, "sk-aura-wrong").responses.connect() as connection:
+            connection.response.create(model="gpt-4o-mini", input="hi")
+            collect(connection)
+    assert "401" in str(caught.value)
+
+
+def test_reconnects_through_a_network_cut_and_resumes_exactly_once(
+        wsrouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    """The proxy drops the TCP connection (no close frame) mid-answer; the SDK's
+    on_reconnecting hook asks for the rest after the last sequence number it saw."""
+    clean_fake.state.chunk_delay_s = 0.05
+    clean_fake.state.reply_words = 40
+    account, key = wsrouter.new_account(2_000_000)
+    proxy = TcpProxy(int(wsrouter.base_url.rsplit(":", 1)[1]))
+    seen: list[Any] = []
+    last = {"id": None, "seq": -1}
+
+    reconnects: list[int] = []
+
+    def on_reconnecting(event: Any) -> dict[str, Any]:
+        reconnects.append(event.close_code)
+        proxy.restore()
+        return {"extra_query": {"resume": last["id"], "starting_after": last["seq"]}}
+
+    try:
+        sdk = client(wsrouter, key, base_url=f"http://127.0.0.1:{proxy.port}")
+        with sdk.responses.connect(on_reconnecting=on_reconnecting,
+                                   initial_delay=0.05, max_delay=0.2) as connection:
+            connection.response.create(model="gpt-4o-mini", input="long", max_output_tokens=200)
+            cut = False
+            for event in connection:
+                seen.append(event)
+                if event.type == "response.created":
+                    last["id"] = event.response.id
+                last["seq"] = event.sequence_number
+                if not cut and event.type == "response.output_text.delta" and \
+                        event.sequence_number >= 8:
+                    cut = True
+                    threading.Thread(target=proxy.cut).start()
+                if event.type == "response.completed":
+                    break
+    finally:
+        proxy.close()
+    assert reconnects and reconnects[0] == 1006  # dropped, not closed
+    numbers = [e.sequence_number for e in seen]
+    assert numbers == list(range(len(seen))), "an event was lost or repeated"
+    assert text_of(seen) == " ".join(f"w{i}" for i in range(40))
+    eventually(lambda: wsrouter.account(account)["held_micros"] == 0)
+    assert wsrouter.last_usage(key)["output_tokens"] == 40
+    assert_account_invariants(wsrouter, account)
