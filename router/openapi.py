@@ -83,8 +83,13 @@ SCHEMAS: dict[str, Schema] = {
                             "usage": {"type": "object"}}, ("id", "object", "choices")),
     "ResponsesRequest": _obj({
         "model": _STR, "input": {"type": ["string", "array"]}, "instructions": _STR,
-        "stream": _BOOL, "max_output_tokens": _INT, "tools": {"type": "array"}},
-        ("model",), description="OpenAI Responses API; other fields pass on"),
+        "stream": _BOOL, "max_output_tokens": _INT, "tools": {"type": "array"},
+        "background": _BOOL},
+        ("model",), description="OpenAI Responses API; other fields pass on. `background: "
+                                "true` runs it apart from its client (GET "
+                                "/v1/responses/{response_id}); the same body, as a "
+                                "`response.create` event, runs on the websocket upgrade of "
+                                "GET /v1/responses (docs/websocket.md)"),
     "Response": _obj({"id": _STR, "object": {"const": "response"}, "output": {"type": "array"},
                       "usage": {"type": ["object", "null"]}}, ("id", "object")),
     "MessagesRequest": _obj({
@@ -385,6 +390,29 @@ def _paths() -> dict[str, Schema]:
                                                  "live", "content": {
                 **_SSE, **_json({"type": "object"})}},
                 **_errors("AnyError", (400, 401, 404, 410, 503))}}},
+        "/v1/responses/{response_id}": {"get": {
+            "summary": "a background (or websocket-mode) response as it stands; with "
+                       "`stream=true`, its events after `starting_after`, then live",
+            "tags": ["model calls"], "security": _USER_SECURITY,
+            "parameters": [
+                _path_param("response_id", "the response's id", pattern=_NO_SLASH),
+                _query("stream", {"enum": ["true", "false"]}, "stream the events"),
+                _query("starting_after", {"type": "integer", "minimum": 0},
+                       "with stream=true: the events after this sequence number"),
+                _ACCOUNT_HEADER],
+            "responses": {"200": {"description": "the response object, or its events",
+                                  "content": {**_json(_ref("Response")), **_SSE}},
+                          **_errors("OpenAIError", (400, 401, 402, 404, 410, 503))}}},
+        "/v1/responses/{response_id}/cancel": {"post": {
+            "summary": "stop a background (or websocket-mode) response; it is billed for "
+                       "what was produced",
+            "tags": ["model calls"], "security": _USER_SECURITY,
+            "parameters": [
+                _path_param("response_id", "the response's id", pattern=_NO_SLASH),
+                _ACCOUNT_HEADER],
+            "responses": {"200": {"description": "the response object",
+                                  "content": _json(_ref("Response"))},
+                          **_errors("OpenAIError", (400, 401, 402, 404, 503))}}},
         "/v1/messages/count_tokens": {"post": {
             "summary": "count a Messages request's input tokens", "tags": ["models"],
             "security": _USER_SECURITY, "parameters": [_ACCOUNT_HEADER],

@@ -79,7 +79,8 @@ def test_every_route_the_router_serves_is_documented(router: RouterProcess) -> N
     documented = {f"{method.upper()} {path}" for path, item in spec["paths"].items()
                   for method in item}
     served = _quart_routes() | {f"POST {path}" for path in ROUTES} | {
-        "GET /v1/streams/{request_id}", "POST /model/{model}/invoke",
+        "GET /v1/streams/{request_id}", "GET /v1/responses/{response_id}",
+        "POST /v1/responses/{response_id}/cancel", "POST /model/{model}/invoke",
         "POST /model/{model}/invoke-with-response-stream",
         "POST /v1/projects/{project}/locations/{location}/publishers/anthropic/models/"
         "{model}:rawPredict",
