@@ -59,6 +59,32 @@ fast = "house-model"
 """
 
 
+def every_kind_config(fake: Any) -> str:
+    """`router_config` plus a Gemini provider (gemini-2.5-flash) and an OpenAI-compatible
+    server that speaks only Chat Completions (model "llama"): one model of each kind."""
+    return router_config(fake.openai_base_url, fake.anthropic_base_url, f"""
+[[providers]]
+name = "gem"
+kind = "gemini"
+base_url = "{fake.gemini_base_url}"
+api_keys = ["AIzaFakeGeminiKey1"]
+timeout_connect_s = 2
+timeout_idle_s = 5
+
+[[providers]]
+name = "local"
+kind = "openai_compatible"
+base_url = "{fake.openai_base_url}"
+
+[[models]]
+id = "llama"
+route = ["local:llama-3"]
+input_per_mtok = "1"
+output_per_mtok = "2"
+max_output_tokens = 4096
+""")
+
+
 def assert_ledger_invariants(path: Path) -> None:
     """Every request any test sent through this router: capture <= hold, captured exactly
     once, the usage row's cost is the capture (a hold an external credit service refused

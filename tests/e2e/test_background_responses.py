@@ -12,16 +12,17 @@ import openai
 import pytest
 
 from tests.fakes import FakeProviderServer
-from tests.harness import RouterProcess, assert_account_invariants, eventually, router_config
+from tests.harness import (RouterProcess, assert_account_invariants, eventually,
+                           every_kind_config)
 
-MODELS = ("gpt-4o-mini", "claude-haiku-4-5")
+MODELS = ("gpt-4o-mini", "claude-haiku-4-5", "gemini-2.5-flash", "llama")  # one per kind
 
 
 @pytest.fixture(scope="module")
 def bgrouter(fake: FakeProviderServer, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[RouterProcess]:
     with RouterProcess(tmp_path_factory.mktemp("bg"),
-                       router_config(fake.openai_base_url, fake.anthropic_base_url),
+                       every_kind_config(fake),
                        env={"RESUME_WINDOW_S": "30"}) as proc:
         yield proc
 

@@ -7,17 +7,18 @@ them, billed as HTTP, and resumed after a network cut through the SDK's own
 from __future__ import annotations
 
 import asyncio
-import threading
+import random
 from typing import Any, Iterator
 
 import openai
 import pytest
 
 from tests.fakes import FakeProviderServer
-from tests.harness import RouterProcess, assert_account_invariants, eventually, router_config
+from tests.harness import (RouterProcess, assert_account_invariants, eventually,
+                           every_kind_config)
 from tests.tcp_proxy import TcpProxy
 
-MODELS = ("gpt-4o-mini", "claude-haiku-4-5")
+MODELS = ("gpt-4o-mini", "claude-haiku-4-5", "gemini-2.5-flash", "llama")  # one per kind
 WORDS = " ".join(f"w{i}" for i in range(12))
 
 
@@ -26,7 +27,7 @@ def wsrouter(fake: FakeProviderServer, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[RouterProcess]:
     env = {"RESUME_WINDOW_S": "20", "WS_MAX_STREAMS": "3", "WS_PING_INTERVAL_S": "1"}
     with RouterProcess(tmp_path_factory.mktemp("rws"),
-                       router_config(fake.openai_base_url, fake.anthropic_base_url),
+                       every_kind_config(fake),
                        env=env) as proc:
         yield proc
 
@@ -153,17 +154,21 @@ def test_a_bad_key_refuses_the_upgrade(wsrouter: RouterProcess) -> None:
     assert "401" in str(caught.value)
 
 
-def test_reconnects_through_a_network_cut_and_resumes_exactly_once(
-        wsrouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
-    """The proxy drops the TCP connection (no close frame) mid-answer; the SDK's
-    on_reconnecting hook asks for the rest after the last sequence number it saw."""
-    clean_fake.state.chunk_delay_s = 0.05
-    clean_fake.state.reply_words = 40
+@pytest.mark.parametrize("model,seed", [("gpt-4o-mini", 1), ("claude-haiku-4-5", 2),
+                                        ("gemini-2.5-flash", 3)])
+def test_reconnects_through_network_cuts_and_resumes_exactly_once(
+        wsrouter: RouterProcess, clean_fake: FakeProviderServer, model: str,
+        seed: int) -> None:
+    """A proxy drops the TCP connection (no close frame) at three random points of the
+    answer; each time the SDK's on_reconnecting hook asks for what followed the last
+    sequence number it saw. Not one event lost or repeated, billed once."""
+    clean_fake.state.chunk_delay_s = 0.02
+    clean_fake.state.reply_words = 60
     account, key = wsrouter.new_account(2_000_000)
     proxy = TcpProxy(int(wsrouter.base_url.rsplit(":", 1)[1]))
+    cuts = sorted(random.Random(seed).sample(range(1, 55), 3))
     seen: list[Any] = []
-    last = {"id": None, "seq": -1}
-
+    last: dict[str, Any] = {"id": None, "seq": -1}
     reconnects: list[int] = []
 
     def on_reconnecting(event: Any) -> dict[str, Any]:
@@ -175,25 +180,29 @@ def test_reconnects_through_a_network_cut_and_resumes_exactly_once(
         sdk = client(wsrouter, key, base_url=f"http://127.0.0.1:{proxy.port}")
         with sdk.responses.connect(on_reconnecting=on_reconnecting,
                                    initial_delay=0.05, max_delay=0.2) as connection:
-            connection.response.create(model="gpt-4o-mini", input="long", max_output_tokens=200)
-            cut = False
+            connection.response.create(model=model, input="long", max_output_tokens=200)
+            pending = list(cuts)
             for event in connection:
                 seen.append(event)
                 if event.type == "response.created":
                     last["id"] = event.response.id
                 last["seq"] = event.sequence_number
-                if not cut and event.type == "response.output_text.delta" and \
-                        event.sequence_number >= 8:
-                    cut = True
-                    threading.Thread(target=proxy.cut).start()
-                if event.type == "response.completed":
+                # (events the client had received before a cut still come first: the
+                # next cut waits until the socket was replaced)
+                if pending and event.sequence_number >= pending[0] and \
+                        len(reconnects) == len(cuts) - len(pending):
+                    pending.pop(0)
+                    proxy.cut()
+                if event.type in ("response.completed", "error"):
                     break
     finally:
         proxy.close()
-    assert reconnects and reconnects[0] == 1006  # dropped, not closed
+    assert len(reconnects) == 3 and set(reconnects) == {1006}  # dropped, not closed
     numbers = [e.sequence_number for e in seen]
     assert numbers == list(range(len(seen))), "an event was lost or repeated"
-    assert text_of(seen) == " ".join(f"w{i}" for i in range(40))
+    assert seen[-1].type == "response.completed"
+    assert text_of(seen) == " ".join(f"w{i}" for i in range(60))
     eventually(lambda: wsrouter.account(account)["held_micros"] == 0)
-    assert wsrouter.last_usage(key)["output_tokens"] == 40
+    usage = wsrouter.usage(key)["recent"]
+    assert [r["output_tokens"] for r in usage] == [60]  # billed once, in full
     assert_account_invariants(wsrouter, account)
