@@ -27,12 +27,14 @@ from actors.services.outbox import OutboxShipper, build_sinks, derived_sinks
 from actors.services.provider_store import start_providers
 from actors.services.shared_state import start_shared_state
 from actors.runtime import Runtime, build_runtime
+from actors.services.shared_streams import SharedStreams
 from actors.services.stream_hub import StreamHub
 from actors.services.vertex_tokens import VertexTokenKeeper
 from actors.supervisor import Supervisor
 from router.config import Config
 from router.logs import configure_logging
 from router.providers.google_sa import load as load_service_account
+from router.shared.stream_logs import RedisStreamLogs
 from router.transports.http import build_app
 from router.transports.hypercorn_guard import contain_connection_failures
 
@@ -88,8 +90,14 @@ async def start_actors(rt: Runtime, nursery: trio.Nursery) -> None:
     await start_claude_code_watcher(rt, nursery)
     await start_vertex_tokens(rt, nursery)
     # The hub's streams call providers, so it starts after them (and stops before them).
+    # With REDIS_URL its streams are in Redis too: resumed and cancelled on any instance.
+    shared = None if rt.shared_redis is None else SharedStreams(RedisStreamLogs(
+        rt.shared_redis, max_bytes=rt.config.stream_buffer_bytes,
+        window_s=rt.config.resume_window_s), rt.instance.id)
     rt.hub = await nursery.start(StreamHub(rt, window_s=rt.config.resume_window_s,
-                                           buffer_bytes=rt.config.stream_buffer_bytes).run)
+                                           buffer_bytes=rt.config.stream_buffer_bytes,
+                                           max_detached=rt.config.max_detached_streams,
+                                           shared=shared).run)
     if (ring := rt.jwks) is not None:  # its first fetch is over (or failed) before traffic
         await nursery.start(Supervisor("jwks-refresher", lambda: JwksRefresher(ring)).run)
     if rt.metrics.multiprocess:  # WORKERS=N: a scrape reads this worker's gauges from a file

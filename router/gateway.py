@@ -48,6 +48,20 @@ class Settled:
     cost_micros: int
     settlement: Settlement | None  # None: the ledger missed the deadline (retried later)
 
+    def summary(self) -> dict[str, Any]:
+        """The bill as a websocket `done` frame reports it (and a stream kept in Redis
+        keeps it for the other instances)."""
+        usage = self.usage
+        return {"usage": {"input_tokens": usage.input_tokens,
+                          "output_tokens": usage.output_tokens,
+                          "cache_read_tokens": usage.cache_read_tokens,
+                          "cache_write_tokens": usage.cache_write_tokens,
+                          "reasoning_tokens": usage.reasoning_tokens,
+                          "estimated": not usage.reported},
+                "cost_micros": self.cost_micros,
+                "available_micros": self.settlement.available
+                if self.settlement is not None else None}
+
 
 class ClientSink(Protocol):
     """The transport's side of one answer; the pipeline writes into it."""
@@ -92,6 +106,10 @@ class ResumableStream(Protocol):
 
     async def wait_identified(self) -> None:
         """Until `response_id` is known, or the stream ended without one."""
+        ...
+
+    async def wait_ended(self) -> None:
+        """Until the stream ended (and, where it runs, was settled)."""
         ...
 
     def response_object(self) -> dict[str, Any] | None:
@@ -147,6 +165,12 @@ class Streams(Protocol):
         ...
 
     def streams(self) -> list[ResumableStream]: ...
+
+    async def locate(self, account: str, *, request_id: str | None = None,
+                     client_id: str | None = None, response_id: str | None = None
+                     ) -> ResumableStream | None:
+        """`find`, or a stream another instance runs (with REDIS_URL)."""
+        ...
 
 
 class Gateway(Protocol):

@@ -16,15 +16,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
+import orjson
 import trio
 
 from actors.pipeline.request import run_model_call
+from actors.services.shared_streams import RemoteStream, SharedStreams
 from router.errors import ApiShape, RouterError, StreamCancelled
 from router.gateway import ModelCall, ResumableStream, Settled
 from router.protocols.responses_state import ResponseWatch, retrieved
 from router.protocols.sse import SseParser
+from router.shared.stream_logs import LogPublisher
 from router.stream_log import StreamLog
 
 if TYPE_CHECKING:
@@ -38,7 +42,8 @@ class LogSink:
     """The pipeline's `ClientSink` for a hub stream: events go to the log."""
 
     __slots__ = ("log", "started", "status", "headers", "is_sse", "_parser", "_ready",
-                 "settlement", "error_sent", "watch", "identified", "_on_identified")
+                 "settlement", "error_sent", "watch", "identified", "_on_identified",
+                 "ended", "publisher", "shared")
 
     def __init__(self, stream_log: StreamLog, watch: ResponseWatch | None = None,
                  on_identified: Callable[[str], None] | None = None) -> None:
@@ -46,6 +51,9 @@ class LogSink:
         self.watch = watch  # a Responses stream read again by its id (background, ws mode)
         self.identified = trio.Event()  # its response id is known, or it never will be
         self._on_identified = on_identified
+        self.ended = trio.Event()
+        self.publisher: LogPublisher | None = None  # with REDIS_URL: the log in Redis too
+        self.shared: tuple[SharedStreams, str] | None = None  # (where, request id)
         self.started = False
         self.status = 0
         self.headers: tuple[tuple[bytes, bytes], ...] = ()
@@ -58,25 +66,41 @@ class LogSink:
     async def start(self, status: int, headers: tuple[tuple[bytes, bytes], ...]) -> None:
         self.started, self.status, self.headers = True, status, headers
         self.is_sse = dict(headers).get(b"content-type", b"").startswith(b"text/event-stream")
+        if self.shared is not None:
+            where, request_id = self.shared
+            await where.record(request_id, status=status, headers=headers, is_sse=self.is_sse)
         self._ready.set()
+
+    async def _append(self, name: bytes | None, data: bytes) -> None:
+        seq = await self.log.append(name, data)
+        if self.publisher is not None:
+            await self.publisher.add(seq, name, data)
 
     async def body(self, data: bytes) -> None:
         if not self.is_sse:  # a whole JSON answer is one event
-            await self.log.append(None, data)
+            await self._append(None, data)
             return
         watch = self.watch
         for event in self._parser.feed(data):
             if event.data or event.name:  # comments (upstream keep-alives) are not events
                 if watch is None:
-                    await self.log.append(event.name, event.data)
+                    await self._append(event.name, event.data)
                     continue
                 known = watch.response_id
-                await self.log.append(event.name,
-                                      watch.event(event.name, event.data, self.log.last_seq + 1))
+                await self._append(event.name,
+                                   watch.event(event.name, event.data, self.log.last_seq + 1))
                 if known is None and watch.response_id is not None:
-                    if self._on_identified is not None:
-                        self._on_identified(watch.response_id)
-                    self.identified.set()
+                    await self._identify(watch)
+
+    async def _identify(self, watch: ResponseWatch) -> None:
+        assert watch.response_id is not None
+        if self._on_identified is not None:
+            self._on_identified(watch.response_id)
+        if self.shared is not None:
+            where, request_id = self.shared
+            await where.record(request_id, response_id=watch.response_id,
+                               response=orjson.dumps(watch.snapshot))
+        self.identified.set()
 
     async def error(self, error: RouterError, shape: ApiShape) -> None:
         if self.started:  # only reachable for answers already under way
@@ -97,6 +121,7 @@ class LogSink:
         """The stream ended: whoever waits for its start or its id waits no more."""
         self._ready.set()
         self.identified.set()
+        self.ended.set()
 
 
 @dataclass(eq=False)
@@ -120,6 +145,9 @@ class HubStream:
     async def wait_identified(self) -> None:
         """Until the Responses stream's id is known, or it ended without one."""
         await self.sink.identified.wait()
+
+    async def wait_ended(self) -> None:
+        await self.sink.ended.wait()
 
     def response_object(self) -> dict[str, Any] | None:
         """What `GET /v1/responses/{id}` returns now (None: nothing to show yet)."""
@@ -175,11 +203,12 @@ class StreamHub:
     """Owns the detached streams; `run` it in the root nursery before serving."""
 
     def __init__(self, rt: "Runtime", *, window_s: float, buffer_bytes: int,
-                 max_detached: int = 32) -> None:
+                 max_detached: int = 32, shared: SharedStreams | None = None) -> None:
         self.rt = rt
         self.window_s = window_s
         self.buffer_bytes = buffer_bytes
         self.max_detached = max_detached  # per account: running streams nobody reads
+        self.shared = shared  # with REDIS_URL: every stream in Redis too (any instance)
         self._nursery: trio.Nursery | None = None
         self._by_request: dict[str, HubStream] = {}
         self._by_client: dict[tuple[str, str], HubStream] = {}
@@ -190,6 +219,9 @@ class StreamHub:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._expire_forever)
+            if self.shared is not None:  # cancels asked on other instances
+                await nursery.start(partial(self.shared.logs.watch_cancels, self.shared.owner,
+                                            self._cancel_request))
             task_status.started(self)
 
     def streams(self) -> list[ResumableStream]:
@@ -214,6 +246,23 @@ class StreamHub:
     def _identified(self, stream: HubStream, response_id: str) -> None:
         self._by_response[response_id] = stream
 
+    def _cancel_request(self, request_id: str) -> None:
+        stream = self._by_request.get(request_id)
+        if stream is not None and not stream.log.done:
+            log.info("stream %s: cancelled from another instance", request_id)
+            self.cancel(stream)
+
+    async def locate(self, account: str, *, request_id: str | None = None,
+                     client_id: str | None = None, response_id: str | None = None
+                     ) -> ResumableStream | None:
+        """`find`, then (with REDIS_URL) the streams other instances run."""
+        found = self.find(account, request_id=request_id, client_id=client_id,
+                          response_id=response_id)
+        if found is not None or self.shared is None:
+            return found
+        return await self.shared.locate(account, request_id=request_id,
+                                        client_id=client_id, response_id=response_id)
+
     def find(self, account: str, *, request_id: str | None = None,
              client_id: str | None = None, response_id: str | None = None
              ) -> ResumableStream | None:
@@ -227,11 +276,15 @@ class StreamHub:
         return stream if stream is not None and stream.account == account else None
 
     def attach(self, stream: ResumableStream) -> None:
+        if isinstance(stream, RemoteStream):
+            return  # its reader renews its lease in Redis as it reads
         assert isinstance(stream, HubStream)
         stream.readers += 1
         stream.idle_since = None
 
     def detach(self, stream: ResumableStream) -> None:
+        if isinstance(stream, RemoteStream):
+            return
         assert isinstance(stream, HubStream)
         stream.readers -= 1
         if stream.readers == 0:
@@ -256,11 +309,37 @@ class StreamHub:
 
     def cancel(self, stream: ResumableStream) -> None:
         """Stop the stream now; settlement bills what was produced."""
+        if isinstance(stream, RemoteStream):  # its owner stops it
+            assert self._nursery is not None and self.shared is not None
+            self._nursery.start_soon(self.shared.cancel(stream.request_id))
+            return
         assert isinstance(stream, HubStream)
         stream.cancelled = True
         stream.scope.cancel()
 
     async def _run_stream(self, stream: HubStream, call: ModelCall) -> None:
+        shared, sink = self.shared, stream.sink
+        if shared is None or not await shared.register(stream, call.api):
+            await self._run_call(stream, call)
+            return
+        publisher = sink.publisher = shared.publisher(stream.request_id)
+        sink.shared = (shared, stream.request_id)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(publisher.run)
+            try:
+                await self._run_call(stream, call)
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(5):
+                    settled = sink.settlement
+                    await publisher.finish(None if settled is None
+                                           else orjson.dumps(settled.summary()))
+                    watch = sink.watch
+                    await shared.record(
+                        stream.request_id, state="cancelled" if stream.cancelled else "done",
+                        response=orjson.dumps(watch.snapshot) if watch is not None
+                        and watch.snapshot is not None else None)
+
+    async def _run_call(self, stream: HubStream, call: ModelCall) -> None:
         try:
             with stream.scope:
                 await run_model_call(self.rt, call, stream.sink)
@@ -276,7 +355,17 @@ class StreamHub:
     async def _expire_forever(self) -> None:
         while True:
             await trio.sleep(SWEEP_INTERVAL_S)
-            self.expire(trio.current_time())
+            now = trio.current_time()
+            if self.shared is not None:  # read on another instance: not idle
+                for stream in self._idle_running(now):
+                    if await self.shared.remote_reader_active(stream.request_id):
+                        stream.idle_since = now
+            self.expire(now)
+
+    def _idle_running(self, now: float) -> list[HubStream]:
+        return [s for s in self._by_request.values()
+                if not s.readers and s.idle_since is not None and not s.log.done
+                and not s.background and now - s.idle_since >= self.window_s]
 
     def expire(self, now: float) -> None:
         """Cancel streams nobody resumed within the window; forget finished ones."""

@@ -91,10 +91,10 @@ def retrieve_query(query_string: bytes) -> tuple[bool, int]:
     return stream, log_after(int(raw))
 
 
-def find_response(gw: Gateway, account: str, response_id: str) -> ResumableStream:
+async def find_response(gw: Gateway, account: str, response_id: str) -> ResumableStream:
     stream = None
     if len(response_id) <= MAX_RESPONSE_ID:
-        stream = gw.streams.find(account, response_id=response_id)
+        stream = await gw.streams.locate(account, response_id=response_id)
     if stream is None:
         raise NotFound(f"no response {quote_input(response_id[:MAX_RESPONSE_ID])!s} (background "
                        "and websocket-mode responses are kept for "
@@ -107,8 +107,7 @@ async def cancel_response(gw: Gateway, stream: ResumableStream) -> None:
     if not stream.log.done:
         gw.streams.cancel(stream)
         with trio.move_on_after(CANCEL_SETTLE_S):
-            while not stream.log.done:
-                await stream.log.read_after(1 << 62)  # returns [] once it is done
+            await stream.wait_ended()
 
 
 def response_json(stream: ResumableStream) -> bytes:

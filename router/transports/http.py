@@ -347,7 +347,7 @@ class RouterApp:
         try:
             principal = await self.gw.authenticate(credential_in(headers),
                                                    _text(headers.get(b"x-aura-account")))
-            stream = find_response(self.gw, principal.account, response_id)
+            stream = await find_response(self.gw, principal.account, response_id)
             streamed, after = retrieve_query(scope.get("query_string", b"")[:MAX_QUERY_BYTES]) \
                 if action == "retrieve" else (False, 0)
             if streamed:
@@ -379,7 +379,7 @@ class RouterApp:
         try:
             principal = await self.gw.authenticate(credential_in(headers),
                                                    _text(headers.get(b"x-aura-account")))
-            stream = self.gw.streams.find(principal.account, request_id=request_id) \
+            stream = await self.gw.streams.locate(principal.account, request_id=request_id) \
                 if request_id != "req_unknown" else None
             if stream is None:
                 raise NotFound(f"no resumable stream {request_id!r} (streams are kept for "

@@ -145,7 +145,7 @@ class ResponsesSocket:
                 "'starting_after' must be a non-negative integer", param="starting_after")))
             return
         after = log_after(int(starting_after) if starting_after is not None else None)
-        stream = self.gw.streams.find(self.account, response_id=response_id[:256])
+        stream = await self.gw.streams.locate(self.account, response_id=response_id[:256])
         if stream is None:
             await self.send(ws_error(NotFound(
                 f"no response {quote_input(response_id[:256])} to resume (responses are "
