@@ -36,7 +36,7 @@ _STATEFUL = {"previous_response_id": "a stored conversation's size cannot be res
                              "whole input",
              "prompt": "a stored prompt template's size cannot be reserved for; send the "
                        "input itself",
-             "background": "background responses are not supported"}
+             "background": "it must be the boolean true (or false)"}
 CLIENT_TOOL_TYPES = ("function", "custom")
 
 

@@ -139,3 +139,13 @@ def test_a_refused_background_request_is_an_error_not_a_response(
                                                background=True)
     assert caught.value.status_code == 402
     assert bgrouter.account(account)["held_micros"] == 0
+
+
+def test_background_must_be_a_boolean(bgrouter: RouterProcess,
+                                      clean_fake: FakeProviderServer) -> None:
+    account, key = bgrouter.new_account(2_000_000)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(bgrouter, key).responses.create(model="gpt-4o-mini", input="hi",
+                                               background="yes")  # type: ignore[arg-type]
+    assert "background" in str(caught.value)
+    assert bgrouter.account(account)["held_micros"] == 0

@@ -25,7 +25,8 @@ WORDS = " ".join(f"w{i}" for i in range(12))
 @pytest.fixture(scope="module")
 def wsrouter(fake: FakeProviderServer, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[RouterProcess]:
-    env = {"RESUME_WINDOW_S": "20", "WS_MAX_STREAMS": "3", "WS_PING_INTERVAL_S": "1"}
+    env = {"RESUME_WINDOW_S": "20", "WS_MAX_STREAMS": "3", "WS_PING_INTERVAL_S": "1",
+           "MAX_DETACHED_STREAMS": "2"}
     with RouterProcess(tmp_path_factory.mktemp("rws"),
                        every_kind_config(fake),
                        env=env) as proc:
@@ -205,4 +206,43 @@ def test_reconnects_through_network_cuts_and_resumes_exactly_once(
     eventually(lambda: wsrouter.account(account)["held_micros"] == 0)
     usage = wsrouter.usage(key)["recent"]
     assert [r["output_tokens"] for r in usage] == [60]  # billed once, in full
+    assert_account_invariants(wsrouter, account)
+
+
+def test_an_account_keeps_at_most_max_detached_streams_running_unread(
+        wsrouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    """Three lanes running when the network drops; MAX_DETACHED_STREAMS is 2: the one
+    left first is cancelled (billed for what it produced), two run on for a resume."""
+    clean_fake.state.chunk_delay_s = 0.05
+    clean_fake.state.reply_words = 200
+    account, key = wsrouter.new_account(2_000_000)
+    proxy = TcpProxy(int(wsrouter.base_url.rsplit(":", 1)[1]))
+    sdk = client(wsrouter, key, base_url=f"http://127.0.0.1:{proxy.port}")
+    started: set[str] = set()
+    try:
+        with pytest.raises(Exception):
+            with sdk.responses.connect() as connection:
+                for lane in "abc":
+                    connection.response.create(model="gpt-4o-mini", input=lane,
+                                               stream_id=lane, max_output_tokens=500)
+                for event in connection:
+                    if event.type == "response.output_text.delta":
+                        started.add(event.stream_id)
+                        if len(started) == 3:
+                            proxy.cut()  # no close frame: the streams detach
+    finally:
+        proxy.close()
+
+    def mine() -> list[dict[str, Any]]:
+        streams = wsrouter.admin("GET", "/admin/streams").json()["data"]
+        return [s for s in streams if s["account"] == account]
+
+    eventually(lambda: len(mine()) == 3 and sum(s["cancelled"] for s in mine()) == 1)
+    running = [s for s in mine() if not s["cancelled"]]
+    assert len(running) == 2 and not any(s["done"] for s in running)
+    for stream in running:  # let them go: cancelled through the background route
+        assert openai.OpenAI(api_key=key, base_url=wsrouter.base_url + "/v1").responses \
+            .cancel(stream["response_id"]).status == "cancelled"
+    eventually(lambda: wsrouter.account(account)["held_micros"] == 0)
+    assert all(0 < r["output_tokens"] < 200 for r in wsrouter.usage(key)["recent"])
     assert_account_invariants(wsrouter, account)
