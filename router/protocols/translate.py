@@ -212,7 +212,8 @@ class TokenCounts:
     def responses(self) -> dict[str, Any]:
         prompt = self.input + self.cache_read + self.cache_write
         return self._marked({"input_tokens": prompt,
-                             "input_tokens_details": {"cached_tokens": self.cache_read},
+                             "input_tokens_details": {"cached_tokens": self.cache_read,
+                                                      "cache_write_tokens": self.cache_write},
                              "output_tokens": self.output,
                              "output_tokens_details": {"reasoning_tokens": self.reasoning},
                              "total_tokens": prompt + self.output})

@@ -11,7 +11,10 @@ import random
 from typing import Any, Iterator
 
 import openai
+import orjson
+import pydantic
 import pytest
+from openai.types.responses.responses_server_event import ResponsesServerEvent
 
 from tests.fakes import FakeProviderServer
 from tests.harness import (RouterProcess, assert_account_invariants, eventually,
@@ -75,6 +78,35 @@ def test_sync_connect_streams_any_model_and_bills_it(
     assert usage["output_tokens"] == 12 and usage["cost_micros"] > 0
     eventually(lambda: wsrouter.account(account)["held_micros"] == 0)
     assert_account_invariants(wsrouter, account)
+
+
+SERVER_EVENT = pydantic.TypeAdapter(ResponsesServerEvent)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_message_validates_against_the_sdks_own_types(
+        wsrouter: RouterProcess, clean_fake: FakeProviderServer, model: str) -> None:
+    """Validated, not just constructed: the SDK's `recv()` builds its objects unchecked,
+    so a missing required field would only show in the app."""
+    _, key = wsrouter.new_account(2_000_000)
+    kinds = []
+    with client(wsrouter, key).responses.connect() as connection:
+        connection.response.create(model=model, input="hi", stream_id="lane-1",
+                                   max_output_tokens=20)
+        while True:
+            message = orjson.loads(connection.recv_bytes())
+            SERVER_EVENT.validate_python(message)  # raises on any departure
+            assert message["stream_id"] == "lane-1"
+            kinds.append(message["type"])
+            if message["type"] in ("response.completed", "response.incomplete", "error"):
+                break
+        connection.response.create(model="no-such-model", input="hi", stream_id="lane-2")
+        error = orjson.loads(connection.recv_bytes())
+        SERVER_EVENT.validate_python(error)
+        assert error["type"] == "error" and error["status"] == 404
+        assert error["stream_id"] == "lane-2" and error["error"]["param"] == "model"
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    assert "response.output_text.delta" in kinds
 
 
 def test_async_connect_runs_lanes_side_by_side(
