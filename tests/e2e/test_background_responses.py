@@ -8,8 +8,10 @@ from __future__ import annotations
 import time
 from typing import Any, Iterator
 
+import httpx
 import openai
 import pytest
+from openai.types.responses import Response
 
 from tests.fakes import FakeProviderServer
 from tests.harness import (RouterProcess, assert_account_invariants, eventually,
@@ -53,6 +55,9 @@ def test_background_response_is_polled_to_completion_and_billed_once(
     assert response.status == "completed"
     assert response.output_text == words(12)
     assert response.id == created.id
+    raw = httpx.get(f"{bgrouter.base_url}/v1/responses/{created.id}",
+                    headers={"authorization": f"Bearer {key}"}).json()
+    Response.model_validate(raw)  # validated against the SDK's type, not just built
     eventually(lambda: bgrouter.account(account)["held_micros"] == 0)
     usage = bgrouter.usage(key)
     assert [r["output_tokens"] for r in usage["recent"]] == [12]  # billed once
