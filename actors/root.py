@@ -37,6 +37,7 @@ from router.providers.google_sa import load as load_service_account
 from router.shared.stream_logs import RedisStreamLogs
 from router.transports.http import build_app
 from router.transports.hypercorn_guard import contain_connection_failures
+from router.transports.ws_liveness import record_peer_liveness
 
 
 def hypercorn_config(config: Config) -> HypercornConfig:
@@ -141,6 +142,7 @@ async def serve(config: Config, *, on_listening: Callable[[list[str]], None] | N
                 handle_signals: bool = True,
                 task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
     contain_connection_failures()
+    record_peer_liveness()  # half-open websockets (router/transports/ws_writer.py)
     configure_logging(config)  # LOG_LEVEL, LOG_FORMAT (router/logs.py)
     rt = build_runtime(config)
     try:

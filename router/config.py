@@ -156,6 +156,7 @@ _SETTINGS: tuple[Setting, ...] = (
     Setting("ws_max_frame_bytes", ("WS_MAX_FRAME_BYTES",), 1024 * 1024, _int),
     Setting("ws_auth_timeout_s", ("WS_AUTH_TIMEOUT_S",), 10, _int),
     Setting("ws_ping_interval_s", ("WS_PING_INTERVAL_S",), 20, _int),
+    Setting("ws_stall_s", ("WS_STALL_S",), 30.0, _seconds),
     Setting("z_billing_url", ("Z_BILLING_URL",), None),
     Setting("z_billing_api_key", ("Z_BILLING_API_KEY",), None),
     Setting("z_billing_mode", ("Z_BILLING_MODE",), "two_phase"),
@@ -246,6 +247,7 @@ class Config:
     ws_max_frame_bytes: int
     ws_auth_timeout_s: int
     ws_ping_interval_s: int
+    ws_stall_s: float
     z_billing_url: str | None
     z_billing_api_key: str | None = field(repr=False)
     z_billing_mode: str
@@ -452,7 +454,7 @@ def _check(values: dict[str, Any], sources: Mapping[str, str]) -> None:
                  "header_timeout_s", "resume_window_s", "stream_buffer_bytes",
                  "max_detached_streams",
                  "sse_heartbeat_s", "ws_max_streams", "ws_max_frame_bytes",
-                 "ws_auth_timeout_s", "ws_ping_interval_s", "jwks_refresh_s",
+                 "ws_auth_timeout_s", "ws_ping_interval_s", "ws_stall_s", "jwks_refresh_s",
                  "jwks_min_refresh_s", "outbox_retry_max_s", "z_billing_timeout_s",
                  "cache_ttl_s", "provider_probe_s"):
         if values[name] <= 0:

@@ -3,6 +3,11 @@
 
 While cut, every open connection through it is closed and new ones are accepted and
 closed at once (what a client sees when a server restarts or a network drops).
+
+While stalled, every socket stays open but nothing is forwarded either way: a peer that
+vanished without FIN or RST (a phone out of coverage). Bytes already read are held and
+delivered by `unstall()`; the kernel buffers fill, then the senders block, as on a real
+half-open connection. New connections made while stalled are accepted but hang too.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ class TcpProxy:
         self._open: set[socket.socket] = set()
         self._cut = False
         self._closed = False
+        self._flowing = threading.Event()  # cleared while stalled
+        self._flowing.set()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def cut(self) -> None:
@@ -37,8 +44,16 @@ class TcpProxy:
         with self._lock:
             self._cut = False
 
+    def stall(self) -> None:
+        """Stop forwarding in both directions; every socket stays open."""
+        self._flowing.clear()
+
+    def unstall(self) -> None:
+        self._flowing.set()
+
     def close(self) -> None:
         self._closed = True
+        self._flowing.set()
         self.cut()
         self._listener.close()
 
@@ -65,7 +80,11 @@ class TcpProxy:
 
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
-            while data := source.recv(65536):
+            while True:
+                data = source.recv(65536)
+                self._flowing.wait()  # a stalled network delivers no FIN either
+                if not data:
+                    break
                 sink.sendall(data)
         except OSError:
             pass

@@ -36,13 +36,14 @@ from router.errors import (BadRequest, BodyTooLarge, EventsGone, Gone, NotFound,
 from router.gateway import Gateway, ModelCall, ResumableStream
 from router.protocols.responses_state import log_after
 from router.redact import quote_input
+from router.transports.websocket import CLOSE_GOING_AWAY, CLOSE_NORMAL, writer_for
+from router.transports.ws_writer import SocketGone, SocketWriter
 
 log = logging.getLogger("aura.ws")
 Message = dict[str, Any]
 Send = Callable[[Message], Awaitable[None]]
 MAX_LANE_LENGTH = 128
 MAX_QUEUED_PER_LANE = 16
-CLOSE_NORMAL = 1000
 _TERMINAL_EVENTS = (b"response.completed", b"response.incomplete", b"response.failed")
 
 
@@ -80,19 +81,21 @@ class ResponsesSocket:
     """One Responses websocket: its account and the lanes it runs."""
 
     def __init__(self, gw: Gateway, account: str, credential: str | None,
-                 account_header: str | None, send: Send, nursery: trio.Nursery) -> None:
+                 account_header: str | None, writer: SocketWriter,
+                 nursery: trio.Nursery) -> None:
         self.gw = gw
         self.config = gw.config
         self.account = account
         self.credential = credential
         self.account_header = account_header
-        self._send = send
+        self.writer = writer
         self.nursery = nursery
         self.lanes: dict[str | None, Lane] = {}
         self.reading: set[ResumableStream] = set()
 
     async def send(self, frame: bytes) -> None:
-        await self._send({"type": "websocket.send", "text": frame.decode()})
+        """Raises `SocketGone` once the socket is gone: the caller's task ends."""
+        await self.writer.send_text(frame)
 
     # --- client messages ----------------------------------------------------------------
 
@@ -191,6 +194,8 @@ class ResponsesSocket:
                     await self._forward(stream, 0, lane.name)
                 else:
                     await self._forward(job[0], job[1], lane.name)
+        except SocketGone:
+            pass  # the socket is gone: its responses run on, for a resume
         finally:
             del self.lanes[lane.name]
 
@@ -251,12 +256,33 @@ async def serve_responses_websocket(gw: Gateway, scope: dict[str, Any],
         await _refuse_upgrade(scope, send, exc)
         return
     await send({"type": "websocket.accept"})
+    writer = writer_for(gw, scope, send)
     connections = gw.metrics.ws_connections
-    connections.inc()
-    try:
-        async with trio.open_nursery() as nursery:
-            conn = ResponsesSocket(gw, principal.account, credential, account_text, send,
-                                   nursery)
+    # As for /v1/ws (router/transports/websocket.py): this nursery owns the writer, whose
+    # send may be stuck until TCP gives up; the connection inside ends as soon as the
+    # writer says the socket is gone, so its responses detach at once, resumable.
+    async with trio.open_nursery() as writing:
+        await writing.start(writer.run)
+        connections.inc()
+        try:
+            code = await _serve_socket(gw, scope, principal.account, credential,
+                                       account_text, receive, writer)
+        finally:
+            connections.dec()
+        await writer.close(code, "no word from the client: resume on a new socket"
+                           if writer.gone.is_set() else None)
+
+
+async def _serve_socket(gw: Gateway, scope: dict[str, Any], account: str,
+                        credential: str | None, account_header: str | None,
+                        receive: Callable[[], Awaitable[Message]],
+                        writer: SocketWriter) -> int:
+    """Serve the socket's messages until the peer leaves or the socket is gone; the close
+    code to end with."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_cancel_when_gone, writer, nursery.cancel_scope)
+        conn = ResponsesSocket(gw, account, credential, account_header, writer, nursery)
+        try:
             query = parse_qs(scope.get("query_string", b"")[:2048].decode("latin-1"))
             if "resume" in query:
                 await conn.resume(query["resume"][0], query.get("starting_after", [None])[0])
@@ -273,9 +299,15 @@ async def serve_responses_websocket(gw: Gateway, scope: dict[str, Any],
                     await conn.send(ws_error(BadRequest("messages must be text (JSON)")))
                     continue
                 await conn.on_message(text)
-            nursery.cancel_scope.cancel()
-    finally:
-        connections.dec()
+        except SocketGone:
+            pass
+        nursery.cancel_scope.cancel()
+    return CLOSE_GOING_AWAY if writer.gone.is_set() else CLOSE_NORMAL
+
+
+async def _cancel_when_gone(writer: SocketWriter, scope: trio.CancelScope) -> None:
+    await writer.gone.wait()
+    scope.cancel()
 
 
 async def _refuse_upgrade(scope: dict[str, Any], send: Send, error: RouterError) -> None:

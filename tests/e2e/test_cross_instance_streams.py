@@ -12,6 +12,8 @@ from typing import Any, Iterator
 import httpx
 import openai
 import pytest
+import trio
+from trio_websocket import open_websocket_url
 
 from tests.backends import fresh_redis_url
 from tests.fakes import FakeProviderServer
@@ -168,4 +170,63 @@ def test_background_response_read_and_cancelled_from_the_other_instance(
     assert on_a.responses.retrieve(created.id).status == "cancelled"
     produced = a.usage(key)["recent"][0]["output_tokens"]
     assert 0 < produced < 400  # stopped on A, billed for what it produced
+    assert_account_invariants(a, account)
+
+
+async def test_v1_ws_stream_resumed_and_cancelled_through_the_other_instance(
+        pair: tuple[RouterProcess, RouterProcess], upstream: FakeProviderServer) -> None:
+    """/v1/ws: a socket to A drops; a `resume` frame on a socket to B continues the
+    stream exactly once and gets its `done` bill; a second stream, left on A, is
+    cancelled by a `cancel` frame sent to B."""
+    a, b = pair
+    upstream.state.reply_words = 120
+    upstream.state.chunk_delay_s = 0.01
+    account, key = a.new_account(2_000_000)
+    proxy = TcpProxy(port(a))
+    headers = [(b"authorization", f"Bearer {key}".encode())]
+    body = {"model": "claude-haiku-4-5", "max_tokens": 1000, "stream": True,
+            "messages": [{"role": "user", "content": "count"}]}
+
+    def ws_url(router: RouterProcess) -> str:
+        return router.base_url.replace("http://", "ws://") + "/v1/ws"
+    async def recv(ws: Any) -> dict[str, Any]:
+        with trio.fail_after(10):
+            return json.loads(await ws.get_message())
+
+    seen: list[dict[str, Any]] = []
+    try:
+        async with open_websocket_url(f"ws://127.0.0.1:{proxy.port}/v1/ws",
+                                      extra_headers=headers) as ws:
+            for stream_id in ("keep", "stop"):
+                await ws.send_message(json.dumps({"type": "request", "id": stream_id,
+                                                  "api": "anthropic.messages", "body": body}))
+            while len(seen) < 5:
+                frame = await recv(ws)
+                if frame.get("id") == "keep":
+                    seen.append(frame)
+            proxy.cut()  # no close frame: the network is just gone
+    except Exception:  # noqa: BLE001 - the client side of a cut socket
+        pass
+    finally:
+        proxy.close()
+    async with open_websocket_url(ws_url(b), extra_headers=headers) as ws:
+        await ws.send_message(json.dumps({"type": "cancel", "id": "stop"}))
+        await ws.send_message(json.dumps({"type": "resume", "id": "keep",
+                                          "after": seen[-1]["seq"]}))
+        while True:
+            frame = await recv(ws)
+            if frame.get("id") == "keep":
+                seen.append(frame)
+                if frame["type"] in ("done", "error"):
+                    break
+    events = [f for f in seen if f["type"] == "event"]
+    assert [f["seq"] for f in events] == list(range(1, len(events) + 1))
+    text = "".join(f["data"]["delta"].get("text", "") for f in events
+                   if f.get("event") == "content_block_delta")
+    assert text == words(120)
+    done = seen[-1]
+    assert done["type"] == "done" and done["usage"]["output_tokens"] == 120
+    eventually(lambda: a.account(account)["held_micros"] == 0)
+    recent = sorted(r["output_tokens"] for r in a.usage(key)["recent"])
+    assert len(recent) == 2 and recent[1] == 120 and recent[0] < 120  # "stop" was cut
     assert_account_invariants(a, account)

@@ -278,3 +278,51 @@ def test_an_account_keeps_at_most_max_detached_streams_running_unread(
     eventually(lambda: wsrouter.account(account)["held_micros"] == 0)
     assert all(0 < r["output_tokens"] < 200 for r in wsrouter.usage(key)["recent"])
     assert_account_invariants(wsrouter, account)
+
+
+def test_a_half_open_socket_is_detected_and_its_response_resumed(
+        wsrouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
+    """The network stops carrying anything without closing (a phone out of coverage):
+    the router's pings go unanswered, it takes the socket for gone within a few ping
+    intervals (WS_PING_INTERVAL_S=1) and the response runs on unread; a new socket
+    resumes it after the last event seen, exactly once."""
+    clean_fake.state.chunk_delay_s = 0.02
+    clean_fake.state.reply_words = 300
+    account, key = wsrouter.new_account(2_000_000)
+    proxy = TcpProxy(int(wsrouter.base_url.rsplit(":", 1)[1]))
+    seen: list[Any] = []
+    stalled = client(wsrouter, key, base_url=f"http://127.0.0.1:{proxy.port}").responses \
+        .connect(websocket_connection_options={"ping_interval": None}).enter()
+    try:
+        stalled.response.create(model="gpt-4o-mini", input="long", max_output_tokens=500)
+        for event in stalled:
+            seen.append(event)
+            if len(seen) == 10:
+                break
+        proxy.stall()
+
+        def detached() -> bool:
+            streams = wsrouter.admin("GET", "/admin/streams").json()["data"]
+            mine = [s for s in streams if s["account"] == account]
+            return len(mine) == 1 and mine[0]["readers"] == 0 and not mine[0]["done"]
+
+        eventually(detached, within_s=10)
+        # (events already in flight to the stalled client are lost with it: it resumes
+        # after the last one it saw)
+        resume = {"resume": seen[0].response.id, "starting_after": seen[-1].sequence_number}
+        with client(wsrouter, key).responses.connect(extra_query=resume) as fresh:
+            for event in fresh:
+                seen.append(event)
+                if event.type in ("response.completed", "error"):
+                    break
+    finally:
+        proxy.close()
+        try:
+            stalled.close()
+        except Exception:  # noqa: BLE001 - the stalled socket is dead anyway
+            pass
+    assert [e.sequence_number for e in seen] == list(range(len(seen)))
+    assert text_of(seen) == " ".join(f"w{i}" for i in range(300))
+    eventually(lambda: wsrouter.account(account)["held_micros"] == 0)
+    assert [r["output_tokens"] for r in wsrouter.usage(key)["recent"]] == [300]
+    assert_account_invariants(wsrouter, account)
