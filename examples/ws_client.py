@@ -49,6 +49,9 @@ def answer_pings_only_while_open() -> None:
     WebSocketConnection._handle_ping_event = answer_while_open  # type: ignore[method-assign]
 
 
+POLICY_VIOLATION = 1008  # the router's close after a refused credential
+
+
 class StreamFailed(Exception):
     """The router refused the request or the stream cannot be resumed."""
 
@@ -108,7 +111,19 @@ async def stream_completion(url: str, key: str, api: str, body: dict[str, Any]
                         return
                     elif frame["type"] == "error":
                         raise StreamFailed(frame)
-        except (ConnectionClosed, HandshakeError, OSError, trio.BrokenResourceError):
+        except ConnectionClosed as exc:
+            reason = getattr(exc, "reason", None)
+            if reason is not None and reason.code == POLICY_VIOLATION:
+                # The router closes with 1008 only after refusing the credential; its
+                # error frame may be lost when our send raced that close.
+                raise StreamFailed({"status": 401, "error": {
+                    "message": reason.reason or "the router refused the credential"}}) \
+                    from None
+            reconnects += 1
+            if reconnects > MAX_RECONNECTS:
+                raise
+            await trio.sleep(min(8.0, 0.25 * 2 ** reconnects) * random.uniform(0.5, 1.0))
+        except (HandshakeError, OSError, trio.BrokenResourceError):
             reconnects += 1
             if reconnects > MAX_RECONNECTS:
                 raise
