@@ -28,10 +28,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+import httpx
 import trio
 
 from benchlib import backends, instructions, load, report, scaling
-from benchlib.procs import ROOT, UPSTREAM_KEY, Child, Children, cpu_seconds, machine, rss_kib
+from benchlib.procs import (ADMIN_KEY, ROOT, UPSTREAM_KEY, Child, Children, cpu_seconds,
+                            machine, raise_open_files, rss_kib)
 
 DOC = ROOT / "docs" / "benchmarks.md"
 # Everything from this line on in the existing report is hand-written and kept as is.
@@ -181,9 +183,25 @@ def measure_memory(args: argparse.Namespace, target: load.Target, server: Child
 
 
 def measure_resumable(args: argparse.Namespace, children: Children) -> dict[str, float]:
-    """Router memory per resumable stream, attached and detached (idle: 1 chunk/s)."""
+    """Router memory per resumable stream, attached and detached (idle: 1 chunk/s).
+
+    idle = median of 5 readings of the router's VmRSS (back to back) after a 16-stream
+    warm-up; attached = median of the 5 readings `hold_streams` takes 0.2 s apart, 1 s
+    after all N streams are open (their clients reading); detached = median of 5
+    readings 1 s after the clients closed their sockets (the hub keeps every stream
+    running: `running` counts them in /admin/streams). Per stream: (attached - idle) /
+    opened and (detached - idle) / opened. RSS does not shrink when the client side is
+    freed (the allocator keeps its pages), so "detached" is not below "attached": it is
+    the peak plus what the idle streams added since."""
+    n = args.resumable_streams
+    # Opening slows down as the open streams' chunks take the CPU: scale the wait and open
+    # more at a time. A stream lasts ~256 s (max_tokens 256, 1 word a second): the N must
+    # open well within that, or the first ones end before the last ones open (`running`
+    # then says fewer than N).
+    open_s = max(60.0, n / 20)
     slow = children.start_fake(reply_words=256, chunk_delay_s=1.0)
-    router, key = children.start_router(slow)
+    # The bench is one account: let it leave all N streams (and the warm-up's) running.
+    router, key = children.start_router(slow, env={"MAX_DETACHED_STREAMS": str(n + 64)})
     target = load.Target(router.host, router.port, key, "bench-model", resumable=True)
 
     def sample() -> int:
@@ -192,18 +210,23 @@ def measure_resumable(args: argparse.Namespace, children: Children) -> dict[str,
     _run("raw", 16, target, load.hold_streams, 16, sample)  # warm the paths
     time.sleep(1.0)
     idle = statistics.median(sample() for _ in range(5))
-    n = args.resumable_streams
-    held: load.HoldResult = _run("raw", n, target, load.hold_streams, n, sample)
+    hold = partial(load.hold_streams, timeout_s=open_s, connecting=32 if n <= 1000 else 128)
+    held: load.HoldResult = _run("raw", n, target, hold, n, sample)
     time.sleep(1.0)  # the clients are gone; the hub keeps every stream running
     detached = statistics.median(sample() for _ in range(5))
     router.check_alive()
+    with httpx.Client(base_url=router.base_url, trust_env=False, timeout=30.0,
+                      headers={"authorization": f"Bearer {ADMIN_KEY}"}) as admin:
+        listed = admin.get("/admin/streams").json()["data"]
+    running = sum(1 for s in listed if not s["done"])
     attached = statistics.median(held.samples_kib)
-    out = {"opened": held.opened, "rss_idle_mib": idle / 1024,
+    out = {"opened": held.opened, "running": running, "rss_idle_mib": idle / 1024,
            "attached_kib": (attached - idle) / max(held.opened, 1),
            "detached_kib": (detached - idle) / max(held.opened, 1)}
-    _log(f"  {held.opened}/{n} resumable streams: RSS {idle / 1024:.1f} MiB idle, "
-         f"{attached / 1024:.1f} attached, {detached / 1024:.1f} detached: "
-         f"{out['attached_kib']:.1f} KiB/stream attached, {out['detached_kib']:.1f} detached")
+    _log(f"  {held.opened}/{n} resumable streams ({running} running detached): RSS "
+         f"{idle / 1024:.1f} MiB idle, {attached / 1024:.1f} attached, "
+         f"{detached / 1024:.1f} detached: {out['attached_kib']:.1f} KiB/stream attached, "
+         f"{out['detached_kib']:.1f} detached")
     children.stop(router)
     children.stop(slow)
     return out
@@ -471,6 +494,9 @@ def main(argv: list[str] | None = None) -> int:
                       f"({args.paced} concurrent paced streams)")
             return 0
         if args.resumable_streams:
+            limit = raise_open_files(2 * args.resumable_streams + 1024)
+            if limit < 2 * args.resumable_streams + 256:
+                _log(f"open files limited to {limit}: the router may refuse some streams")
             results = []
             for i in range(args.runs):
                 _log(f"run {i + 1}/{args.runs}")

@@ -124,7 +124,7 @@ class LogSink:
         self.ended.set()
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class HubStream:
     request_id: str
     account: str

@@ -15,7 +15,7 @@ import orjson
 
 from router.errors import BadRequest
 from router.protocols.api import (ClientRequest, Meter, UpstreamOptions, json_object,
-                                  new_event, new_request, render_json_event)
+                                  new_event, new_request, render_json_event, upstream_json)
 from router.protocols.sse import SseEvent
 from router.protocols.translate import TokenCounts
 from router.usage import Usage
@@ -91,7 +91,7 @@ class AnthropicMessages:
         body = dict(request.body)
         body["model"] = options.model
         body[options.limit_field] = options.max_output
-        return orjson.dumps(body)
+        return upstream_json(body)
 
     def on_event(self, request: ClientRequest, meter: Meter, event: SseEvent) -> bool:
         name = event.name

@@ -176,6 +176,13 @@ class ApiFormat(Protocol):
         ...
 
 
+def upstream_json(body: dict[str, Any]) -> bytes:
+    """The upstream request's body. orjson's result holds a 4 KiB allocation whatever
+    its length, and this one lives as long as the answer (minutes, for a stream waiting
+    for a resume): an exact-size copy costs a memcpy and saves ~3.8 KiB per stream."""
+    return bytes(memoryview(orjson.dumps(body)))
+
+
 def require_model_and_stream(body: dict[str, Any]) -> tuple[str, bool]:
     """The fields every format shares: model, stream."""
     model = body.get("model")

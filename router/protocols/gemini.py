@@ -24,7 +24,7 @@ import orjson
 
 from router.errors import BadRequest
 from router.protocols.api import (ClientRequest, Meter, UpstreamOptions, json_object,
-                                  new_event, render_json_event)
+                                  new_event, render_json_event, upstream_json)
 from router.protocols.sse import SseEvent
 from router.protocols.translate import TokenCounts
 from router.usage import Usage
@@ -171,7 +171,7 @@ class GeminiGenerate:
         body.pop("model", None)  # the model goes in the URL
         body.pop("stream", None)  # and so does streaming
         set_field(body, options.limit_field, options.max_output)
-        return orjson.dumps(body)
+        return upstream_json(body)
 
     def on_event(self, request: ClientRequest, meter: Meter, event: SseEvent) -> bool:
         try:

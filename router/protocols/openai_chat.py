@@ -16,7 +16,8 @@ import orjson
 
 from router.errors import BadRequest
 from router.protocols.api import (ClientRequest, Meter, UpstreamOptions, check_service_tier,
-                                  json_object, new_event, new_request, render_json_event)
+                                  json_object, new_event, new_request, render_json_event,
+                                  upstream_json)
 from router.protocols.sse import SseEvent
 from router.protocols.translate import TokenCounts
 from router.usage import Usage
@@ -120,7 +121,7 @@ class OpenAIChat:
         if request.stream:
             body["stream_options"] = {**(body.get("stream_options") or {}),
                                       "include_usage": True}
-        return orjson.dumps(body)
+        return upstream_json(body)
 
     def on_event(self, request: ClientRequest, meter: Meter, event: SseEvent) -> bool:
         data = event.data

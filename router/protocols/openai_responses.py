@@ -19,7 +19,7 @@ import orjson
 from router.errors import BadRequest
 from router.protocols.api import (ClientRequest, Meter, UpstreamOptions, check_service_tier,
                                   json_object, new_event, optional_limit,
-                                  render_json_event, require_model_and_stream)
+                                  render_json_event, require_model_and_stream, upstream_json)
 from router.protocols.sse import SseEvent
 from router.protocols.translate import TokenCounts
 from router.tokens import measure
@@ -111,7 +111,7 @@ class OpenAIResponses:
         body = dict(request.body)
         body["model"] = options.model
         body[options.limit_field] = options.max_output
-        return orjson.dumps(body)
+        return upstream_json(body)
 
     def on_event(self, request: ClientRequest, meter: Meter, event: SseEvent) -> bool:
         name = event.name

@@ -30,6 +30,8 @@ def _fields(block: bytes) -> tuple[bytes | None, bytes]:
 class SseParser:
     """Feed bytes as they arrive; get back the complete events they finish."""
 
+    __slots__ = ("_buffer",)  # one per stream, sometimes two: no instance dict
+
     def __init__(self) -> None:
         self._buffer = b""
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -137,6 +138,23 @@ def machine() -> dict[str, str]:
         "python": platform.python_version() + f" ({platform.python_implementation()})",
         "commit": commit,
     }
+
+
+def raise_open_files(wanted: int) -> int:
+    """Raise this process's open-file limit to `wanted` (the hard limit too, where we may:
+    root), so that the children, which inherit it, hold that many sockets: N streams
+    cost the router 2 N descriptors (client and upstream). Returns the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= wanted:
+        return soft
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return wanted
+        except (ValueError, OSError):  # not privileged: up to the hard limit only
+            wanted = hard
+    resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    return wanted
 
 
 # --- child processes -----------------------------------------------------------------
