@@ -36,7 +36,8 @@ from router.errors import (BadRequest, BodyTooLarge, EventsGone, Gone, NotFound,
 from router.gateway import Gateway, ModelCall, ResumableStream
 from router.protocols.responses_state import log_after
 from router.redact import quote_input
-from router.transports.websocket import CLOSE_GOING_AWAY, CLOSE_NORMAL, writer_for
+from router.transports.websocket import (CLOSE_GOING_AWAY, CLOSE_NORMAL, read_messages,
+                                         writer_for)
 from router.transports.ws_writer import SocketGone, SocketWriter
 
 log = logging.getLogger("aura.ws")
@@ -280,34 +281,21 @@ async def _serve_socket(gw: Gateway, scope: dict[str, Any], account: str,
     """Serve the socket's messages until the peer leaves or the socket is gone; the close
     code to end with."""
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_cancel_when_gone, writer, nursery.cancel_scope)
+        nursery.start_soon(writer.cancel_when_gone, nursery.cancel_scope)
         conn = ResponsesSocket(gw, account, credential, account_header, writer, nursery)
         try:
             query = parse_qs(scope.get("query_string", b"")[:2048].decode("latin-1"))
             if "resume" in query:
                 await conn.resume(query["resume"][0], query.get("starting_after", [None])[0])
-            while True:
-                message = await receive()
-                if message["type"] == "websocket.disconnect":
-                    if message.get("code") == CLOSE_NORMAL:
-                        conn.cancel_reading()  # closed on purpose: stop paying for it
-                    break  # otherwise its responses run on, for a resume
-                if message["type"] != "websocket.receive":
-                    continue
-                text = message.get("text")
-                if text is None:
-                    await conn.send(ws_error(BadRequest("messages must be text (JSON)")))
-                    continue
-                await conn.on_message(text)
+            code = await read_messages(receive, conn.on_message, lambda: conn.send(
+                ws_error(BadRequest("messages must be text (JSON)"))))
+            if code == CLOSE_NORMAL:
+                conn.cancel_reading()  # closed on purpose: stop paying for it
+            # otherwise its responses run on, for a resume
         except SocketGone:
             pass
         nursery.cancel_scope.cancel()
     return CLOSE_GOING_AWAY if writer.gone.is_set() else CLOSE_NORMAL
-
-
-async def _cancel_when_gone(writer: SocketWriter, scope: trio.CancelScope) -> None:
-    await writer.gone.wait()
-    scope.cancel()
 
 
 async def _refuse_upgrade(scope: dict[str, Any], send: Send, error: RouterError) -> None:

@@ -345,7 +345,7 @@ async def _serve_connection(gw: Gateway, headers: dict[bytes, bytes],
     """Serve the connection's frames until the peer leaves or the socket is gone; the
     close code to end with."""
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_cancel_when_gone, writer, nursery.cancel_scope)
+        nursery.start_soon(writer.cancel_when_gone, nursery.cancel_scope)
         conn = Connection(gw, writer, nursery)
         account = headers.get(b"x-aura-account")
         conn.account_header = account.decode("latin-1") if account else None
@@ -364,26 +364,31 @@ async def _serve_connection(gw: Gateway, headers: dict[bytes, bytes],
                         pass
                 nursery.cancel_scope.cancel()
                 return CLOSE_POLICY_VIOLATION
-            while True:
-                message = await receive()
-                if message["type"] == "websocket.disconnect":
-                    break  # streams without a cancel keep running in the hub
-                if message["type"] != "websocket.receive":
-                    continue
-                text = message.get("text")
-                if text is None:
-                    await conn.send(error_frame("frames must be text (JSON), not binary"))
-                    continue
-                await conn.on_frame(text)
+            # streams without a cancel keep running in the hub, whatever the close code
+            await read_messages(receive, conn.on_frame, lambda: conn.send(
+                error_frame("frames must be text (JSON), not binary")))
         except SocketGone:
             pass
         nursery.cancel_scope.cancel()
     return CLOSE_GOING_AWAY if writer.gone.is_set() else CLOSE_NORMAL
 
 
-async def _cancel_when_gone(writer: SocketWriter, scope: trio.CancelScope) -> None:
-    await writer.gone.wait()
-    scope.cancel()
+async def read_messages(receive: Callable[[], Awaitable[Message]],
+                        on_text: Callable[[str], Awaitable[None]],
+                        on_binary: Callable[[], Awaitable[None]]) -> int | None:
+    """Hand each text message to `on_text` (a binary one to `on_binary`) until the peer
+    leaves; the close code it left with (None: no close frame)."""
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return message.get("code")
+        if message["type"] != "websocket.receive":
+            continue
+        text = message.get("text")
+        if text is None:
+            await on_binary()
+            continue
+        await on_text(text)
 
 
 async def _first_frame_auth(conn: Connection,

@@ -72,6 +72,11 @@ class SocketWriter:
         self._room = trio.lowlevel.ParkingLot()
         self._work = trio.lowlevel.ParkingLot()
 
+    async def cancel_when_gone(self, scope: trio.CancelScope) -> None:
+        """Cancel `scope` (the connection's work) once the socket is gone."""
+        await self.gone.wait()
+        scope.cancel()
+
     # --- the senders' side ---------------------------------------------------------------
 
     async def send_text(self, frame: bytes) -> None:

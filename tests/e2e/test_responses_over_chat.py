@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import pytest
 
 from tests.fakes import FakeProviderServer
-from tests.harness import RouterProcess, assert_billed, oai, router_config
+from tests.harness import RouterProcess, assert_billed, every_kind_config, oai
 
 PRICES = (Decimal("1"), Decimal("2"))  # USD per million tokens, input and output
 TOOL = {"type": "function", "name": "get_weather", "description": "Weather in a city",
@@ -27,20 +27,7 @@ def cost(inp: int, out: int) -> int:
 @pytest.fixture(scope="module")
 def chat_only(fake: FakeProviderServer, tmp_path_factory: pytest.TempPathFactory
               ) -> Iterator[RouterProcess]:
-    extra = f"""
-[[providers]]
-name = "local"
-kind = "openai_compatible"
-base_url = "{fake.openai_base_url}"
-
-[[models]]
-id = "llama"
-route = ["local:llama-3"]
-input_per_mtok = "{PRICES[0]}"
-output_per_mtok = "{PRICES[1]}"
-max_output_tokens = 4096
-"""
-    config = router_config(fake.openai_base_url, fake.anthropic_base_url, extra)
+    config = every_kind_config(fake)  # "llama": a Chat-only server, PRICES below
     with RouterProcess(tmp_path_factory.mktemp("responses-over-chat"), config) as proc:
         yield proc
 
