@@ -1,12 +1,19 @@
 """The stream hub: model calls whose stream outlives the client that started it.
 
 Websocket streams, and SSE requests sent with `x-aura-resumable: true`, run here instead
-of in the client's request task (docs/api.md, "Resumable SSE"): the hub's nursery owns them, each in its own
-cancel scope, and their events go to a `StreamLog` that readers (an SSE response, a
+of in the client's request task (docs/websocket.md): the hub's nursery owns them, each in
+its own cancel scope, and their events go to a `StreamLog` that readers (an SSE response, a
 websocket stream) attach to and detach from. A stream whose readers all left keeps
 running and is billed in full; if nobody attaches again within the resume window it is
 cancelled then (billing what was produced, like any cancel). A finished stream stays
 replayable for the window after its last reader left, then is forgotten.
+
+Background responses (`"background": true`) run here too and are never cancelled for
+want of a reader; a Responses stream is numbered by the router and found again by its
+response id (`router.protocols.responses_state`). An account keeps at most
+`MAX_DETACHED_STREAMS` streams running unread. With `REDIS_URL`, each stream's record and
+events are kept in Redis as well (`actors.services.shared_streams`), so that another
+instance resumes or cancels it; `locate` finds those.
 
 The plain SSE path does not come here: a plain disconnect cancels at once (users press
 stop), and that path stays the lean one the benchmark measures.
@@ -324,20 +331,28 @@ class StreamHub:
             return
         publisher = sink.publisher = shared.publisher(stream.request_id)
         sink.shared = (shared, stream.request_id)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(publisher.run)
-            try:
-                await self._run_call(stream, call)
-            finally:
-                with trio.CancelScope(shield=True), trio.move_on_after(5):
-                    settled = sink.settlement
-                    await publisher.finish(None if settled is None
-                                           else orjson.dumps(settled.summary()))
-                    watch = sink.watch
-                    await shared.record(
-                        stream.request_id, state="cancelled" if stream.cancelled else "done",
-                        response=orjson.dumps(watch.snapshot) if watch is not None
-                        and watch.snapshot is not None else None)
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(publisher.run)
+                try:
+                    await self._run_call(stream, call)
+                finally:
+                    with trio.CancelScope(shield=True), trio.move_on_after(5):
+                        await self._publish_end(shared, publisher, stream)
+        except Exception:  # noqa: BLE001 - the shared copy failing must not stop the hub
+            log.exception("stream %s: keeping it in Redis failed", stream.request_id)
+
+    @staticmethod
+    async def _publish_end(shared: SharedStreams, publisher: LogPublisher,
+                           stream: HubStream) -> None:
+        """The done marker with the bill, and how the stream ended, for the others."""
+        sink, settled = stream.sink, stream.sink.settlement
+        await publisher.finish(None if settled is None else orjson.dumps(settled.summary()))
+        watch = sink.watch
+        await shared.record(
+            stream.request_id, state="cancelled" if stream.cancelled else "done",
+            response=orjson.dumps(watch.snapshot) if watch is not None
+            and watch.snapshot is not None else None)
 
     async def _run_call(self, stream: HubStream, call: ModelCall) -> None:
         try:

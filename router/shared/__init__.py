@@ -7,6 +7,9 @@
 - `verdicts`: circuit-breaker verdicts, a key per open provider (TTL = its cooldown)
   and a Pub/Sub channel; the actor that applies them is
   `actors.services.shared_verdicts`.
+- `stream_directory` and `stream_logs`: resumable streams (their record, their events,
+  cancels across instances), so that a stream resumes on any instance; the hub's side is
+  `actors.services.shared_streams`.
 
-Idempotency-Key claims and stream logs are shared by their own stores.
+Idempotency-Key claims are shared by their own store.
 """

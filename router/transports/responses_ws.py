@@ -64,9 +64,9 @@ def ws_event(data: bytes, lane_json: bytes | None) -> bytes:
     SDK's HTTP stream reads) becomes a typed `error` event."""
     if data.startswith(b'{"error":'):
         data = b'{"type":"error",' + data[1:]
-    if lane_json is None:
-        return data
     end = data.rstrip()
+    if lane_json is None or not end.endswith(b"}"):
+        return data
     return end[:-1] + b',"stream_id":' + lane_json + b"}"
 
 
