@@ -223,13 +223,42 @@ def measure_resumable(args: argparse.Namespace, children: Children) -> dict[str,
     out = {"opened": held.opened, "running": running, "rss_idle_mib": idle / 1024,
            "attached_kib": (attached - idle) / max(held.opened, 1),
            "detached_kib": (detached - idle) / max(held.opened, 1)}
+    children.stop(router)
+    out["left_kib"] = _left_streams(children, slow, n, open_s)
     _log(f"  {held.opened}/{n} resumable streams ({running} running detached): RSS "
          f"{idle / 1024:.1f} MiB idle, {attached / 1024:.1f} attached, "
          f"{detached / 1024:.1f} detached: {out['attached_kib']:.1f} KiB/stream attached, "
-         f"{out['detached_kib']:.1f} detached")
-    children.stop(router)
+         f"{out['detached_kib']:.1f} detached; {out['left_kib']:.1f} KiB per stream left "
+         "by its client (no attached peak)")
     children.stop(slow)
     return out
+
+
+def _left_streams(children: Children, slow: Any, n: int, open_s: float) -> float:
+    """Router memory per stream waiting for a resume, without the attached peak: on a
+    fresh router, each of the N clients leaves right after its first bytes, at most 32
+    connected at a time (so the client side's pages are reused, not kept at N of them).
+    (RSS 1 s after the last left, median of 5, minus idle) / N."""
+    router, key = children.start_router(slow, env={"MAX_DETACHED_STREAMS": str(n + 64)})
+    target = load.Target(router.host, router.port, key, "bench-model", resumable=True)
+
+    def sample() -> int:
+        return rss_kib(router.pid)
+
+    _run("raw", 16, target, load.hold_streams, 16, sample)  # warm the paths
+    time.sleep(1.0)
+    idle = statistics.median(sample() for _ in range(5))
+    started: int = _run("raw", 32, target, partial(load.leave_streams, timeout_s=open_s), n)
+    time.sleep(1.0)
+    left = statistics.median(sample() for _ in range(5))
+    router.check_alive()
+    with httpx.Client(base_url=router.base_url, trust_env=False, timeout=30.0,
+                      headers={"authorization": f"Bearer {ADMIN_KEY}"}) as admin:
+        running = sum(1 for s in admin.get("/admin/streams").json()["data"] if not s["done"])
+    _log(f"  left by their clients: {started}/{n} started, {running} running, RSS "
+         f"{idle / 1024:.1f} MiB idle, {left / 1024:.1f} with them")
+    children.stop(router)
+    return (left - idle) / max(started, 1)
 
 
 PACED_DELAY_S = 0.02
@@ -501,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(args.runs):
                 _log(f"run {i + 1}/{args.runs}")
                 results.append(measure_resumable(args, children))
-            for name in ("attached_kib", "detached_kib"):
+            for name in ("attached_kib", "detached_kib", "left_kib"):
                 print(f"{name}: median {statistics.median(r[name] for r in results):.1f} "
                       f"KiB per resumable stream ({args.resumable_streams} streams)")
             return 0

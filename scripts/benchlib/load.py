@@ -335,6 +335,42 @@ class HoldResult:
     open_s: float = 0.0
 
 
+class _Left(Exception):
+    """The client leaves its stream (raised from the first piece's callback)."""
+
+
+async def leave_streams(make_conn: Callable[[], Connection], n: int, *, connecting: int = 32,
+                        timeout_s: float = 60.0) -> int:
+    """Open `n` resumable streams, at most `connecting` at a time, each client leaving as
+    soon as its first body bytes arrive: the streams run on detached (waiting for a
+    resume) while the router never holds more than `connecting` client connections.
+    Returns how many started."""
+    started = 0
+    gate = trio.Semaphore(connecting)
+
+    def leave(_: bytes) -> None:
+        raise _Left
+
+    async def one() -> None:
+        nonlocal started
+        conn = make_conn()
+        async with gate:
+            try:
+                await conn.exchange(True, leave)
+            except _Left:
+                started += 1
+            except (OSError, ConnectionClosed, ValueError):
+                pass
+            finally:
+                conn.close()
+
+    with trio.move_on_after(timeout_s):
+        async with trio.open_nursery() as nursery:
+            for _ in range(n):
+                nursery.start_soon(one)
+    return started
+
+
 async def hold_streams(make_conn: Callable[[], Connection], n: int, sample: Callable[[], int],
                        *, connecting: int = 32, timeout_s: float = 60.0, settle_s: float = 1.0,
                        samples: int = 5) -> HoldResult:
