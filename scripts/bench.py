@@ -76,6 +76,10 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
                    help="only measure the router's memory for N resumable streams (x-aura-"
                         "resumable: true) held open by their clients, then after the clients "
                         "left (the hub keeps them running); medians of --runs")
+    p.add_argument("--left-only", action="store_true",
+                   help="with --resumable-streams: only the streams left by their clients "
+                        "(no attached phase, which 10 000 streams cannot have on a machine "
+                        "whose open-file limit is 20 000)")
     p.add_argument("--backends", action="store_true",
                    help="router CPU per request on each ledger backend (sqlite, postgres, "
                         "redis: the machine's local services), non-streaming and paced "
@@ -194,6 +198,8 @@ def measure_resumable(args: argparse.Namespace, children: Children) -> dict[str,
     freed (the allocator keeps its pages), so "detached" is not below "attached": it is
     the peak plus what the idle streams added since."""
     n = args.resumable_streams
+    if args.left_only:
+        return {"left_kib": _left_streams(children, n, max(60.0, n / 20))}
     # Opening slows down as the open streams' chunks take the CPU: scale the wait and open
     # more at a time. A stream lasts ~256 s (max_tokens 256, 1 word a second): the N must
     # open well within that, or the first ones end before the last ones open (`running`
@@ -224,7 +230,7 @@ def measure_resumable(args: argparse.Namespace, children: Children) -> dict[str,
            "attached_kib": (attached - idle) / max(held.opened, 1),
            "detached_kib": (detached - idle) / max(held.opened, 1)}
     children.stop(router)
-    out["left_kib"] = _left_streams(children, slow, n, open_s)
+    out["left_kib"] = _left_streams(children, n, open_s)
     _log(f"  {held.opened}/{n} resumable streams ({running} running detached): RSS "
          f"{idle / 1024:.1f} MiB idle, {attached / 1024:.1f} attached, "
          f"{detached / 1024:.1f} detached: {out['attached_kib']:.1f} KiB/stream attached, "
@@ -234,12 +240,17 @@ def measure_resumable(args: argparse.Namespace, children: Children) -> dict[str,
     return out
 
 
-def _left_streams(children: Children, slow: Any, n: int, open_s: float) -> float:
+def _left_streams(children: Children, n: int, open_s: float) -> float:
     """Router memory per stream waiting for a resume, without the attached peak: on a
     fresh router, each of the N clients leaves right after its first bytes, at most 32
     connected at a time (so the client side's pages are reused, not kept at N of them).
-    (RSS 1 s after the last left, median of 5, minus idle) / N."""
-    router, key = children.start_router(slow, env={"MAX_DETACHED_STREAMS": str(n + 64)})
+    (RSS 1 s after the last left, median of 5, minus idle) / N. The fake sends the first
+    chunk at once, then one every 10 s (10 000 such streams are 1 000 chunks a second,
+    within one fake process), and the window is long enough for none to expire."""
+    slow = children.start_fake(reply_words=64, chunk_delay_s=10.0, first_chunk_now=True)
+    router, key = children.start_router(slow, env={"MAX_DETACHED_STREAMS": str(n + 64),
+                                                   "RESUME_WINDOW_S": "900"},
+                                        max_concurrent=n + 64)
     target = load.Target(router.host, router.port, key, "bench-model", resumable=True)
 
     def sample() -> int:
@@ -256,8 +267,10 @@ def _left_streams(children: Children, slow: Any, n: int, open_s: float) -> float
                       headers={"authorization": f"Bearer {ADMIN_KEY}"}) as admin:
         running = sum(1 for s in admin.get("/admin/streams").json()["data"] if not s["done"])
     _log(f"  left by their clients: {started}/{n} started, {running} running, RSS "
-         f"{idle / 1024:.1f} MiB idle, {left / 1024:.1f} with them")
+         f"{idle / 1024:.1f} MiB idle, {left / 1024:.1f} with them: "
+         f"{(left - idle) / max(started, 1):.1f} KiB per stream")
     children.stop(router)
+    children.stop(slow)
     return (left - idle) / max(started, 1)
 
 
@@ -530,7 +543,8 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(args.runs):
                 _log(f"run {i + 1}/{args.runs}")
                 results.append(measure_resumable(args, children))
-            for name in ("attached_kib", "detached_kib", "left_kib"):
+            for name in ("left_kib",) if args.left_only else (
+                    "attached_kib", "detached_kib", "left_kib"):
                 print(f"{name}: median {statistics.median(r[name] for r in results):.1f} "
                       f"KiB per resumable stream ({args.resumable_streams} streams)")
             return 0

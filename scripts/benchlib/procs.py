@@ -239,10 +239,13 @@ class Children:
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
-    def start_fake(self, *, reply_words: int = 12, chunk_delay_s: float = 0.0) -> Child:
+    def start_fake(self, *, reply_words: int = 12, chunk_delay_s: float = 0.0,
+                   first_chunk_now: bool = False) -> Child:
         argv = [sys.executable, "-m", "tests.fakes", "--host", "127.0.0.1", "--port", "0",
                 "--reply-words", str(reply_words), "--chunk-delay", str(chunk_delay_s),
                 "--expected-api-key", UPSTREAM_KEY]
+        if first_chunk_now:
+            argv.append("--first-chunk-now")
         child = Child("fake", argv, cwd=ROOT, env=self._env())
         self.children.append(child)
         child.wait_listening()
@@ -250,14 +253,15 @@ class Children:
 
     def start_router(self, fake: Child, python: str = sys.executable,
                      wrapper: tuple[str, ...] = (), start_timeout_s: float = 30.0,
-                     workers: int = 1, env: dict[str, str] | None = None
-                     ) -> tuple[Child, str]:
+                     workers: int = 1, env: dict[str, str] | None = None,
+                     max_concurrent: int = 2048) -> tuple[Child, str]:
         """A router in a fresh DATA_DIR routing `bench-model` to `fake`; (child, user key).
         `python`: another checkout's interpreter, to run that checkout's router;
         `wrapper`: a command line to run it under (valgrind, for instruction counts);
         `workers`: WORKERS (above 1 the child is the supervisor, the workers its children:
         `cpu_seconds` and `rss_kib` of the child count them all); `env`: more settings
-        (BILLING_BACKEND and its URL)."""
+        (BILLING_BACKEND and its URL); `max_concurrent`: the provider's cap on requests in
+        flight (the memory runs hold more streams than the default)."""
         tmp = Path(tempfile.mkdtemp(prefix="aura-bench-"))
         self.dirs.append(tmp)
         config = tmp / "aura-router.toml"
@@ -267,7 +271,7 @@ name = "fake"
 kind = "openai"
 base_url = "{fake.base_url}/v1"
 api_keys = ["{UPSTREAM_KEY}"]
-max_concurrent = 2048
+max_concurrent = {max_concurrent}
 
 [[models]]
 id = "bench-model"

@@ -19,6 +19,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reply-words", type=int, default=12)
     parser.add_argument("--first-byte-delay", type=float, default=0.0, metavar="SECONDS")
     parser.add_argument("--chunk-delay", type=float, default=0.0, metavar="SECONDS")
+    parser.add_argument("--first-chunk-now", action="store_true",
+                        help="OpenAI chat: the first content chunk without the delay")
     parser.add_argument("--expected-api-key", default=None)
     parser.add_argument("--keep-requests", action="store_true",
                         help="record received requests (off by default: memory grows)")
@@ -27,6 +29,7 @@ def main(argv: list[str] | None = None) -> None:
         reply_words=args.reply_words,
         first_byte_delay_s=args.first_byte_delay,
         chunk_delay_s=args.chunk_delay,
+        first_chunk_now=args.first_chunk_now,
         expected_api_key=args.expected_api_key,
         keep_requests=args.keep_requests,
     )

@@ -140,6 +140,7 @@ async def stream_events(
     cut_after: int | None,
     receive: Receive | None = None,
     held: Callable[[], bool] | None = None,
+    first_now: bool = False,
 ) -> None:
     """Send `head`, the content `chunks`, then `tail` as one SSE body.
 
@@ -152,7 +153,9 @@ async def stream_events(
     the stream takes more than one write and ``receive`` is given, a client disconnect
     (``http.disconnect``) stops it quietly.  While ``held()`` is true (with a delay set),
     the stream waits after its first content chunk: a test can keep every stream
-    mid-answer until it has done what it wants done meanwhile.
+    mid-answer until it has done what it wants done meanwhile. With ``first_now`` the
+    first content chunk goes out at once, the delay applying from the second on (many
+    slow streams opened quickly: the memory benchmark).
     """
     it: Iterator[bytes] = iter(chunks)
     if cut_after is not None:
@@ -175,7 +178,8 @@ async def stream_events(
         else:
             await send({"type": "http.response.body", "body": b"".join(head), "more_body": True})
             for sent, chunk in enumerate(it):
-                await trio.sleep(chunk_delay_s)
+                if sent or not first_now:
+                    await trio.sleep(chunk_delay_s)
                 while sent == 1 and held is not None and held():
                     await trio.sleep(0.01)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})

@@ -303,7 +303,8 @@ def make_openai_app(state: FakeState) -> ASGIApp:
         tail.append(b"data: [DONE]\n\n")
         await start_sse(send, extra)
         await stream_events(send, roles, chunks, tail, state.chunk_delay_s,
-                            state.cut_after_chunks, receive, lambda: state.hold_streams)
+                            state.cut_after_chunks, receive, lambda: state.hold_streams,
+                            first_now=state.first_chunk_now)
 
     async def _chat_tool_call(body: dict[str, Any], model: str, messages: list[Any],
                               tool: tuple[str, dict[str, Any]], receive: Receive, send: Send,

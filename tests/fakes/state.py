@@ -167,6 +167,7 @@ class FakeState:
     thinking_text: str | None = None  # Anthropic: thinking block when `thinking` is enabled
     keep_requests: bool = True  # False: don't grow `received` (long benchmark runs)
     hold_streams: bool = False  # OpenAI chat, paced: streams wait after their first chunk
+    first_chunk_now: bool = False  # OpenAI chat, paced: the first content chunk at once
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def record(self, request: ReceivedRequest) -> None:
