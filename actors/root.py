@@ -36,6 +36,7 @@ from router.logs import configure_logging
 from router.providers.google_sa import load as load_service_account
 from router.shared.stream_logs import RedisStreamLogs
 from router.transports.http import build_app
+from router.transports.client_gone import signal_client_gone
 from router.transports.hypercorn_guard import contain_connection_failures
 from router.transports.ws_liveness import record_peer_liveness
 
@@ -143,12 +144,15 @@ async def serve(config: Config, *, on_listening: Callable[[list[str]], None] | N
                 task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
     contain_connection_failures()
     record_peer_liveness()  # half-open websockets (router/transports/ws_writer.py)
+    signal_client_gone()  # no watcher task per request (router/transports/client_gone.py)
     configure_logging(config)  # LOG_LEVEL, LOG_FORMAT (router/logs.py)
     rt = build_runtime(config)
     try:
         async with rt.stores.session(), trio.open_nursery() as nursery:
             await start_actors(rt, nursery)
-            server = partial(hypercorn_serve, build_app(rt), hypercorn_config(config),
+            app = build_app(rt)
+            nursery.start_soon(app.keep_alive.run)
+            server = partial(hypercorn_serve, app, hypercorn_config(config),
                              shutdown_trigger=until_signalled if handle_signals else None)
             binds = await nursery.start(_serve_then_stop, server, nursery.cancel_scope)
             if on_listening:

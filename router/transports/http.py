@@ -37,10 +37,13 @@ from router.transports.background import (RESPONSES_PREFIX, background_call,
                                           response_target, retrieve_query, wants_background)
 from router.transports.bedrock_surface import (bedrock_body, bedrock_target,
                                                event_stream_send)
+from router.transports.client_gone import (SCOPE_KEY, ClientGone, client_gone,
+                                           until_client_leaves)
 from router.transports.cloud_surfaces import vertex_body, vertex_target
 from router.transports.cors import CorsPolicy
 from router.transports.guard import admin_refusal, closing_when_unread
 from router.transports.sse import HEARTBEAT, number_events, parse_after, render
+from router.transports.sse_keepalive import KeepAlive
 from router.transports.responses_ws import serve_responses_websocket
 from router.transports.websocket import serve_websocket
 
@@ -72,24 +75,34 @@ class AsgiSink:
     """The client side of one response on raw ASGI.
 
     SSE answers get an `id:` on every event (numbered here, unless they come from a
-    stream log that numbered them) and a heartbeat comment when idle (see `_watch`).
+    stream log that numbered them) and, while open, a keep-alive comment when idle
+    (router/transports/sse_keepalive.py). `gone` says when the client left
+    (router/transports/client_gone.py).
     """
 
-    __slots__ = ("_send", "_request_id", "started", "sse", "next_seq", "last_write")
+    __slots__ = ("_send", "_request_id", "gone", "_keep_alive", "started", "sse",
+                 "next_seq", "last_write", "ended")
 
-    def __init__(self, send: Send, request_id: str) -> None:
+    def __init__(self, send: Send, request_id: str, gone: ClientGone | None = None,
+                 keep_alive: KeepAlive | None = None) -> None:
         self._send = send
         self._request_id = request_id
+        self.gone = gone
+        self._keep_alive = keep_alive
         self.started = False
         self.sse = False
         self.next_seq = 1  # 0: the events are numbered already
         self.last_write = 0.0
+        self.ended = False
 
     async def start(self, status: int, headers: tuple[tuple[bytes, bytes], ...]) -> None:
         self.started = True
         for name, value in headers:
             if name == b"content-type":
                 self.sse = value.startswith(b"text/event-stream")
+        if self.sse and self._keep_alive is not None:
+            self.last_write = trio.current_time()
+            self._keep_alive.add(self)
         await self._send({"type": "http.response.start", "status": status,
                           "headers": list(headers)})
 
@@ -101,7 +114,8 @@ class AsgiSink:
         await self._send({"type": "http.response.body", "body": data, "more_body": True})
 
     async def heartbeat(self) -> None:
-        await self.body(HEARTBEAT)
+        if not self.ended:
+            await self.body(HEARTBEAT)
 
     async def error(self, error: RouterError, shape: ApiShape, *, close: bool = False
                     ) -> None:
@@ -115,8 +129,15 @@ class AsgiSink:
         pass  # an HTTP answer carries its usage in its own body
 
     async def end(self) -> None:
+        self.close()
         if self.started:
             await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def close(self) -> None:
+        """No more writes (ended, or the client left): no more keep-alive comments."""
+        self.ended = True
+        if self._keep_alive is not None:
+            self._keep_alive.discard(self)
 
 
 async def read_body(receive: Receive, limit: int, declared: int | None) -> bytes:
@@ -152,20 +173,6 @@ async def drain(receive: Receive, bound: int) -> bool:
     return False
 
 
-async def _watch(receive: Receive, scope: trio.CancelScope, sink: AsgiSink,
-                 heartbeat_s: float) -> None:
-    """Cancel the response when the client goes away; keep an idle SSE answer alive."""
-    while True:
-        with trio.move_on_after(heartbeat_s):
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                scope.cancel()
-                return
-            continue
-        if sink.sse and trio.current_time() - sink.last_write >= heartbeat_s * 0.9:
-            await sink.heartbeat()
-
-
 class RouterApp:
     """The ASGI callable hypercorn serves."""
 
@@ -174,9 +181,15 @@ class RouterApp:
         self.config = gateway.config
         self.quart = build_quart_app(gateway)
         self.cors = CorsPolicy.from_setting(gateway.config.cors_origins)
+        # Run by the server's owner (actors/root.py) beside hypercorn.
+        self.keep_alive = KeepAlive(gateway.config.sse_heartbeat_s)
+
+    def _sink(self, scope: Scope, send: Send, request_id: str) -> AsgiSink:
+        return AsgiSink(send, request_id, scope.get(SCOPE_KEY), self.keep_alive)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            client_gone(scope)  # before any copy of the scope: hypercorn holds this one
             origin = _header(scope, b"origin")
             if origin is not None:  # a browser page: CORS (SDKs and servers send none)
                 if scope["method"] == "OPTIONS" and \
@@ -216,7 +229,7 @@ class RouterApp:
             receive, send = closing_when_unread(scope, receive, send)
             refusal = admin_refusal(path, dict(scope["headers"]), self.config.admin_api_key)
             if refusal is not None:
-                sink = AsgiSink(send, new_request_id())
+                sink = self._sink(scope, send, new_request_id())
                 await sink.error(refusal, "openai")
                 await sink.end()
                 return
@@ -239,7 +252,7 @@ class RouterApp:
                           reshape: Callable[[bytes], bytes] | None = None) -> None:
         headers: dict[bytes, bytes] = dict(scope["headers"])
         request_id = new_request_id()
-        sink = AsgiSink(send, request_id)
+        sink = self._sink(scope, send, request_id)
         shape = FORMATS[api].shape
         declared = headers.get(b"content-length")
         query = scope.get("query_string", b"")
@@ -272,12 +285,12 @@ class RouterApp:
         if headers.get(b"x-aura-resumable", b"").lower() == b"true":
             await self._resumable_call(call, sink, receive, shape)
             return
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_watch, receive, nursery.cancel_scope, sink,
-                               self.config.sse_heartbeat_s)
-            await self.gw.model_call(call, sink)
-            await sink.end()
-            nursery.cancel_scope.cancel()
+        try:
+            async with until_client_leaves(sink.gone, receive):
+                await self.gw.model_call(call, sink)
+                await sink.end()
+        finally:
+            sink.close()
 
     async def _refuse_unread(self, exc: Exception, sink: AsgiSink, receive: Receive,
                              shape: ApiShape) -> None:
@@ -340,7 +353,7 @@ class RouterApp:
                                response_id: str, action: str) -> None:
         """GET /v1/responses/{id} (optionally streamed) and POST .../cancel."""
         headers: dict[bytes, bytes] = dict(scope["headers"])
-        sink = AsgiSink(send, new_request_id())
+        sink = self._sink(scope, send, new_request_id())
         if action == "cancel":
             with trio.move_on_after(self.config.body_timeout_s):
                 await drain(receive, DRAIN_BYTES)  # an SDK may send `{}`: read, ignored
@@ -372,7 +385,7 @@ class RouterApp:
         headers: dict[bytes, bytes] = dict(scope["headers"])
         if not REQUEST_ID.fullmatch(request_id):
             request_id = "req_unknown"  # never echo raw input into a header
-        sink = AsgiSink(send, request_id)
+        sink = self._sink(scope, send, request_id)
         shape: ApiShape = "anthropic" if b"anthropic-version" in headers else "openai"
         query = parse_qs(scope.get("query_string", b"")[:MAX_QUERY_BYTES].decode("latin-1"))
         last_id = headers.get(b"last-event-id")
@@ -404,9 +417,7 @@ class RouterApp:
         hub = self.gw.streams
         hub.attach(stream)
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_watch, receive, nursery.cancel_scope, sink,
-                                   self.config.sse_heartbeat_s)
+            async with until_client_leaves(sink.gone, receive):
                 await stream.wait_ready()
                 if not stream.started:
                     await sink.error(*stream.refusal(shape))
@@ -426,8 +437,8 @@ class RouterApp:
                         await sink.body(Gone(f"this connection fell behind: {exc}; resume "
                                              "from a later event").sse_event(shape))
                 await sink.end()
-                nursery.cancel_scope.cancel()
         finally:
+            sink.close()
             hub.detach(stream)
 
 

@@ -368,7 +368,7 @@ def test_an_idle_sse_stream_gets_heartbeat_comments(wsrouter: RouterProcess,
                                                     clean_fake: FakeProviderServer) -> None:
     clean_fake.state.reply_words = 2
     # Silence between the two words: past twice SSE_HEARTBEAT_S (1 s), so that the
-    # watcher, which looks once a second, sees it at least once.
+    # keep-alive task, which looks four times a second, sees a second of it.
     clean_fake.state.chunk_delay_s = 2.2
     _, key = wsrouter.new_account(5_000_000)
 

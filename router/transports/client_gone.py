@@ -1,0 +1,119 @@
+"""Knowing that an HTTP client went away without a task per request to watch for it.
+
+ASGI tells an app that its client left only through `receive()`, so an app that wants
+to stop work for a client that left (an upstream call it pays for) keeps a task waiting
+in `receive()` for each request: a task, a nursery, a cancel scope and a channel wait,
+about 4.5 KiB per open stream and a task start per request (docs/benchmarks.md).
+
+hypercorn learns of the leaving first: its `HTTPStream.handle` gets a `StreamClosed` and
+puts `http.disconnect` in the app's channel. `signal_client_gone` patches that method to
+then fire the `ClientGone` the app left in the request's ASGI scope (the very dict
+hypercorn hands the app), which cancels what the app registered with it; not after a
+complete response, which ends with a `StreamClosed` too. Fired before the app looked (a
+client that left at once), it is already gone when the app looks.
+
+`until_client_leaves` is what the app uses: the body is cancelled when the client goes.
+Without the patch (another ASGI server, or a hypercorn whose `HTTPStream` changed: logged
+at startup), it falls back to the watcher task; tests/e2e/test_lifecycle.py and
+tests/unit/test_client_gone.py check both.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import trio
+from hypercorn.protocol.events import StreamClosed
+from hypercorn.protocol.http_stream import ASGIHTTPState, HTTPStream
+
+log = logging.getLogger("aura.http")
+SCOPE_KEY = "aura.client_gone"
+
+
+class ClientGone:
+    """Whether one request's client left; cancels the scope registered with it."""
+
+    __slots__ = ("gone", "_cancel")
+
+    def __init__(self) -> None:
+        self.gone = False
+        self._cancel: trio.CancelScope | None = None
+
+    def fire(self) -> None:
+        self.gone = True
+        if self._cancel is not None:
+            self._cancel.cancel()
+
+    def cancel_on_leave(self, scope: trio.CancelScope | None) -> None:
+        self._cancel = scope
+        if scope is not None and self.gone:
+            scope.cancel()
+
+
+def signal_client_gone() -> None:
+    """Patch `HTTPStream.handle` once (idempotent)."""
+    if installed():
+        return
+    handle = getattr(HTTPStream, "handle", None)
+    if handle is None:
+        log.warning("hypercorn's HTTPStream changed: a task per request watches for the "
+                    "client leaving (router/transports/client_gone.py)")
+        return
+
+    async def handle_signalling(self: HTTPStream, event: Any) -> None:
+        try:
+            await handle(self, event)
+        finally:
+            # Also sent after a complete response (from inside the app's last send):
+            # cancelling the app there would cut hypercorn's recycling of the connection.
+            if isinstance(event, StreamClosed) and self.state != ASGIHTTPState.CLOSED:
+                scope = getattr(self, "scope", None)
+                if isinstance(scope, dict):
+                    scope.setdefault(SCOPE_KEY, ClientGone()).fire()
+
+    handle_signalling.signals_client_gone = True  # type: ignore[attr-defined]
+    HTTPStream.handle = handle_signalling  # type: ignore[method-assign]
+
+
+def installed() -> bool:
+    return getattr(HTTPStream.handle, "signals_client_gone", False)
+
+
+def client_gone(scope: dict[str, Any]) -> ClientGone | None:
+    """The request's `ClientGone`, put in the scope hypercorn holds (call it before any
+    copy of the scope is made); None where nothing will fire it (no patch)."""
+    if not installed():
+        return None
+    gone = scope.get(SCOPE_KEY)
+    if gone is None:
+        gone = scope[SCOPE_KEY] = ClientGone()
+    return gone  # type: ignore[no-any-return]
+
+
+@asynccontextmanager
+async def until_client_leaves(gone: ClientGone | None,
+                              receive: Callable[[], Awaitable[dict[str, Any]]]
+                              ) -> AsyncIterator[None]:
+    """Run the body; cancel it if the client leaves first. `receive` is only read
+    without a `ClientGone` (the body must not read it then)."""
+    if gone is not None:
+        with trio.CancelScope() as scope:
+            gone.cancel_on_leave(scope)
+            try:
+                yield
+            finally:
+                gone.cancel_on_leave(None)
+        return
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
+        yield
+        nursery.cancel_scope.cancel()
+
+
+async def _cancel_on_disconnect(receive: Callable[[], Awaitable[dict[str, Any]]],
+                                scope: trio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
