@@ -1,0 +1,105 @@
+"""Responses sent straight to the socket (router/transports/hypercorn_send.py), on a real
+hypercorn over loopback: every byte arrives, in order, when the client reads slower than
+the app writes (the kernel takes part of a send, then none); a client that leaves
+mid-answer costs the server nothing."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from router.transports.client_gone import (client_gone, signal_client_gone,
+                                           until_client_leaves)
+from router.transports.hypercorn_send import send_at_once
+
+PIECES = 48
+PIECE = 256 * 1024  # 12 MiB in all: far more than loopback's socket buffers hold
+
+
+def piece(i: int) -> bytes:
+    return hashlib.sha256(str(i).encode()).digest() * (PIECE // 32)
+
+
+class App:
+    def __init__(self) -> None:
+        self.outcomes: list[str] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (message := await receive())["type"] != "lifespan.shutdown":
+                await send({"type": message["type"] + ".complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        outcome = "cancelled"
+        async with until_client_leaves(client_gone(scope), receive):
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-length", str(PIECES * PIECE).encode())]})
+            for i in range(PIECES):
+                await send({"type": "http.response.body", "body": piece(i),
+                            "more_body": i < PIECES - 1})
+            outcome = "answered"
+        self.outcomes.append(outcome)
+
+
+async def _serve(app: App, nursery: trio.Nursery) -> int:
+    send_at_once()
+    signal_client_gone()
+    config = HypercornConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    binds = await nursery.start(serve, app, config)
+    return int(binds[0].rsplit(":", 1)[1])
+
+
+async def _read_answer(client: trio.SocketStream, read_size: int) -> bytes:
+    received = bytearray()
+    while b"\r\n\r\n" not in received:
+        received += await client.receive_some(read_size)
+    head, _, body = bytes(received).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    body_bytes = bytearray(body)
+    while len(body_bytes) < PIECES * PIECE:
+        data = await client.receive_some(read_size)
+        assert data, "the server closed the connection before the answer's end"
+        body_bytes += data
+        await trio.lowlevel.checkpoint()  # let the server write again: a slow reader
+    return bytes(body_bytes)
+
+
+async def test_a_slow_reader_gets_every_byte_in_order_and_the_next_answer_too() -> None:
+    app = App()
+    async with trio.open_nursery() as nursery:
+        port = await _serve(app, nursery)
+        client = await trio.open_tcp_stream("127.0.0.1", port)
+        with trio.fail_after(60):
+            for _ in range(2):  # two answers on one keep-alive connection
+                await client.send_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+                body = await _read_answer(client, 4096)
+                assert body == b"".join(piece(i) for i in range(PIECES))
+        await client.aclose()
+        nursery.cancel_scope.cancel()
+    assert app.outcomes == ["answered", "answered"]
+
+
+async def test_a_client_leaving_mid_answer_leaves_the_server_serving() -> None:
+    app = App()
+    async with trio.open_nursery() as nursery:
+        port = await _serve(app, nursery)
+        with trio.fail_after(60):
+            leaving = await trio.open_tcp_stream("127.0.0.1", port)
+            await leaving.send_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            await leaving.receive_some(65536)  # the answer has begun
+            await leaving.aclose()
+            while not app.outcomes:
+                await trio.sleep(0.01)
+            assert app.outcomes == ["cancelled"]
+            staying = await trio.open_tcp_stream("127.0.0.1", port)
+            await staying.send_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            assert await _read_answer(staying, 65536) == b"".join(
+                piece(i) for i in range(PIECES))
+            await staying.aclose()
+        nursery.cancel_scope.cancel()
