@@ -38,7 +38,7 @@ from router.shared.stream_logs import RedisStreamLogs
 from router.transports.http import build_app
 from router.transports.client_gone import signal_client_gone
 from router.transports.hypercorn_guard import contain_connection_failures
-from router.transports.hypercorn_send import send_at_once
+from router.transports.hypercorn_socket import direct_socket_io
 from router.transports.ws_liveness import record_peer_liveness
 
 
@@ -146,7 +146,7 @@ async def serve(config: Config, *, on_listening: Callable[[list[str]], None] | N
     contain_connection_failures()
     record_peer_liveness()  # half-open websockets (router/transports/ws_writer.py)
     signal_client_gone()  # no watcher task per request (router/transports/client_gone.py)
-    send_at_once()  # router/transports/hypercorn_send.py
+    direct_socket_io()  # router/transports/hypercorn_socket.py
     configure_logging(config)  # LOG_LEVEL, LOG_FORMAT (router/logs.py)
     rt = build_runtime(config)
     try:

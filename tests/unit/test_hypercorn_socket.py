@@ -1,6 +1,7 @@
-"""Responses sent straight to the socket (router/transports/hypercorn_send.py), on a real
-hypercorn over loopback: every byte arrives, in order, when the client reads slower than
-the app writes (the kernel takes part of a send, then none); a client that leaves
+"""The client's socket read and written directly (router/transports/hypercorn_socket.py),
+on a real hypercorn over loopback: every byte arrives, in order, when the client reads
+slower than the app writes (the kernel takes part of a send, hypercorn's path the rest);
+requests sent in pieces, pipelined or with a body arrive whole; a client that leaves
 mid-answer costs the server nothing."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from hypercorn.trio import serve
 
 from router.transports.client_gone import (client_gone, signal_client_gone,
                                            until_client_leaves)
-from router.transports.hypercorn_send import send_at_once
+from router.transports.hypercorn_socket import direct_socket_io, installed
 
 PIECES = 48
 PIECE = 256 * 1024  # 12 MiB in all: far more than loopback's socket buffers hold
@@ -35,6 +36,18 @@ class App:
             await send({"type": "lifespan.shutdown.complete"})
             return
         outcome = "cancelled"
+        if scope["method"] == "POST":  # echo the body
+            body = b""
+            while True:
+                message = await receive()
+                body += message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            self.outcomes.append("echoed")
+            return
         async with until_client_leaves(client_gone(scope), receive):
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-length", str(PIECES * PIECE).encode())]})
@@ -46,7 +59,8 @@ class App:
 
 
 async def _serve(app: App, nursery: trio.Nursery) -> int:
-    send_at_once()
+    direct_socket_io()
+    assert installed()
     signal_client_gone()
     config = HypercornConfig()
     config.bind = ["127.0.0.1:0"]
@@ -103,3 +117,29 @@ async def test_a_client_leaving_mid_answer_leaves_the_server_serving() -> None:
                 piece(i) for i in range(PIECES))
             await staying.aclose()
         nursery.cancel_scope.cancel()
+
+
+async def test_requests_in_pieces_pipelined_and_with_bodies_arrive_whole() -> None:
+    app = App()
+    bodies = [bytes(range(256)) * 1024, b"x" * 10, b"{}"]
+    wire = b"".join(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n%s"
+                    % (len(body), body) for body in bodies)
+    async with trio.open_nursery() as nursery:
+        port = await _serve(app, nursery)
+        client = await trio.open_tcp_stream("127.0.0.1", port)
+        with trio.fail_after(30):
+            for start in range(0, len(wire), 7919):  # pieces that cut lines and bodies
+                await client.send_all(wire[start:start + 7919])
+                await trio.sleep(0)
+            received = b""
+            while received.count(b"HTTP/1.1 200") < 3 or not received.endswith(b"{}"):
+                data = await client.receive_some(65536)
+                assert data, "closed before the third answer"
+                received += data
+            while len(app.outcomes) < 3:
+                await trio.sleep(0.01)
+        answers = received.split(b"HTTP/1.1 200")[1:]
+        assert [a.partition(b"\r\n\r\n")[2] for a in answers] == bodies
+        await client.aclose()
+        nursery.cancel_scope.cancel()
+    assert app.outcomes == ["echoed"] * 3
