@@ -70,6 +70,7 @@ class ProviderActor(Actor[Any]):
         await self.provider.start()
         if self._probes is not None:
             self._probes.start_soon(self._probe_loop)
+            self._probes.start_soon(self.provider.watch)  # its pool's idle timeouts
 
     async def teardown(self) -> None:
         if self._probes is not None:

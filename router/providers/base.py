@@ -81,6 +81,11 @@ class Provider(Protocol):
 
     async def aclose(self) -> None: ...
 
+    async def watch(self) -> None:
+        """What runs beside the provider's calls while it is running (its pool's read
+        watchdog), in its supervisor's nursery; returns at once where there is none."""
+        ...
+
     @property
     def running(self) -> bool: ...
 

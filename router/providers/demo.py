@@ -143,6 +143,9 @@ class DemoProvider:
     async def aclose(self) -> None:
         pass
 
+    async def watch(self) -> None:
+        pass  # no connections to watch
+
     def stats(self) -> None:
         return None
 

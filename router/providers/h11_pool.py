@@ -9,7 +9,9 @@ connections in a LIFO stack and enforces the provider's limits:
 
 - at most `max_connections` requests in flight (a `CapacityLimiter`; waiting for a slot
   counts against the connect timeout);
-- `connect_timeout_s` for TCP (and TLS) setup, `idle_timeout_s` between two reads;
+- `connect_timeout_s` for TCP (and TLS) setup, `idle_timeout_s` between two reads
+  (enforced by one watchdog task, `watch_reads`, where the owner runs it; else by a
+  deadline per read);
 - a response closed before its end closes its connection (that is how an upstream
   stream stops at once when the client goes away); a finished one goes back to the pool.
 
@@ -46,12 +48,14 @@ class _StaleConnection(Exception):
     """A pooled connection was dead before the response began."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # compared (and hashed) by identity
 class _Connection:
     stream: trio.abc.Stream
     protocol: h11.Connection
     idle_since: float = 0.0
     fd: int = -1  # plain TCP: the socket, read directly (see `read`); TLS: -1
+    waiting_since: float = 0.0  # trio time a watched read began to wait (`read_watched`)
+    timed_out: bool = False  # the watchdog ended its wait (`H11Pool.watch_reads`)
 
     async def read(self) -> bytes:
         """The next bytes (b"" at EOF). Plain TCP skips `SocketStream.receive_some`: an
@@ -70,6 +74,28 @@ class _Connection:
                     return os.read(self.fd, READ_SIZE)
                 except BlockingIOError:
                     continue
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return data
+
+    async def read_watched(self, waiting: set["_Connection"]) -> bytes:
+        """`read` on plain TCP with no deadline of its own: while it waits it is in
+        `waiting`, where the pool's watchdog ends a wait past the idle timeout
+        (`notify_closing`: trio.ClosedResourceError here, `timed_out` set)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            data = os.read(self.fd, READ_SIZE)
+        except BlockingIOError:
+            self.waiting_since = trio.current_time()
+            waiting.add(self)
+            try:
+                while True:
+                    await trio.lowlevel.wait_readable(self.fd)
+                    try:
+                        return os.read(self.fd, READ_SIZE)
+                    except BlockingIOError:
+                        continue
+            finally:
+                waiting.discard(self)
         await trio.lowlevel.cancel_shielded_checkpoint()
         return data
 
@@ -156,6 +182,27 @@ class H11Pool:
         self._idle: list[_Connection] = []
         self._ssl = ssl.create_default_context() if self.tls else None
         self.opened = 0
+        self._waiting: set[_Connection] = set()  # plain-TCP reads waiting, when watched
+        self._watched = False
+
+    async def watch_reads(self) -> None:
+        """End the reads that have waited past `idle_timeout_s` (their callers get
+        UpstreamTimeout, within an eighth of it, at most a second, after): one task for
+        every connection instead of a deadline per read, which cost a cancel scope per
+        streamed chunk. Runs until cancelled (the provider's supervisor owns it); while
+        it runs, plain-TCP reads take no cancel scope of their own."""
+        tick = min(1.0, self.idle_timeout_s / 8)
+        self._watched = True
+        try:
+            while True:
+                await trio.sleep(tick)
+                due = trio.current_time() - self.idle_timeout_s
+                for conn in [c for c in self._waiting if c.waiting_since <= due]:
+                    conn.timed_out = True
+                    self._waiting.discard(conn)
+                    trio.lowlevel.notify_closing(conn.fd)  # the caller closes it
+        finally:
+            self._watched = False
 
     def stats(self) -> dict[str, int]:
         return {"in_flight": self._slots.borrowed_tokens, "idle": len(self._idle),
@@ -208,7 +255,18 @@ class H11Pool:
         return False  # e.g. the server said `connection: close`
 
     async def _receive(self, conn: _Connection, *, midstream: bool) -> None:
-        # A bare CancelScope rather than `fail_after` (a generator context manager): an
+        if self._watched and conn.fd >= 0:
+            try:
+                data = await conn.read_watched(self._waiting)
+            except trio.ClosedResourceError:
+                if conn.timed_out:
+                    raise UpstreamTimeout("provider went silent") from None
+                raise UpstreamUnreachable("provider connection broke") from None
+            except _BROKEN:
+                raise UpstreamUnreachable("provider connection broke") from None
+            conn.protocol.receive_data(data)
+            return
+        # Unwatched (TLS, or no watchdog running): a bare CancelScope rather than `fail_after` (a generator context manager): an
         # idle stream sits here for seconds at a time, and that wrapper is kept alive
         # meanwhile (~0.6 KiB a stream).
         scope = trio.CancelScope(deadline=trio.current_time() + self.idle_timeout_s)

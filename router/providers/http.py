@@ -79,6 +79,10 @@ class HttpProvider:
             pool, self.pool = self.pool, None
             await pool.aclose()
 
+    async def watch(self) -> None:
+        if self.pool is not None:
+            await self.pool.watch_reads()
+
     @property
     def running(self) -> bool:
         return self.pool is not None

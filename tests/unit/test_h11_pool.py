@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 from functools import partial
+from typing import Awaitable, Callable
 
 import orjson
 import pytest
@@ -136,3 +137,64 @@ async def test_a_keep_alive_connection_the_server_closed_is_retried_not_an_error
         assert pool.opened == 3, "each reuse found the socket closed and reconnected"
         await pool.aclose()
         nursery.cancel_scope.cancel()
+
+
+async def _watched(pool: H11Pool, work: Callable[[], Awaitable[None]]) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pool.watch_reads)
+        await work()
+        nursery.cancel_scope.cancel()
+
+
+async def test_watched_silence_before_the_answer_is_a_timeout(
+        clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.first_byte_delay_s = 1.0
+    pool = pool_for(clean_fake, idle=0.2)
+
+    async def call() -> None:
+        with pytest.raises(UpstreamTimeout):
+            async with pool.send(HttpCall("/chat/completions", HEADERS, BODY)):
+                pass
+
+    await _watched(pool, call)
+    assert pool.stats()["in_flight"] == 0
+    await pool.aclose()
+
+
+async def test_watched_silence_mid_stream_is_a_timeout_and_closes_the_connection(
+        clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.reply_words = 5
+    clean_fake.state.chunk_delay_s = 1.0
+    clean_fake.state.first_chunk_now = True
+    pool = pool_for(clean_fake, idle=0.3)
+    pieces: list[bytes] = []
+
+    async def call() -> None:
+        with pytest.raises(UpstreamTimeout):
+            async with pool.send(HttpCall("/chat/completions", HEADERS, STREAM_BODY)) as answer:
+                assert answer.status == 200
+                async for piece in answer.aiter_bytes():
+                    pieces.append(piece)
+
+    await _watched(pool, call)
+    assert pieces, "the answer had begun"
+    assert pool.stats() == {"in_flight": 0, "idle": 0, "max": 4, "opened": 1}
+    await pool.aclose()
+
+
+async def test_a_watched_stream_slower_in_all_than_the_idle_timeout_is_not_cut(
+        clean_fake: FakeProviderServer) -> None:
+    clean_fake.state.reply_words = 12
+    clean_fake.state.chunk_delay_s = 0.05  # 0.6 s in all, each silence far below 0.3 s
+    pool = pool_for(clean_fake, idle=0.3)
+    text = bytearray()
+
+    async def call() -> None:
+        async with pool.send(HttpCall("/chat/completions", HEADERS, STREAM_BODY)) as answer:
+            async for piece in answer.aiter_bytes():
+                text.extend(piece)
+
+    await _watched(pool, call)
+    assert b"data: [DONE]" in text and text.count(b'"delta":{"content":') == 12
+    assert pool.stats()["idle"] == 1, "a finished answer's connection is kept"
+    await pool.aclose()

@@ -36,6 +36,8 @@ class ProbedProvider:
 
     async def aclose(self) -> None: ...
 
+    async def watch(self) -> None: ...
+
     def stats(self) -> None:
         return None
 
