@@ -54,39 +54,26 @@ class _Connection:
     protocol: h11.Connection
     idle_since: float = 0.0
     fd: int = -1  # plain TCP: the socket, read directly (see `read`); TLS: -1
-    waiting_since: float = 0.0  # trio time a watched read began to wait (`read_watched`)
+    waiting_since: float = 0.0  # trio time a watched read began to wait (`read`)
     timed_out: bool = False  # the watchdog ended its wait (`H11Pool.watch_reads`)
 
-    async def read(self) -> bytes:
+    async def read(self, waiting: set["_Connection"] | None = None) -> bytes:
         """The next bytes (b"" at EOF). Plain TCP skips `SocketStream.receive_some`: an
         idle stream waits here for seconds at a time, and that path keeps ~1.2 KiB of
         coroutine frames and context managers alive per waiting stream (its checkpoints
-        are kept: a full one when data was there at once, else the wait)."""
+        are kept: a full one when data was there at once, else the wait). With `waiting`
+        (plain TCP, the pool's watchdog running) a wait is registered there, and the
+        watchdog ends one past the idle timeout (`notify_closing`:
+        trio.ClosedResourceError here, `timed_out` set)."""
         if self.fd < 0:
             return await self.stream.receive_some(READ_SIZE)
         await trio.lowlevel.checkpoint_if_cancelled()
         try:
             data = os.read(self.fd, READ_SIZE)
         except BlockingIOError:
-            while True:
-                await trio.lowlevel.wait_readable(self.fd)
-                try:
-                    return os.read(self.fd, READ_SIZE)
-                except BlockingIOError:
-                    continue
-        await trio.lowlevel.cancel_shielded_checkpoint()
-        return data
-
-    async def read_watched(self, waiting: set["_Connection"]) -> bytes:
-        """`read` on plain TCP with no deadline of its own: while it waits it is in
-        `waiting`, where the pool's watchdog ends a wait past the idle timeout
-        (`notify_closing`: trio.ClosedResourceError here, `timed_out` set)."""
-        await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            data = os.read(self.fd, READ_SIZE)
-        except BlockingIOError:
-            self.waiting_since = trio.current_time()
-            waiting.add(self)
+            if waiting is not None:
+                self.waiting_since = trio.current_time()
+                waiting.add(self)
             try:
                 while True:
                     await trio.lowlevel.wait_readable(self.fd)
@@ -95,7 +82,8 @@ class _Connection:
                     except BlockingIOError:
                         continue
             finally:
-                waiting.discard(self)
+                if waiting is not None:
+                    waiting.discard(self)
         await trio.lowlevel.cancel_shielded_checkpoint()
         return data
 
@@ -257,7 +245,7 @@ class H11Pool:
     async def _receive(self, conn: _Connection, *, midstream: bool) -> None:
         if self._watched and conn.fd >= 0:
             try:
-                data = await conn.read_watched(self._waiting)
+                data = await conn.read(self._waiting)
             except trio.ClosedResourceError:
                 if conn.timed_out:
                     raise UpstreamTimeout("provider went silent") from None
