@@ -13,7 +13,8 @@ starts a fresh fake and router and measures, for "direct" (fake) and "router":
 Figures are the medians of `--runs` runs (ratios: median of the per-run ratios); the
 table is printed and, for full runs, written to docs/benchmarks.md. Never used by tests.
 The other modes (`--ab`, `--paced`, `--instructions`, `--resumable-streams`,
-`--workers-scaling`: benchlib/scaling.py) measure one thing each and only print.
+`--workers-scaling`: benchlib/scaling.py, `--paced-load`: benchlib/paced_load.py) measure
+one thing each and only print.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any, Awaitable, Callable
 import httpx
 import trio
 
-from benchlib import backends, instructions, load, report, scaling
+from benchlib import backends, instructions, load, paced_load, report, scaling
 from benchlib.procs import (ADMIN_KEY, ROOT, UPSTREAM_KEY, Child, Children, cpu_seconds,
                             machine, raise_open_files, rss_kib)
 
@@ -89,6 +90,23 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
                         "--scaling-workers): non-streaming req/s at --concurrency and paced "
                         "streams (--paced N concurrent, default 200; 50 tokens 20 ms apart), "
                         "with the cores each process used; alternating; medians of --runs")
+    p.add_argument("--paced-load", action="store_true",
+                   help="only measure LLM-like paced streams (one token per SSE event, 20 ms "
+                        "apart, TTFT 100 ms) at --paced-levels concurrent streams, direct and "
+                        "through the router, OpenAI, Anthropic and translated (Anthropic "
+                        "client, OpenAI-kind model): streams/s, p50/p99 stream time, router "
+                        "CPU per stream and chunk, RSS per open stream; medians of --runs")
+    p.add_argument("--paced-levels", default="64,256,1000", metavar="N,N,...",
+                   help="with --paced-load: the concurrencies (default 64,256,1000)")
+    p.add_argument("--paced-events", type=int, default=100, metavar="N",
+                   help="with --paced-load: content events per stream (default 100)")
+    p.add_argument("--paced-fake", choices=("lean", "hypercorn"), default="lean",
+                   help="with --paced-load: the upstream (benchlib/paced_fake.py, or "
+                        "python -m tests.fakes, which cannot keep pace at 1 000 streams)")
+    p.add_argument("--paced-fake-processes", type=int, default=1, metavar="N",
+                   help="with --paced-load: processes of the lean fake (SO_REUSEPORT)")
+    p.add_argument("--paced-direct-only", action="store_true",
+                   help="with --paced-load: only the fake alone (direct phases)")
     p.add_argument("--scaling-workers", type=int, default=2, metavar="N",
                    help="the WORKERS to compare with one process (default 2)")
     args = p.parse_args(argv)
@@ -522,6 +540,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: this {this:.3f}, baseline {base:.3f}, median of per-run "
                       f"ratios {ratio:.3f} ({args.runs} runs)")
             return 0
+        if args.paced_load:
+            return paced_load.run(args, children, _log)
         if args.workers_scaling:
             return scaling.run(args, children, _log)
         if args.backends:

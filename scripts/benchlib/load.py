@@ -37,12 +37,20 @@ class Target:
     model: str
     path: str = "/v1/chat/completions"
     resumable: bool = False  # x-aura-resumable: true (the stream hub's path)
+    api: str = "openai"  # or "anthropic": a Messages request (path /v1/messages)
+    max_tokens: int = 256
 
     def body(self, stream: bool) -> bytes:
+        if self.api == "anthropic":
+            return orjson.dumps({
+                "model": self.model, "max_tokens": self.max_tokens,
+                "messages": [{"role": "user",
+                              "content": "Say hello to the benchmark, briefly."}],
+                **({"stream": True} if stream else {})})
         body: dict[str, object] = {
             "model": self.model,
             "messages": [{"role": "user", "content": "Say hello to the benchmark, briefly."}],
-            "max_tokens": 256,
+            "max_tokens": self.max_tokens,
         }
         if stream:
             body["stream"] = True
@@ -57,7 +65,8 @@ class Target:
         head = (f"POST {self.path} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\n"
                 f"authorization: Bearer {self.key}\r\ncontent-type: application/json\r\n"
                 f"accept: {'text/event-stream' if stream else 'application/json'}\r\n"
-                + ("x-aura-resumable: true\r\n" if self.resumable else "") +
+                + ("x-aura-resumable: true\r\n" if self.resumable else "")
+                + ("anthropic-version: 2023-06-01\r\n" if self.api == "anthropic" else "") +
                 f"content-length: {len(body)}\r\n\r\n")
         return head.encode() + body
 
@@ -94,6 +103,11 @@ class RawConnection:
             raise
         self.sock, self.buf = sock, bytearray()
         return sock
+
+    async def connect(self) -> None:
+        """Connect now rather than on the first exchange (no-op when connected)."""
+        if self.sock is None:
+            await self._connect()
 
     def close(self) -> None:
         if self.sock is not None:
@@ -198,6 +212,14 @@ def good(reply: Reply, stream: bool) -> bool:
     if reply.status != 200:
         return False
     return reply.tail.endswith(b"data: [DONE]\n\n") if stream else reply.tail.rstrip().endswith(b"}")
+
+
+def complete_stream(reply: Reply, api: str) -> bool:
+    """A 200 whose SSE body ended as a finished stream of that API does: OpenAI's
+    `data: [DONE]`, Anthropic's `message_stop` event."""
+    if api != "anthropic":
+        return good(reply, True)
+    return reply.status == 200 and reply.tail.endswith(b'{"type":"message_stop"}\n\n')
 
 
 # --- throughput ----------------------------------------------------------------------

@@ -251,17 +251,32 @@ class Children:
         child.wait_listening()
         return child
 
+    def start_paced_fake(self, *, reply_words: int, first_byte_delay_s: float,
+                         chunk_delay_s: float, processes: int = 1) -> Child:
+        """benchlib/paced_fake.py: the lean paced fake of `--paced-load` (OpenAI chat and
+        Anthropic messages streams only)."""
+        argv = [sys.executable, str(ROOT / "scripts" / "benchlib" / "paced_fake.py"),
+                "--host", "127.0.0.1", "--port", "0", "--reply-words", str(reply_words),
+                "--first-byte-delay", str(first_byte_delay_s),
+                "--chunk-delay", str(chunk_delay_s), "--processes", str(processes)]
+        child = Child("paced-fake", argv, cwd=ROOT, env=self._env())
+        self.children.append(child)
+        child.wait_listening()
+        return child
+
     def start_router(self, fake: Child, python: str = sys.executable,
                      wrapper: tuple[str, ...] = (), start_timeout_s: float = 30.0,
                      workers: int = 1, env: dict[str, str] | None = None,
-                     max_concurrent: int = 2048) -> tuple[Child, str]:
+                     max_concurrent: int = 2048, extra_config: str = "") -> tuple[Child, str]:
         """A router in a fresh DATA_DIR routing `bench-model` to `fake`; (child, user key).
         `python`: another checkout's interpreter, to run that checkout's router;
         `wrapper`: a command line to run it under (valgrind, for instruction counts);
         `workers`: WORKERS (above 1 the child is the supervisor, the workers its children:
         `cpu_seconds` and `rss_kib` of the child count them all); `env`: more settings
         (BILLING_BACKEND and its URL); `max_concurrent`: the provider's cap on requests in
-        flight (the memory runs hold more streams than the default)."""
+        flight (the memory runs hold more streams than the default); `extra_config`: TOML
+        appended to the config (more providers and models; `{fake_url}` in it becomes the
+        fake's base URL)."""
         tmp = Path(tempfile.mkdtemp(prefix="aura-bench-"))
         self.dirs.append(tmp)
         config = tmp / "aura-router.toml"
@@ -278,7 +293,7 @@ id = "bench-model"
 route = ["fake:gpt-4o-mini"]
 input_per_mtok = "0.15"
 output_per_mtok = "0.60"
-""")
+""" + extra_config.replace("{fake_url}", fake.base_url))
         env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp), "DATA_DIR": str(tmp),
                "ADMIN_API_KEY": ADMIN_KEY, "LOG_REQUESTS": "false", "AURA_CONFIG": str(config),
                "RATE_LIMIT_RPM": "0",  # the load generator is one account
