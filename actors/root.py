@@ -42,6 +42,9 @@ from router.transports.hypercorn_socket import direct_socket_io
 from router.transports.ws_liveness import record_peer_liveness
 
 
+LISTEN_BACKLOG = 4096
+
+
 def hypercorn_config(config: Config) -> HypercornConfig:
     hc = HypercornConfig()
     hc.bind = [f"{config.host}:{config.port}"]
@@ -50,6 +53,10 @@ def hypercorn_config(config: Config) -> HypercornConfig:
         # SO_REUSEPORT, and the kernel spreads new connections across the workers.
         from actors.workers import reuse_port_socket
         hc.bind = [f"fd://{reuse_port_socket(config.host, config.port)}"]
+    # A burst of new connections waits in the kernel's queue while the loop is busy;
+    # hypercorn's 100 dropped handshakes under load (resets, docs/benchmarks.md). The
+    # kernel caps it at net.core.somaxconn.
+    hc.backlog = LISTEN_BACKLOG
     hc.accesslog = None
     hc.errorlog = logging.getLogger("hypercorn.error")  # one handler: the root one
     # Until a request's headers are complete, the connection is idle to hypercorn: this

@@ -15,11 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
+import re
+import select
+import signal
+import socket
 import string
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -710,3 +716,50 @@ def test_the_repr_of_a_model_call_does_not_show_the_callers_credential() -> None
     secret = "ar_sk_" + "Zq9xR2" * 7
     call = ModelCall(api="openai.chat", body=b"{}", credential=secret, request_id="req_1")
     assert secret[:16] not in repr(call) and secret[:16] not in str(call), repr(call)
+
+
+def test_a_burst_of_connections_waits_for_a_busy_router_and_each_is_answered(
+        fake: FakeProviderServer, tmp_path: Path) -> None:
+    """A router too busy to accept (stopped here, SIGSTOP) leaves new connections in the
+    kernel's listen queue; with hypercorn's default of 100 the rest of a burst had their
+    handshakes dropped (clients saw resets under load). Every one of 400 completes its
+    handshake at once and, once the router runs again, gets its answer."""
+    with RouterProcess(tmp_path, router_config(fake.openai_base_url,
+                                               fake.anthropic_base_url)) as router:
+        assert router.proc is not None
+        host, port = urlsplit(router.base_url).hostname, urlsplit(router.base_url).port
+        burst: list[socket.socket] = []
+        os.kill(router.proc.pid, signal.SIGSTOP)
+        try:
+            for _ in range(400):
+                sock = socket.socket()
+                sock.setblocking(False)
+                sock.connect_ex((host, port))
+                burst.append(sock)
+            # A handshake the queue drops is retried by the kernel only after 1 s.
+            pending = set(burst)
+            deadline = time.monotonic() + 0.8
+            while pending and time.monotonic() < deadline:
+                _, writable, _ = select.select([], list(pending), [], 0.1)
+                pending -= set(writable)
+            connected = [s for s in burst if s not in pending]
+            assert len(connected) == len(burst), f"{len(pending)} handshakes were dropped"
+        finally:
+            os.kill(router.proc.pid, signal.SIGCONT)
+        try:
+            for sock in burst:
+                sock.setblocking(True)
+                sock.settimeout(30)
+                sock.sendall(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+            for sock in burst:
+                answer = b""
+                while b"\r\n\r\n" not in answer:
+                    answer += sock.recv(65536)
+                head, _, body = answer.partition(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 200"), head
+                length = int(re.search(rb"content-length: (\d+)", head, re.I)[1])
+                while len(body) < length:
+                    body += sock.recv(65536)
+        finally:
+            for sock in burst:
+                sock.close()
