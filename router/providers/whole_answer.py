@@ -78,6 +78,9 @@ class RewritingPool:
     async def check_connect(self) -> None:
         await self.pool.check_connect()
 
+    async def watch_reads(self) -> None:
+        await self.pool.watch_reads()
+
     async def rewrite(self, call: HttpCall, response: Any) -> Any:
         """The answer the pipeline gets for `call` (the response as it is, here)."""
         return response
