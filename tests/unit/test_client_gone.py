@@ -8,17 +8,16 @@ from typing import Any
 
 import trio
 import trio.testing
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 
 from router.transports.client_gone import (ClientGone, client_gone, signal_client_gone,
                                            until_client_leaves)
 from router.transports.sse_keepalive import KeepAlive
+from tests.loopback_asgi import ServedApp, serve_app
 
 REQUEST = b"GET /%s HTTP/1.1\r\nhost: x\r\n\r\n"
 
 
-class App:
+class App(ServedApp):
     """Answers /slow after `release` is set (or never), /fast at once; records how each
     request ended."""
 
@@ -27,12 +26,7 @@ class App:
         self.release = trio.Event()
         self.started = trio.Event()
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while (message := await receive())["type"] != "lifespan.shutdown":
-                await send({"type": message["type"] + ".complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         gone = client_gone(scope)
         path = scope["path"][1:]
         outcome = "cancelled"
@@ -47,14 +41,6 @@ class App:
         self.ended[path] = outcome
 
 
-async def _serve(app: App, nursery: trio.Nursery) -> int:
-    config = HypercornConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    binds = await nursery.start(serve, app, config)
-    return int(binds[0].rsplit(":", 1)[1])
-
-
 async def _until(condition: Any) -> None:
     while not condition():
         await trio.sleep(0.01)
@@ -64,7 +50,7 @@ async def test_a_client_that_leaves_cancels_its_request_at_once() -> None:
     signal_client_gone()
     app = App()
     async with trio.open_nursery() as nursery:
-        port = await _serve(app, nursery)
+        port = await serve_app(app, nursery)
         client = await trio.open_tcp_stream("127.0.0.1", port)
         await client.send_all(REQUEST % b"slow")
         await app.started.wait()
@@ -81,7 +67,7 @@ async def test_a_complete_answer_is_not_cancelled_and_its_connection_serves_the_
     app = App()
     app.release.set()
     async with trio.open_nursery() as nursery:
-        port = await _serve(app, nursery)
+        port = await serve_app(app, nursery)
         client = await trio.open_tcp_stream("127.0.0.1", port)
         received = b""
         for path in (b"fast", b"slow", b"fast2"):

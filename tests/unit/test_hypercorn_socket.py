@@ -10,12 +10,11 @@ import hashlib
 from typing import Any
 
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 
 from router.transports.client_gone import (client_gone, signal_client_gone,
                                            until_client_leaves)
 from router.transports.hypercorn_socket import direct_socket_io, installed
+from tests.loopback_asgi import ServedApp, serve_app
 
 PIECES = 48
 PIECE = 256 * 1024  # 12 MiB in all: far more than loopback's socket buffers hold
@@ -25,16 +24,11 @@ def piece(i: int) -> bytes:
     return hashlib.sha256(str(i).encode()).digest() * (PIECE // 32)
 
 
-class App:
+class App(ServedApp):
     def __init__(self) -> None:
         self.outcomes: list[str] = []
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while (message := await receive())["type"] != "lifespan.shutdown":
-                await send({"type": message["type"] + ".complete"})
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         outcome = "cancelled"
         if scope["method"] == "POST":  # echo the body
             body = b""
@@ -62,11 +56,7 @@ async def _serve(app: App, nursery: trio.Nursery) -> int:
     direct_socket_io()
     assert installed()
     signal_client_gone()
-    config = HypercornConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    binds = await nursery.start(serve, app, config)
-    return int(binds[0].rsplit(":", 1)[1])
+    return await serve_app(app, nursery)
 
 
 async def _read_answer(client: trio.SocketStream, read_size: int) -> bytes:
