@@ -13,8 +13,8 @@ starts a fresh fake and router and measures, for "direct" (fake) and "router":
 Figures are the medians of `--runs` runs (ratios: median of the per-run ratios); the
 table is printed and, for full runs, written to docs/benchmarks.md. Never used by tests.
 The other modes (`--ab`, `--paced`, `--instructions`, `--resumable-streams`,
-`--workers-scaling`: benchlib/scaling.py, `--paced-load`: benchlib/paced_load.py) measure
-one thing each and only print.
+`--workers-scaling`: benchlib/scaling.py, `--paced-load`: benchlib/paced_load.py,
+`--floor`: benchlib/floor.py) measure one thing each and only print.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any, Awaitable, Callable
 import httpx
 import trio
 
-from benchlib import backends, instructions, load, paced_load, report, scaling
+from benchlib import backends, floor, instructions, load, paced_load, report, scaling
 from benchlib.procs import (ADMIN_KEY, ROOT, UPSTREAM_KEY, Child, Children, cpu_seconds,
                             machine, raise_open_files, rss_kib)
 
@@ -107,6 +107,11 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
                    help="with --paced-load: processes of the lean fake (SO_REUSEPORT)")
     p.add_argument("--paced-direct-only", action="store_true",
                    help="with --paced-load: only the fake alone (direct phases)")
+    p.add_argument("--floor", action="store_true",
+                   help="only compare the router's CPU per request and per paced chunk with "
+                        "the floor of its stack: hypercorn + trio answering pre-encoded "
+                        "bytes (benchlib/floor_app.py), as shipped and with the router's "
+                        "patches; --paced N streams (default 100); medians of --runs")
     p.add_argument("--scaling-workers", type=int, default=2, metavar="N",
                    help="the WORKERS to compare with one process (default 2)")
     args = p.parse_args(argv)
@@ -542,6 +547,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.paced_load:
             return paced_load.run(args, children, _log)
+        if args.floor:
+            return floor.run(args, children, _log, _run)
         if args.workers_scaling:
             return scaling.run(args, children, _log)
         if args.backends:
