@@ -18,7 +18,6 @@ client's); the floor is what no router code on this stack can go below.
 from __future__ import annotations
 
 import statistics
-import sys
 from argparse import Namespace
 from functools import partial
 from typing import Any, Callable
@@ -26,7 +25,7 @@ from typing import Any, Callable
 import trio
 
 from benchlib import load
-from benchlib.procs import ROOT, Child, Children, cpu_seconds
+from benchlib.procs import Child, Children, cpu_seconds
 
 PACED_WORDS = (10, 110)
 PACED_DELAY_S = 0.02
@@ -36,25 +35,14 @@ FIGURES = (("ns_cpu_ms", "CPU per non-streaming request (ms)", 3),
            ("chunk_us", "CPU per paced chunk (µs)", 1))
 
 
-def _floor(children: Children, words: int, delay_s: float, patched: bool) -> Child:
-    argv = [sys.executable, str(ROOT / "scripts" / "benchlib" / "floor_app.py"),
-            "--reply-words", str(words), "--chunk-delay", str(delay_s)]
-    if patched:
-        argv.append("--patched")
-    child = Child("floor", argv, cwd=ROOT, env=children._env())
-    children.children.append(child)
-    child.wait_listening()
-    return child
-
-
 def _servers(children: Children) -> dict[tuple[str, str], tuple[Child, str]]:
     """(kind, "plain" | "paced10" | "paced110") -> (server, key)."""
     shapes = {"plain": (12, 0.0), **{f"paced{w}": (w, PACED_DELAY_S) for w in PACED_WORDS}}
     servers: dict[tuple[str, str], tuple[Child, str]] = {}
     for shape, (words, delay) in shapes.items():
         for kind in KINDS[:2]:
-            servers[(kind, shape)] = (_floor(children, words, delay, kind != "hypercorn"),
-                                      "unused")
+            servers[(kind, shape)] = (children.start_floor(
+                reply_words=words, chunk_delay_s=delay, patched=kind != "hypercorn"), "unused")
         fake = children.start_fake(reply_words=words, chunk_delay_s=delay)
         servers[("router", shape)] = children.start_router(fake)
     return servers

@@ -264,6 +264,17 @@ class Children:
         child.wait_listening()
         return child
 
+    def start_floor(self, *, reply_words: int, chunk_delay_s: float, patched: bool) -> Child:
+        """benchlib/floor_app.py: hypercorn answering pre-encoded bytes (`--floor`)."""
+        argv = [sys.executable, str(ROOT / "scripts" / "benchlib" / "floor_app.py"),
+                "--reply-words", str(reply_words), "--chunk-delay", str(chunk_delay_s)]
+        if patched:
+            argv.append("--patched")
+        child = Child("floor", argv, cwd=ROOT, env=self._env())
+        self.children.append(child)
+        child.wait_listening()
+        return child
+
     def start_router(self, fake: Child, python: str = sys.executable,
                      wrapper: tuple[str, ...] = (), start_timeout_s: float = 30.0,
                      workers: int = 1, env: dict[str, str] | None = None,
