@@ -230,15 +230,8 @@ def measure_resumable(args: argparse.Namespace, children: Children) -> dict[str,
     open_s = max(60.0, n / 20)
     slow = children.start_fake(reply_words=256, chunk_delay_s=1.0)
     # The bench is one account: let it leave all N streams (and the warm-up's) running.
-    router, key = children.start_router(slow, env={"MAX_DETACHED_STREAMS": str(n + 64)})
-    target = load.Target(router.host, router.port, key, "bench-model", resumable=True)
-
-    def sample() -> int:
-        return rss_kib(router.pid)
-
-    _run("raw", 16, target, load.hold_streams, 16, sample)  # warm the paths
-    time.sleep(1.0)
-    idle = statistics.median(sample() for _ in range(5))
+    router, target, sample, idle = _warm_resumable_router(
+        children, slow, {"MAX_DETACHED_STREAMS": str(n + 64)})
     hold = partial(load.hold_streams, timeout_s=open_s, connecting=32 if n <= 1000 else 128)
     held: load.HoldResult = _run("raw", n, target, hold, n, sample)
     time.sleep(1.0)  # the clients are gone; the hub keeps every stream running
@@ -263,6 +256,22 @@ def measure_resumable(args: argparse.Namespace, children: Children) -> dict[str,
     return out
 
 
+def _warm_resumable_router(children: Children, fake: Child, env: dict[str, str],
+                           max_concurrent: int = 2048
+                           ) -> tuple[Child, load.Target, Callable[[], int], float]:
+    """A router for the resumable-stream memory phases, warmed by 16 streams: (router,
+    its resumable target, its RSS reading, the idle RSS: median of 5 readings)."""
+    router, key = children.start_router(fake, env=env, max_concurrent=max_concurrent)
+    target = load.Target(router.host, router.port, key, "bench-model", resumable=True)
+
+    def sample() -> int:
+        return rss_kib(router.pid)
+
+    _run("raw", 16, target, load.hold_streams, 16, sample)  # warm the paths
+    time.sleep(1.0)
+    return router, target, sample, statistics.median(sample() for _ in range(5))
+
+
 def _left_streams(children: Children, n: int, open_s: float) -> float:
     """Router memory per stream waiting for a resume, without the attached peak: on a
     fresh router, each of the N clients leaves right after its first bytes, at most 32
@@ -271,17 +280,9 @@ def _left_streams(children: Children, n: int, open_s: float) -> float:
     chunk at once, then one every 10 s (10 000 such streams are 1 000 chunks a second,
     within one fake process), and the window is long enough for none to expire."""
     slow = children.start_fake(reply_words=64, chunk_delay_s=10.0, first_chunk_now=True)
-    router, key = children.start_router(slow, env={"MAX_DETACHED_STREAMS": str(n + 64),
-                                                   "RESUME_WINDOW_S": "900"},
-                                        max_concurrent=n + 64)
-    target = load.Target(router.host, router.port, key, "bench-model", resumable=True)
-
-    def sample() -> int:
-        return rss_kib(router.pid)
-
-    _run("raw", 16, target, load.hold_streams, 16, sample)  # warm the paths
-    time.sleep(1.0)
-    idle = statistics.median(sample() for _ in range(5))
+    router, target, sample, idle = _warm_resumable_router(
+        children, slow, {"MAX_DETACHED_STREAMS": str(n + 64), "RESUME_WINDOW_S": "900"},
+        max_concurrent=n + 64)
     started: int = _run("raw", 32, target, partial(load.leave_streams, timeout_s=open_s), n)
     time.sleep(1.0)
     left = statistics.median(sample() for _ in range(5))

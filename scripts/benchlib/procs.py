@@ -239,6 +239,13 @@ class Children:
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
+    def _listening(self, name: str, argv: list[str]) -> Child:
+        """A child started from the checkout, once it says it is listening."""
+        child = Child(name, argv, cwd=ROOT, env=self._env())
+        self.children.append(child)
+        child.wait_listening()
+        return child
+
     def start_fake(self, *, reply_words: int = 12, chunk_delay_s: float = 0.0,
                    first_chunk_now: bool = False) -> Child:
         argv = [sys.executable, "-m", "tests.fakes", "--host", "127.0.0.1", "--port", "0",
@@ -246,10 +253,7 @@ class Children:
                 "--expected-api-key", UPSTREAM_KEY]
         if first_chunk_now:
             argv.append("--first-chunk-now")
-        child = Child("fake", argv, cwd=ROOT, env=self._env())
-        self.children.append(child)
-        child.wait_listening()
-        return child
+        return self._listening("fake", argv)
 
     def start_paced_fake(self, *, reply_words: int, first_byte_delay_s: float,
                          chunk_delay_s: float, processes: int = 1) -> Child:
@@ -259,10 +263,7 @@ class Children:
                 "--host", "127.0.0.1", "--port", "0", "--reply-words", str(reply_words),
                 "--first-byte-delay", str(first_byte_delay_s),
                 "--chunk-delay", str(chunk_delay_s), "--processes", str(processes)]
-        child = Child("paced-fake", argv, cwd=ROOT, env=self._env())
-        self.children.append(child)
-        child.wait_listening()
-        return child
+        return self._listening("paced-fake", argv)
 
     def start_floor(self, *, reply_words: int, chunk_delay_s: float, patched: bool) -> Child:
         """benchlib/floor_app.py: hypercorn answering pre-encoded bytes (`--floor`)."""
@@ -270,10 +271,7 @@ class Children:
                 "--reply-words", str(reply_words), "--chunk-delay", str(chunk_delay_s)]
         if patched:
             argv.append("--patched")
-        child = Child("floor", argv, cwd=ROOT, env=self._env())
-        self.children.append(child)
-        child.wait_listening()
-        return child
+        return self._listening("floor", argv)
 
     def start_router(self, fake: Child, python: str = sys.executable,
                      wrapper: tuple[str, ...] = (), start_timeout_s: float = 30.0,
