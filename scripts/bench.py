@@ -14,7 +14,7 @@ Figures are the medians of `--runs` runs (ratios: median of the per-run ratios);
 table is printed and, for full runs, written to docs/benchmarks.md. Never used by tests.
 The other modes (`--ab`, `--paced`, `--instructions`, `--resumable-streams`,
 `--workers-scaling`: benchlib/scaling.py, `--paced-load`: benchlib/paced_load.py,
-`--floor`: benchlib/floor.py) measure one thing each and only print.
+`--floor`, `--floor-streams`: benchlib/floor.py) measure one thing each and only print.
 """
 
 from __future__ import annotations
@@ -111,7 +111,11 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
                    help="only compare the router's CPU per request and per paced chunk with "
                         "the floor of its stack: hypercorn + trio answering pre-encoded "
                         "bytes (benchlib/floor_app.py), as shipped and with the router's "
-                        "patches; --paced N streams (default 100); medians of --runs")
+                        "patches, and as a pass-through to the fake with the router's "
+                        "upstream client; --paced N streams (default 100); medians of --runs")
+    p.add_argument("--floor-streams", type=int, metavar="N",
+                   help="only compare the router's memory per open stream, N open at once, "
+                        "with the patched floor's and the pass-through's (benchlib/floor.py)")
     p.add_argument("--scaling-workers", type=int, default=2, metavar="N",
                    help="the WORKERS to compare with one process (default 2)")
     args = p.parse_args(argv)
@@ -550,6 +554,8 @@ def main(argv: list[str] | None = None) -> int:
             return paced_load.run(args, children, _log)
         if args.floor:
             return floor.run(args, children, _log, _run)
+        if args.floor_streams:
+            return floor.open_streams(args, children, _log, _run)
         if args.workers_scaling:
             return scaling.run(args, children, _log)
         if args.backends:

@@ -265,12 +265,16 @@ class Children:
                 "--chunk-delay", str(chunk_delay_s), "--processes", str(processes)]
         return self._listening("paced-fake", argv)
 
-    def start_floor(self, *, reply_words: int, chunk_delay_s: float, patched: bool) -> Child:
-        """benchlib/floor_app.py: hypercorn answering pre-encoded bytes (`--floor`)."""
+    def start_floor(self, *, reply_words: int, chunk_delay_s: float, patched: bool,
+                    upstream: Child | None = None) -> Child:
+        """benchlib/floor_app.py: hypercorn answering pre-encoded bytes (`--floor`), or
+        with `upstream`, passing each request through to it (the floor of a gateway)."""
         argv = [sys.executable, str(ROOT / "scripts" / "benchlib" / "floor_app.py"),
                 "--reply-words", str(reply_words), "--chunk-delay", str(chunk_delay_s)]
         if patched:
             argv.append("--patched")
+        if upstream is not None:
+            argv += ["--upstream", upstream.base_url + "/v1", "--upstream-key", UPSTREAM_KEY]
         return self._listening("floor", argv)
 
     def start_router(self, fake: Child, python: str = sys.executable,
