@@ -328,7 +328,7 @@ async def _stream_answer(leg: Leg, ctx: RequestContext, response: UpstreamRespon
 
     # Until the first content, what arrives is held back and the status line waits, so
     # that a failure is still an HTTP error the next target can hide (at most the grace).
-    held: list[bytes] = []
+    forward: list[bytes] = []  # held back until the first content, then what goes next
     ended = False
     with trio.move_on_after(ctx.first_event_grace_s):
         while not (meter.content_started or meter.upstream_error or pump.cut):
@@ -336,7 +336,7 @@ async def _stream_answer(leg: Leg, ctx: RequestContext, response: UpstreamRespon
             if chunk is None:
                 ended = True
                 break
-            held += pump.feed(chunk)
+            forward += pump.feed(chunk)
     if meter.upstream_error is not None:
         error = _upstream_error_event(meter, "before answering")
         return failed(error, failure_reason(error.status))
@@ -347,7 +347,6 @@ async def _stream_answer(leg: Leg, ctx: RequestContext, response: UpstreamRespon
     outcome.judged = _judge(breaker, 200)
     await out.start(200, headers + _SSE_HEADERS)
     durable = False
-    forward = held
     while True:
         if not durable and meter.content_started:
             # A checkpoint (~20 µs), even for an answer already whole: settling first would
@@ -355,15 +354,19 @@ async def _stream_answer(leg: Leg, ctx: RequestContext, response: UpstreamRespon
             await delivery.before_content(whole=False)
             durable = True
             outcome.first_content_at = time.perf_counter()
-        data = forward[0] if len(forward) == 1 else b"".join(forward)
+        # What went out is not kept while the next chunk is awaited (most open streams
+        # are waiting there).
+        data, forward = b"".join(forward), []
         if data:
             await out.body(data)
+        del data
         if pump.cut or ended:
             break
         chunk = await response.next_chunk()
         if chunk is None:
             break
         forward = pump.feed(chunk)
+        del chunk  # (as `data` above)
     if meter.upstream_error is not None:
         outcome.attempt_failed(leg.target.provider, "midstream")
     elif not meter.whole or pump.unreadable:

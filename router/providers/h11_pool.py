@@ -25,8 +25,8 @@ import logging
 import os
 import ssl
 import time
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from types import TracebackType
 from typing import AsyncIterator
 from urllib.parse import urlsplit
 
@@ -46,6 +46,16 @@ log = logging.getLogger("aura.upstream")
 
 class _StaleConnection(Exception):
     """A pooled connection was dead before the response began."""
+
+
+def _read_now(fd: int) -> bytes | None:
+    """What the socket has (b"" at EOF), or None if nothing yet. The wait that follows
+    is outside the `except`: a handled exception lives as long as its handler runs, and
+    an idle stream would keep its BlockingIOError (~0.5 KiB) for the whole wait."""
+    try:
+        return os.read(fd, READ_SIZE)
+    except BlockingIOError:
+        return None
 
 
 @dataclass(slots=True, eq=False)  # compared (and hashed) by identity
@@ -68,24 +78,21 @@ class _Connection:
         if self.fd < 0:
             return await self.stream.receive_some(READ_SIZE)
         await trio.lowlevel.checkpoint_if_cancelled()
+        data = _read_now(self.fd)
+        if data is not None:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return data
+        if waiting is not None:
+            self.waiting_since = trio.current_time()
+            waiting.add(self)
         try:
-            data = os.read(self.fd, READ_SIZE)
-        except BlockingIOError:
+            while True:
+                await trio.lowlevel.wait_readable(self.fd)
+                if (data := _read_now(self.fd)) is not None:
+                    return data
+        finally:
             if waiting is not None:
-                self.waiting_since = trio.current_time()
-                waiting.add(self)
-            try:
-                while True:
-                    await trio.lowlevel.wait_readable(self.fd)
-                    try:
-                        return os.read(self.fd, READ_SIZE)
-                    except BlockingIOError:
-                        continue
-            finally:
-                if waiting is not None:
-                    waiting.discard(self)
-        await trio.lowlevel.cancel_shielded_checkpoint()
-        return data
+                waiting.discard(self)
 
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True):
@@ -302,8 +309,13 @@ class H11Pool:
                 raise UpstreamUnreachable("provider closed the connection")
             # InformationalResponse (100 Continue): keep reading
 
-    @asynccontextmanager
-    async def send(self, call: HttpCall) -> AsyncIterator[H11Response]:
+    def send(self, call: HttpCall) -> "Exchange":
+        """`async with pool.send(call) as answer:` the answer, on a pooled connection."""
+        return Exchange(self, call)
+
+    async def _open(self, call: HttpCall) -> H11Response:
+        """Send `call` on a connection of its own (a slot taken) and read the answer's
+        head; on failure nothing is left taken."""
         target = (self.path_prefix + call.path).encode()
         body = call.body
         request_headers = [(b"host", self.host_header),
@@ -322,22 +334,46 @@ class H11Pool:
                 head += conn.protocol.send(h11.Data(data=body))
                 head += conn.protocol.send(h11.EndOfMessage())
                 try:
-                    response = await self._start(conn, head)
-                    break
+                    return H11Response(self, conn, await self._start(conn, head))
                 except _StaleConnection:
                     await conn.aclose()
                 except BaseException:
                     await conn.aclose()
                     raise
-            answer = H11Response(self, conn, response)
-            # This frame lives as long as the stream: let go of what only the request
-            # needed (the request bytes, h11's parsed response and its header objects).
-            del response, head, request_headers, body, target
-            try:
-                yield answer
-            finally:
-                # closed early, the upstream must stop producing now: close it
-                if not (answer.finished and self._checkin(conn)):
-                    await conn.aclose()
+            raise AssertionError("unreachable: the second attempt returns or raises")
+        except BaseException:
+            self._slots.release()
+            raise
+
+    async def _close(self, answer: H11Response) -> None:
+        """The answer is done with: its connection back to the pool if it was read to
+        its end, else closed (the upstream must stop producing now); its slot freed."""
+        try:
+            if not (answer.finished and self._checkin(answer._conn)):
+                await answer._conn.aclose()
         finally:
             self._slots.release()
+
+
+class Exchange:
+    """One request's use of the pool, from its send to the answer's end (`H11Pool.send`).
+    A class rather than a generator context manager: it lives as long as the answer, and
+    a generator's frame, wrapper and trio's registry entry are ~0.5 KiB per open stream."""
+
+    __slots__ = ("_pool", "_call", "_answer")
+
+    def __init__(self, pool: H11Pool, call: HttpCall) -> None:
+        self._pool = pool
+        self._call: HttpCall | None = call
+        self._answer: H11Response | None = None
+
+    async def __aenter__(self) -> H11Response:
+        assert self._call is not None, "an Exchange is entered once"
+        call, self._call = self._call, None  # the request's bytes are not kept meanwhile
+        self._answer = await self._pool._open(call)
+        return self._answer
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        assert self._answer is not None
+        await self._pool._close(self._answer)

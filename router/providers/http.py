@@ -10,8 +10,7 @@ through this pool, or a bare connect where the kind has none.
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from types import TracebackType
 
 import trio
 
@@ -21,7 +20,7 @@ from router.providers import probe as p
 from router.providers.base import HttpCall, Provider, ProviderAdapter, UpstreamRequest
 from router.providers.breaker import CircuitBreaker
 from router.providers.credentials import Credential, CredentialPool
-from router.providers.h11_pool import H11Pool, H11Response
+from router.providers.h11_pool import Exchange, H11Pool, H11Response
 from router.providers.spec import ProviderSpec
 
 PROBE_BODY_LIMIT = 64 * 1024  # read (and so drain) a probe's answer up to this
@@ -90,37 +89,9 @@ class HttpProvider:
     def stats(self) -> dict[str, int] | None:
         return self.pool.stats() if self.pool is not None else None
 
-    @asynccontextmanager
-    async def open(self, request: UpstreamRequest) -> AsyncIterator[H11Response]:
-        if self.pool is None:
-            raise ProviderStopped("the provider is not running")
-        pool = self.credentials
-        for attempt in range(max(len(pool), 1)):
-            now = trio.current_time()
-            keyed = len(pool) > 0 or pool.required
-            credential = pool.pick(now) if keyed else None
-            if keyed and credential is None:
-                raise CredentialsResting(pool.unusable_reason(now), pool.next_usable_in(now))
-            # The key as the pool holds it: a plain str is an API key, an OAuthToken an OAuth
-            # login (the adapter signs each its way).
-            call = self.adapter.build_request(request, credential.key if credential else None)
-            try:
-                async with self.pool.send(call) as response:
-                    if credential is not None and response.status < 400 and credential.bad:
-                        pool.accepted(credential)
-                    if credential is not None and response.status in (401, 429):
-                        if response.status == 401:
-                            pool.refused(credential, 401)
-                        else:
-                            pool.rate_limited(credential, now, response.retry_after)
-                        if attempt + 1 < len(pool) and any(
-                                c.usable(now) for c in pool.credentials):
-                            continue  # this answer is about the key: try the next one
-                    yield response
-                    return
-            finally:
-                if credential is not None:
-                    pool.done(credential)
+    def open(self, request: UpstreamRequest) -> "ProviderCall":
+        """`async with provider.open(request) as answer:` (see `ProviderCall`)."""
+        return ProviderCall(self, request)
 
     async def probe(self) -> p.ProbeResult:
         """Connect, and make the kind's cheap authenticated call with every credential
@@ -184,3 +155,76 @@ class HttpProvider:
             return watch.result(True, detail=detail, refused=tuple(refused))
         return watch.result(False, p.bad_status(answered[0]), "the upstream answered with an "
                             "error status", tuple(refused))
+
+
+class ProviderCall:
+    """One call to an `HttpProvider`, from its credential's pick to the answer's end.
+
+    A 401 or 429 about the key is not the answer while another credential is usable: the
+    call is sent again with it. A class rather than a generator context manager: it lives
+    as long as the answer, and a generator's frame, wrapper and trio's registry entry are
+    ~0.5 KiB per open stream.
+    """
+
+    __slots__ = ("_provider", "_request", "_exchange", "_credential")
+
+    def __init__(self, provider: HttpProvider, request: UpstreamRequest) -> None:
+        self._provider = provider
+        self._request: UpstreamRequest | None = request
+        self._exchange: Exchange | None = None
+        self._credential: Credential | None = None
+
+    async def __aenter__(self) -> H11Response:
+        provider, request, self._request = self._provider, self._request, None
+        assert request is not None, "a ProviderCall is entered once"
+        if provider.pool is None:
+            raise ProviderStopped("the provider is not running")
+        pool = provider.credentials
+        for attempt in range(max(len(pool), 1)):
+            now = trio.current_time()
+            keyed = len(pool) > 0 or pool.required
+            credential = pool.pick(now) if keyed else None
+            if keyed and credential is None:
+                raise CredentialsResting(pool.unusable_reason(now), pool.next_usable_in(now))
+            # The key as the pool holds it: a plain str is an API key, an OAuthToken an OAuth
+            # login (the adapter signs each its way).
+            call = provider.adapter.build_request(request, credential.key if credential else None)
+            exchange = provider.pool.send(call)
+            try:
+                response = await exchange.__aenter__()
+            except BaseException:
+                if credential is not None:
+                    pool.done(credential)
+                raise
+            if credential is None or not self._about_the_key(credential, response, now,
+                                                             attempt):
+                self._exchange, self._credential = exchange, credential
+                return response
+            try:
+                await exchange.__aexit__(None, None, None)
+            finally:
+                pool.done(credential)
+        raise AssertionError("unreachable: the last attempt's answer is the answer")
+
+    def _about_the_key(self, credential: Credential, response: H11Response, now: float,
+                       attempt: int) -> bool:
+        """Whether `response` is about the key and another one is to be tried."""
+        pool = self._provider.credentials
+        if response.status < 400 and credential.bad:
+            pool.accepted(credential)
+        if response.status not in (401, 429):
+            return False
+        if response.status == 401:
+            pool.refused(credential, 401)
+        else:
+            pool.rate_limited(credential, now, response.retry_after)
+        return attempt + 1 < len(pool) and any(c.usable(now) for c in pool.credentials)
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        assert self._exchange is not None
+        try:
+            await self._exchange.__aexit__(kind, exc, tb)
+        finally:
+            if self._credential is not None:
+                self._provider.credentials.done(self._credential)

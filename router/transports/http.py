@@ -37,8 +37,8 @@ from router.transports.background import (RESPONSES_PREFIX, background_call,
                                           response_target, retrieve_query, wants_background)
 from router.transports.bedrock_surface import (bedrock_body, bedrock_target,
                                                event_stream_send)
-from router.transports.client_gone import (SCOPE_KEY, ClientGone, client_gone,
-                                           until_client_leaves)
+from router.transports.client_gone import (SCOPE_KEY, ClientGone, UntilClientLeaves,
+                                           client_gone)
 from router.transports.cloud_surfaces import vertex_body, vertex_target
 from router.transports.cors import CorsPolicy
 from router.transports.guard import admin_refusal, closing_when_unread
@@ -286,7 +286,7 @@ class RouterApp:
             await self._resumable_call(call, sink, receive, shape)
             return
         try:
-            async with until_client_leaves(sink.gone, receive):
+            async with UntilClientLeaves(sink.gone, receive):
                 await self.gw.model_call(call, sink)
                 await sink.end()
         finally:
@@ -417,7 +417,7 @@ class RouterApp:
         hub = self.gw.streams
         hub.attach(stream)
         try:
-            async with until_client_leaves(sink.gone, receive):
+            async with UntilClientLeaves(sink.gone, receive):
                 await stream.wait_ready()
                 if not stream.started:
                     await sink.error(*stream.refusal(shape))

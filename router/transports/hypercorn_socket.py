@@ -69,17 +69,23 @@ def direct_socket_io() -> None:
             return
         while (fd := socket.fileno()) >= 0:  # -1 once closed (the number may be reused)
             try:
-                data = os.read(fd, MAX_RECV)
+                data: bytes | None = os.read(fd, MAX_RECV)
             except BlockingIOError:
+                data = None
+            except OSError:  # reset by the peer, or closed
+                break
+            if data is None:
+                # Waited for outside the handler, where the exception (~0.5 KiB) would stay
+                # alive for as long as an open stream's connection is silent.
                 try:
                     await trio.lowlevel.wait_readable(fd)
                 except (trio.ClosedResourceError, trio.BusyResourceError):
                     break
                 continue
-            except OSError:  # reset by the peer, or closed
-                break
+            ended = not data
             await self.protocol.handle(RawData(data))
-            if not data:
+            del data  # not kept while the next read waits: for an open stream's whole life
+            if ended:
                 break
             await trio.lowlevel.checkpoint()  # a client that always has bytes waits its turn
         await self.protocol.handle(Closed())

@@ -9,8 +9,8 @@ from typing import Any
 import trio
 import trio.testing
 
-from router.transports.client_gone import (ClientGone, client_gone, signal_client_gone,
-                                           until_client_leaves)
+from router.transports.client_gone import (ClientGone, UntilClientLeaves, client_gone,
+                                           signal_client_gone)
 from router.transports.sse_keepalive import KeepAlive
 from tests.loopback_asgi import ServedApp, serve_app
 
@@ -30,7 +30,7 @@ class App(ServedApp):
         gone = client_gone(scope)
         path = scope["path"][1:]
         outcome = "cancelled"
-        async with until_client_leaves(gone, receive):
+        async with UntilClientLeaves(gone, receive):
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-length", b"2")]})
             if path.startswith("slow"):
@@ -88,7 +88,7 @@ async def test_gone_before_anyone_looked_cancels_as_soon_as_the_app_registers() 
     gone.fire()
     reached = False
     with trio.fail_after(5):
-        async with until_client_leaves(gone, _never):
+        async with UntilClientLeaves(gone, _never):
             await trio.sleep_forever()
             reached = True
     assert not reached
@@ -105,7 +105,7 @@ async def test_without_the_patch_a_task_reads_receive_and_cancels_on_disconnect(
     sent, received = trio.open_memory_channel[dict[str, Any]](4)
     ended = "answered"
     with trio.fail_after(5):
-        async with until_client_leaves(None, received.receive):
+        async with UntilClientLeaves(None, received.receive):
             for message in messages:
                 await sent.send(message)
             await trio.sleep_forever()

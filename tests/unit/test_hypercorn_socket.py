@@ -11,8 +11,8 @@ from typing import Any
 
 import trio
 
-from router.transports.client_gone import (client_gone, signal_client_gone,
-                                           until_client_leaves)
+from router.transports.client_gone import (UntilClientLeaves, client_gone,
+                                           signal_client_gone)
 from router.transports.hypercorn_socket import direct_socket_io, installed
 from tests.loopback_asgi import ServedApp, serve_app
 
@@ -42,7 +42,7 @@ class App(ServedApp):
             await send({"type": "http.response.body", "body": body})
             self.outcomes.append("echoed")
             return
-        async with until_client_leaves(client_gone(scope), receive):
+        async with UntilClientLeaves(client_gone(scope), receive):
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-length", str(PIECES * PIECE).encode())]})
             for i in range(PIECES):
