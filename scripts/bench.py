@@ -461,13 +461,18 @@ itself, for scale: the targets are about the router's own figures.
 
 ## Targets
 
-- TTFT overhead at most 1 ms (p50) over calling the fake provider directly.
+- TTFT overhead at most 0.6 ms (p50) over calling the fake provider directly.
 - Non-streaming throughput at least a quarter of direct, per core. Shown two ways:
   end-to-end req/s on this machine (the router competes with the fake and the load
   generator for {info['nproc']} cores, so this is the harsher reading), and requests per
   CPU-second of the server process (router vs fake), i.e. the capacity of one core.
-- At most 1 ms of router CPU per request, including reservation and settlement.
-- At most 40 KiB of router memory per open stream.
+- At most 0.6 ms of router CPU per non-streaming request, including reservation and
+  settlement.
+- At most 32 KiB of router memory per open stream (here at {args.streams} streams; at
+  10 000 with `--floor-streams`, in the notes below).
+- Not in this table (see the notes): at most 50 µs of router CPU per streamed chunk
+  (`--floor`, `--paced-load`), and WORKERS=2 at least 1.8× one process
+  (`--workers-scaling`).
 
 ## Method
 

@@ -27,21 +27,20 @@ class Row:
 
 
 ROWS: tuple[Row, ...] = (
-    Row("TTFT p50, concurrency 1", "ttft_p50_ms", "ms", "overhead", "≤ +1 ms",
-        lambda _r, over: over <= 1.0),
+    Row("TTFT p50, concurrency 1", "ttft_p50_ms", "ms", "overhead", "≤ +0.6 ms",
+        lambda _r, over: over <= 0.6),
     Row("TTFT p99, concurrency 1", "ttft_p99_ms", "ms", "overhead"),
     Row("non-streaming throughput", "nonstream_rps", "req/s", "ratio", "≥ 0.25×",
         lambda _r, ratio: ratio >= 0.25, 0),
     Row("non-streaming capacity per core", "nonstream_per_core", "req per server CPU-s",
         "ratio", "≥ 0.25×", lambda _r, ratio: ratio >= 0.25, 0),
     Row("streaming throughput", "stream_rps", "req/s", "ratio", digits=0),
-    Row("server CPU per non-streaming request", "nonstream_cpu_ms", "ms", "ratio", "≤ 1 ms",
-        lambda router, _x: router <= 1.0, 3),
-    Row("server CPU per streaming request", "stream_cpu_ms", "ms", "ratio", "≤ 1 ms",
-        lambda router, _x: router <= 1.0, 3),
+    Row("server CPU per non-streaming request", "nonstream_cpu_ms", "ms", "ratio",
+        "≤ 0.6 ms", lambda router, _x: router <= 0.6, 3),
+    Row("server CPU per streaming request", "stream_cpu_ms", "ms", "ratio", digits=3),
     Row("server RSS idle", "rss_idle_mib", "MiB", "ratio", digits=1),
-    Row("server memory per open stream", "per_stream_kib", "KiB", "ratio", "≤ 40 KiB",
-        lambda router, _x: router <= 40.0, 1),
+    Row("server memory per open stream", "per_stream_kib", "KiB", "ratio", "≤ 32 KiB",
+        lambda router, _x: router <= 32.0, 1),
 )
 
 
