@@ -29,6 +29,8 @@ import trio
 from hypercorn.protocol.events import StreamClosed
 from hypercorn.protocol.http_stream import ASGIHTTPState, HTTPStream
 
+from router.transports.hypercorn_patches import replace, replaced
+
 log = logging.getLogger("aura.http")
 SCOPE_KEY = "aura.client_gone"
 
@@ -74,12 +76,11 @@ def signal_client_gone() -> None:
                 if isinstance(scope, dict):
                     scope.setdefault(SCOPE_KEY, ClientGone()).fire()
 
-    handle_signalling.signals_client_gone = True  # type: ignore[attr-defined]
-    HTTPStream.handle = handle_signalling  # type: ignore[method-assign]
+    replace(HTTPStream, "signals_client_gone", handle=handle_signalling)
 
 
 def installed() -> bool:
-    return getattr(HTTPStream.handle, "signals_client_gone", False)
+    return replaced(HTTPStream, "signals_client_gone", "handle")
 
 
 def client_gone(scope: dict[str, Any]) -> ClientGone | None:

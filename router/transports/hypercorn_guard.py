@@ -14,14 +14,16 @@ import logging
 
 from hypercorn.trio.tcp_server import TCPServer
 
+from router.transports.hypercorn_patches import replace, replaced
+
 log = logging.getLogger("aura.http")
 
 
 def contain_connection_failures() -> None:
     """Patch `TCPServer.run` once (idempotent)."""
-    original = TCPServer.run
-    if getattr(original, "contained", False):
+    if replaced(TCPServer, "contained", "run"):
         return
+    original = TCPServer.run
 
     async def run(self: TCPServer) -> None:
         try:
@@ -33,5 +35,4 @@ def contain_connection_failures() -> None:
             except Exception:  # noqa: BLE001 - already gone
                 pass
 
-    run.contained = True  # type: ignore[attr-defined]
-    TCPServer.run = run  # type: ignore[method-assign]
+    replace(TCPServer, "contained", run=run)

@@ -34,6 +34,8 @@ import trio
 from hypercorn.events import Closed, RawData
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 
+from router.transports.hypercorn_patches import replace, replaced
+
 log = logging.getLogger("aura.http")
 
 
@@ -90,12 +92,8 @@ def direct_socket_io() -> None:
             await trio.lowlevel.checkpoint()  # a client that always has bytes waits its turn
         await self.protocol.handle(Closed())
 
-    protocol_send.direct_io = True  # type: ignore[attr-defined]
-    read_data.direct_io = True  # type: ignore[attr-defined]
-    TCPServer.protocol_send = protocol_send  # type: ignore[method-assign]
-    TCPServer._read_data = read_data  # type: ignore[method-assign]
+    replace(TCPServer, "direct_io", protocol_send=protocol_send, _read_data=read_data)
 
 
 def installed() -> bool:
-    return all(getattr(getattr(TCPServer, name, None), "direct_io", False)
-               for name in ("protocol_send", "_read_data"))
+    return replaced(TCPServer, "direct_io", "protocol_send", "_read_data")

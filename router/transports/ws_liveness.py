@@ -29,6 +29,8 @@ from hypercorn.protocol.events import Body, Data
 from hypercorn.protocol.ws_stream import WSStream
 from wsproto.events import Ping
 
+from router.transports.hypercorn_patches import replace, replaced
+
 log = logging.getLogger("aura.ws")
 RECEIVED_AT = "aura.peer_bytes_at"  # time.monotonic() when the peer last sent bytes
 PINGED_AT = "aura.unanswered_ping_at"  # the first ping sent since then, if any
@@ -60,15 +62,12 @@ def record_peer_liveness() -> None:
         if isinstance(event, Ping) and hasattr(self, "scope"):
             self.scope.setdefault(PINGED_AT, time.monotonic())  # type: ignore[misc]
 
-    handle_recording.records_liveness = True  # type: ignore[attr-defined]
-    send_event_recording.records_liveness = True  # type: ignore[attr-defined]
-    WSStream.handle = handle_recording  # type: ignore[method-assign]
-    WSStream._send_wsproto_event = send_event_recording  # type: ignore[method-assign]
+    replace(WSStream, "records_liveness", handle=handle_recording,
+            _send_wsproto_event=send_event_recording)
 
 
 def installed() -> bool:
-    return all(getattr(getattr(WSStream, name, None), "records_liveness", False)
-               for name in ("handle", "_send_wsproto_event"))
+    return replaced(WSStream, "records_liveness", "handle", "_send_wsproto_event")
 
 
 def unanswered_s(scope: dict[str, Any]) -> float | None:
