@@ -63,7 +63,10 @@ route = ["dead:gpt-4o-mini", "pool:gpt-4o-mini"]
 input_per_mtok = "0.15"
 output_per_mtok = "0.60"
 """
-    with RouterProcess(tmp_path_factory.mktemp("failover"), config) as proc:
+    # No background probe in the module's life: one that ran while a test refuses the
+    # revoked key would mark it bad before the call whose refusal the test looks at.
+    with RouterProcess(tmp_path_factory.mktemp("failover"), config,
+                       env={"PROVIDER_PROBE_S": "3600"}) as proc:
         yield proc
 
 
