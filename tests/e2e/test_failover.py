@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from tests.fakes import FakeProviderServer
-from tests.harness import RouterProcess, oai
+from tests.harness import RouterProcess, eventually, oai
 
 REVOKED, GOOD = "sk-revoked-0000000000", "sk-fake-openai-1"
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -63,10 +63,14 @@ route = ["dead:gpt-4o-mini", "pool:gpt-4o-mini"]
 input_per_mtok = "0.15"
 output_per_mtok = "0.60"
 """
-    # No background probe in the module's life: one that ran while a test refuses the
-    # revoked key would mark it bad before the call whose refusal the test looks at.
+    # A probe that ran while a test refuses the revoked key would mark it bad before the
+    # call whose refusal the test looks at. The first probe runs while the router already
+    # serves, so the tests start once it has finished; no other runs in the module's life.
     with RouterProcess(tmp_path_factory.mktemp("failover"), config,
                        env={"PROVIDER_PROBE_S": "3600"}) as proc:
+        eventually(lambda: all(p["probe"]["state"] != "pending"
+                               for p in proc.admin("GET", "/admin/providers").json()["data"]),
+                   within_s=15, what="every provider's first probe")
         yield proc
 
 
