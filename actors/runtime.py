@@ -25,10 +25,11 @@ from actors.pipeline.request import limit_rate, run_model_call
 from actors.pipeline.reserve import HoldPolicy
 from actors.pipeline.settle import Billing
 from actors.services.jwks_refresher import JwksKeyring
-from actors.services.metrics import LiveGauges, MetricsObserver
+from actors.services.metrics import ActivityObserver, LiveGauges, MetricsObserver
 from actors.services.metrics import refresh as refresh_metrics
 from actors.services.outbox import Doorbell
 from actors.services.readiness import ServiceChecks, readiness
+from router.activity import ActivityLog
 from router.auth.jwks import jwks_settings
 from router.auth.principal import Principal
 from router.config import Config
@@ -76,6 +77,8 @@ class Runtime:
     # RESPONSE_CACHE: where whole answers to deterministic requests are kept.
     response_cache: ResponseStore | None = None
     metrics: RouterMetrics = field(default_factory=RouterMetrics)
+    # The console's overview: calls and errors per minute (a request observer feeds it).
+    activity: ActivityLog = field(default_factory=ActivityLog)
     # /ready: the shared services' last good answers (a busy readiness probe stays cheap).
     readiness_checks: ServiceChecks = field(default_factory=ServiceChecks)
     # The provider store (actors.services.provider_store): which running providers came
@@ -217,6 +220,7 @@ def build_runtime(config: Config) -> Runtime:
                             MetricsObserver(metrics)],
                  shared_redis=shared_redis,
                  response_cache=_response_cache(config, shared_redis), metrics=metrics)
+    rt.observers.append(ActivityObserver(rt.activity))
     if metrics.multiprocess:  # a scrape reads this worker's gauges from its file
         rt.observers.append(LiveGauges(rt))
     return rt

@@ -176,6 +176,7 @@ _SETTINGS: tuple[Setting, ...] = (
     Setting("log_format", ("LOG_FORMAT",), "json"),
     Setting("allow_providers_without_keys", ("ALLOW_PROVIDERS_WITHOUT_KEYS",), False, _bool),
     Setting("provider_probe_s", ("PROVIDER_PROBE_S",), 30.0, _seconds),
+    Setting("console_session_s", ("CONSOLE_SESSION_S",), 1800.0, _seconds),
     Setting("router_secret_key", ("ROUTER_SECRET_KEY",), None),
 )
 
@@ -267,6 +268,7 @@ class Config:
     log_format: str  # json | text
     allow_providers_without_keys: bool  # start anyway, /ready 503 until they have one
     provider_probe_s: float  # how often each provider's upstream is probed
+    console_session_s: float  # how long a console sign-in lasts (router/console/session.py)
     router_secret_key: str | None = field(repr=False)  # AES-GCM key of the provider store
     config_path: str | None
     catalog: Catalog = field(repr=False)
@@ -456,7 +458,7 @@ def _check(values: dict[str, Any], sources: Mapping[str, str]) -> None:
                  "sse_heartbeat_s", "ws_max_streams", "ws_max_frame_bytes",
                  "ws_auth_timeout_s", "ws_ping_interval_s", "ws_stall_s", "jwks_refresh_s",
                  "jwks_min_refresh_s", "outbox_retry_max_s", "z_billing_timeout_s",
-                 "cache_ttl_s", "provider_probe_s"):
+                 "cache_ttl_s", "provider_probe_s", "console_session_s"):
         if values[name] <= 0:
             raise ConfigError(f"{src(name)} must be positive, got {values[name]!r}")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
+from router.activity import ActivityLog
 from router.auth.principal import Principal
 from router.errors import ApiShape, RouterError
 from router.ledger.base import AccountBook, KeyStore, Outbox, Settlement, UsageReports
@@ -199,6 +200,11 @@ class Gateway(Protocol):
 
     @property
     def metrics(self) -> "RouterMetrics": ...
+
+    @property
+    def activity(self) -> ActivityLog:
+        """This process's answered calls and errors per minute (router/activity.py)."""
+        ...
 
     async def authenticate(self, credential: str | None,
                            account_header: str | None = None) -> Principal: ...

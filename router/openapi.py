@@ -163,6 +163,30 @@ SCHEMAS: dict[str, Schema] = {
                  "expires_at": _nullable("number"), "revoked_at": _nullable("number"),
                  "created_at": _NUM}, ("id", "account", "prefix", "created_at"),
                 description="a router key as stored: never the key itself"),
+    "RevokedKey": {"allOf": [_ref("Key"), _obj({"already_revoked": {
+        **_BOOL, "description": "the key was revoked before this call: nothing changed"}},
+        ("already_revoked",))]},
+    "ActivityBucket": _obj({
+        "start": _STR, "calls": _INT, "client_errors": _INT, "server_errors": _INT,
+        "billed": _INT, "cost_micros": _INT, "input_tokens": _INT, "output_tokens": _INT},
+        ("start", "calls", "client_errors", "server_errors", "billed", "cost_micros",
+         "input_tokens", "output_tokens")),
+    "Activity": _obj({
+        "window": {"enum": ["hour", "day"]}, "bucket_s": _INT, "since": _STR, "until": _STR,
+        "buckets": {"type": "array", "items": _ref("ActivityBucket")},
+        "totals": _obj({}), "by_model": {"type": "array", "items": _obj(
+            {"model": _STR, "billed": _INT, "cost_micros": _INT})},
+        "truncated": {**_BOOL, "description": "the window has more usage rows than are read"},
+        "calls_scope": {"enum": ["all", "process"], "description": "`process`: calls and "
+                        "errors are the answering worker's own (WORKERS > 1)"}},
+        ("window", "bucket_s", "buckets", "totals", "by_model", "truncated", "calls_scope"),
+        description="the console overview's figures per bucket (calls and errors: this "
+                    "process's count; billed calls, spend, tokens: the ledger's)"),
+    "ConsoleSignIn": _obj({"admin_key": {**_STR, "minLength": 1}}, ("admin_key",)),
+    "ConsoleSession": _obj({"csrf": {**_STR, "description": "send it as `X-Aura-CSRF` "
+                                                           "with each admin call"},
+                            "expires_at": _INT, "lifetime_s": _INT},
+                           ("csrf", "expires_at", "lifetime_s")),
     "IssuedKey": {"allOf": [_ref("Key"), _obj({"key": {
         **_STR, "description": "the key: shown this once only"}}, ("key",))]},
     "KeyRequest": _obj({
@@ -172,6 +196,13 @@ SCHEMAS: dict[str, Schema] = {
         "rpm": {"type": ["integer", "null"], "minimum": 1, "maximum": _MAX_INT},
         "spend_cap_micros": {"type": ["integer", "null"], "minimum": 1, "maximum": _MAX_INT}},
         ("account",)),
+    "AccountPage": _obj({
+        "data": {"type": "array", "items": _ref("AccountState")},
+        "has_more": {**_BOOL, "description": "more accounts follow: ask again with "
+                                             "`after` = `next_after`"},
+        "next_after": {**_nullable("string"),
+                       "description": "the last account of `data` (null when empty)"}},
+        ("data", "has_more", "next_after")),
     "AccountDetail": {"allOf": [_ref("AccountState"), _obj(
         {"keys": {"type": "array", "items": _ref("Key")}}, ("keys",))]},
     "LedgerPage": _obj({"data": {"type": "array", "items": _obj({
@@ -473,6 +504,39 @@ def _paths() -> dict[str, Schema]:
             "summary": "this document, rendered (works offline)", "tags": ["operations"],
             "security": [], "responses": {"200": {
                 "description": "an HTML page", "content": {"text/html": {"schema": _STR}}}}}},
+        "/console/": {"get": {
+            "summary": "the operator console (docs/console.md; `/console` too): a page, "
+                       "works offline",
+            "tags": ["operations"], "security": [], "responses": {"200": {
+                "description": "an HTML page", "content": {"text/html": {"schema": _STR}}}}}},
+        "/console/session": {
+            "post": {"summary": "sign in to the console with the admin key: a session "
+                                "cookie (http-only, SameSite=Strict) and its CSRF token",
+                     "tags": ["operations"], "security": [],
+                     "requestBody": {"required": True,
+                                     "content": _json(_ref("ConsoleSignIn"))},
+                     "responses": {"200": {"description": "signed in",
+                                           "content": _json(_ref("ConsoleSession"))},
+                                   **_errors("AnyError", (400, 401, 403, 404))}},
+            "get": {"summary": "the console session's CSRF token and expiry",
+                    "tags": ["operations"], "security": [],
+                    "responses": {"200": {"description": "signed in",
+                                          "content": _json(_ref("ConsoleSession"))},
+                                  **_errors("AnyError", (401, 403, 404))}},
+            "delete": {"summary": "sign out of the console (the cookie is cleared)",
+                       "tags": ["operations"], "security": [],
+                       "responses": {"200": {"description": "signed out", "content": _json(
+                           _obj({"signed_out": {"const": True}}, ("signed_out",)))},
+                                     **_errors("AnyError", (403,))}}},
+        "/admin/accounts": {"get": _admin(
+            "accounts in id order (code point order), with their balances, a page at a "
+            "time", _ref("AccountPage"), params=[
+                _query("prefix", {**_STR, "maxLength": 200},
+                       "only ids that start with this (literal, case-sensitive)"),
+                _query("after", {**_STR, "maxLength": 200},
+                       "the ids after this one: the previous page's `next_after`"),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000},
+                       "page size (default 50)")])},
         "/admin/accounts/{account}/credits": {"post": _admin(
             "grant credits (a negative amount adjusts down)", _ref("AccountState"),
             body="Credit", params=[_ACCOUNT], statuses=(*_ADMIN_STATUSES, 409))},
@@ -495,7 +559,12 @@ def _paths() -> dict[str, Schema]:
                                             ("data",)),
                           params=[_query("account", _STR, "only this account's")])},
         "/admin/keys/{key_id}": {"delete": _admin(
-            "revoke a key", _ref("Key"), params=[key_id], op_id="revokeKey")},
+            "revoke a key", _ref("RevokedKey"), params=[key_id], op_id="revokeKey")},
+        "/admin/activity": {"get": _admin(
+            "calls, errors and spend over the last hour or day, in buckets (the console's "
+            "overview)", _ref("Activity"), params=[
+                _query("window", {"enum": ["hour", "day"]}, "hour (5-minute buckets, the "
+                       "default) or day (hourly buckets)")])},
         "/admin/usage": {"get": _admin(
             "usage export, oldest first", None, params=[
                 _query("account", _STR, "only this account's"),

@@ -15,12 +15,14 @@ breakers every second, which covers calls starting and late settlements.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from actors.mailbox import Actor
 from actors.pipeline.context import Outcome
+from router.activity import ActivityLog
 from router.metrics import BREAKER_STATES, RouterMetrics
 
 if TYPE_CHECKING:
@@ -87,6 +89,17 @@ def set_live_gauges(rt: "Runtime", metrics: RouterMetrics) -> None:
     metrics.holds_open.set(len(rt.live_requests))
     for transport, count in active_streams(rt).items():
         metrics.active_streams.labels(transport).set(count)
+
+
+class ActivityObserver:
+    """Counts each answered call and its status class per minute, for the console's
+    overview (router/activity.py): one dict update per call."""
+
+    def __init__(self, log: ActivityLog) -> None:
+        self.log = log
+
+    def request_finished(self, outcome: Outcome) -> None:
+        self.log.record(outcome.status or 200, time.time())
 
 
 class LiveGauges:

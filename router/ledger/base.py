@@ -248,6 +248,15 @@ class AccountBook(Protocol):
 
     async def exists(self, account: str) -> bool: ...
 
+    async def listing(self, prefix: str | None, after: str | None,
+                      limit: int) -> list[AccountState]:
+        """At most `limit` accounts (none if `limit` < 1) whose id starts with `prefix`
+        (literally and case-sensitively; None or "": all) and comes after `after` (a
+        cursor: the last id of the previous page; None: from the first), in id order
+        (code point order, the same in every backend: router/ledger/listing.py), each
+        with the figures `account()` gives."""
+        ...
+
     async def entries(self, account: str, after: int, limit: int) -> list[Entry]: ...
 
     async def open_holds(self, account: str | None = None

@@ -19,6 +19,8 @@ from router.redact import quote_input
 from router.transports.common import int_field, json_body, json_response, require_admin
 
 MAX_ACCOUNT_ID = 200
+ACCOUNTS_PAGE = 50  # GET /admin/accounts: accounts per page unless ?limit says
+MAX_ACCOUNTS_PAGE = 1_000
 _DIGITS = re.compile(r"[0-9]{1,9}")
 
 
@@ -33,6 +35,25 @@ def _query(name: str) -> str | None:
     """A query parameter, with `?name=` (empty) read as absent."""
     value = request.args.get(name, "").strip()
     return value or None
+
+
+def _id_param(name: str) -> str | None:
+    """An account id (or the start of one) as given, spaces and case kept; `?name=`
+    (empty) is absent."""
+    value = request.args.get(name) or None
+    if value is not None and len(value) > MAX_ACCOUNT_ID:
+        raise BadRequest(f"'{name}' must be at most {MAX_ACCOUNT_ID} characters", param=name)
+    return value
+
+
+def _page_size() -> int:
+    text = _query("limit")
+    if text is None:
+        return ACCOUNTS_PAGE
+    if not _DIGITS.fullmatch(text) or not 1 <= int(text) <= MAX_ACCOUNTS_PAGE:
+        raise BadRequest(f"'limit' must be an integer from 1 to {MAX_ACCOUNTS_PAGE}",
+                         param="limit")
+    return int(text)
 
 
 def _time_param(name: str) -> float | None:
@@ -104,6 +125,17 @@ def admin_routes(gw: Gateway) -> Blueprint:
             raise BadRequest(str(exc)) from None
         return json_response(account_json(state))
 
+    @bp.get("/accounts")
+    async def accounts():  # type: ignore[no-untyped-def]
+        """Accounts in id order, a page at a time: `?prefix=` (literal, case-sensitive),
+        `?after=` (the previous page's `next_after`), `?limit=` (1-1000, default 50)."""
+        prefix, after, limit = _id_param("prefix"), _id_param("after"), _page_size()
+        # One account past the page tells the last page from a full one.
+        states = await gw.accounts.listing(prefix, after, limit + 1)
+        data = [account_json(state) for state in states[:limit]]
+        return json_response({"data": data, "has_more": len(states) > limit,
+                              "next_after": data[-1]["account"] if data else None})
+
     async def known_account(account: str) -> str:
         if not await gw.accounts.exists(_account_id(account)):
             raise NotFound(f"no account {quote_input(account)}")
@@ -158,10 +190,13 @@ def admin_routes(gw: Gateway) -> Blueprint:
 
     @bp.delete("/keys/<key_id>")
     async def revoke_key(key_id: str):  # type: ignore[no-untyped-def]
-        record = await gw.keys.revoke(key_id, gw.clock())
+        now = gw.clock()
+        record = await gw.keys.revoke(key_id, now)
         if record is None:
             raise NotFound(f"no key with id {quote_input(key_id)}")
-        return json_response(record.public())
+        # A store keeps the first revocation's time: another one means this call found
+        # the key revoked already (nothing changed).
+        return json_response({**record.public(), "already_revoked": record.revoked_at != now})
 
     @bp.get("/usage")
     async def usage_export():  # type: ignore[no-untyped-def]

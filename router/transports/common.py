@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 import orjson
 from quart import Response, request
 
-from router.errors import AdminDisabled, BadRequest, RouterError, Unauthenticated
+from router.errors import BadRequest, RouterError
+from router.transports.guard import admin_credential_refusal
 
 
 def json_response(data: Any, status: int = 200) -> Response:
@@ -39,13 +39,11 @@ async def json_body() -> dict[str, Any]:
 
 
 def require_admin(admin_key: str | None) -> None:
-    if not admin_key:
-        raise AdminDisabled("admin routes are disabled: set ADMIN_API_KEY")
-    header = request.headers.get("authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
-                                                              admin_key.encode()):
-        raise Unauthenticated("admin routes need 'Authorization: Bearer <ADMIN_API_KEY>'")
+    """The admin's credential (router/transports/guard.py), or the refusal raised."""
+    refusal = admin_credential_refusal(
+        lambda name: request.headers.get(name), admin_key, request.scheme)
+    if refusal is not None:
+        raise refusal
 
 
 MAX_INT = 2**53 - 1  # the largest integer every JSON client reads exactly

@@ -5,15 +5,20 @@
   body; hypercorn would then wait for someone to read the rest before it parses the next
   request on that connection, and a keep-alive client would hang.
 - `admin_refusal`: `/admin` paths are checked for the admin key before any routing, so
-  no path trick (`..%2f`, `//`) gets a redirect or any other answer first.
+  no path trick (`..%2f`, `//`) gets a redirect or any other answer first. The key comes
+  as `Authorization: Bearer`, or from the operator console as its session cookie plus
+  that session's CSRF token, from a page of the router's own origin
+  (router/console/session.py).
 """
 
 from __future__ import annotations
 
 import hmac
+import time
 from typing import Any, Awaitable, Callable
 
-from router.errors import AdminDisabled, RouterError, Unauthenticated
+from router.console import session as console
+from router.errors import AdminDisabled, Forbidden, RouterError, Unauthenticated
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -42,15 +47,47 @@ def closing_when_unread(scope: dict[str, Any], receive: Receive,
     return tracked_receive, closing_send
 
 
-def admin_refusal(path: str, headers: dict[bytes, bytes],
-                  admin_key: str | None) -> RouterError | None:
+def admin_refusal(path: str, headers: dict[bytes, bytes], admin_key: str | None,
+                  scheme: str = "http") -> RouterError | None:
     """Why an `/admin` request is refused before routing, if it is."""
     if path != ADMIN_PREFIX and not path.startswith(ADMIN_PREFIX + "/"):
         return None
+
+    def header(name: str) -> str | None:
+        value = headers.get(name.encode())
+        return None if value is None else value.decode("latin-1")
+
+    return admin_credential_refusal(header, admin_key, scheme)
+
+
+NEEDS_ADMIN = "admin routes need 'Authorization: Bearer <ADMIN_API_KEY>'"
+
+
+def admin_credential_refusal(header: Callable[[str], str | None], admin_key: str | None,
+                             scheme: str) -> RouterError | None:
+    """Why a request's credential is not the admin's, if it is not: the admin key as a
+    bearer token, or a console session with its CSRF token from the router's own origin.
+    `header(name)` gives a request header (lower-case name) or None."""
     if not admin_key:
         return AdminDisabled("admin routes are disabled: set ADMIN_API_KEY")
-    scheme, _, given = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
-                                                              admin_key.encode()):
-        return Unauthenticated("admin routes need 'Authorization: Bearer <ADMIN_API_KEY>'")
+    authorization = header("authorization")
+    if authorization is not None:
+        scheme_word, _, given = authorization.partition(" ")
+        if scheme_word.lower() == "bearer" and hmac.compare_digest(
+                given.strip().encode(), admin_key.encode()):
+            return None
+        return Unauthenticated(NEEDS_ADMIN)
+    cookie = console.cookie_value(header("cookie"))
+    if cookie is None:
+        return Unauthenticated(NEEDS_ADMIN)
+    session = console.verify(admin_key, cookie, time.time())
+    if session is None:
+        return Unauthenticated("the console session has expired or is not valid: "
+                               "sign in again at /console")
+    if console.foreign_origin(header("origin"), header("sec-fetch-site"), scheme,
+                              header("host")):
+        return Forbidden("a console session is only valid on the router's own pages")
+    if not console.csrf_matches(session, admin_key, header(console.CSRF_HEADER)):
+        return Forbidden(f"a console call needs its session's CSRF token in "
+                         f"'{console.CSRF_HEADER}'")
     return None

@@ -65,7 +65,8 @@ def _quart_routes() -> set[str]:
     out = set()
     for rule in app.url_map.iter_rules():
         assert isinstance(rule, Rule)
-        if rule.endpoint == "static" or rule.rule.startswith("/docs/static/"):
+        if rule.endpoint == "static" or rule.rule.startswith(("/docs/static/",
+                                                               "/console/static/")):
             continue
         path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule)
         for method in rule.methods or ():

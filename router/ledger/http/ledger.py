@@ -18,6 +18,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import trio
+
 from router.errors import BillingUnavailable, InsufficientFunds, LedgerError
 from router.ledger.base import (AccountState, Checkpoint, Entry, Instance, LeasedHold,
                                 Settlement, UsageRecord)
@@ -25,6 +27,7 @@ from router.ledger.http.client import CreditService, CreditServiceDown
 from router.ledger.sqlite.ledger import SqliteLedger
 from router.ledger.sqlite.mirror import SqliteMirror
 
+LISTING_READS = 16  # balances of one listing asked of the service at once
 UNAVAILABLE = ("credits cannot be checked right now (the credit service does not answer); "
                "nothing was charged: try again shortly")
 
@@ -54,6 +57,39 @@ class HttpBillingLedger:
             held, pending = await self.mirror.local_figures(account, read_at)
             return AccountState(account, state.balance - pending, held)
         return state
+
+    async def listing(self, prefix: str | None, after: str | None,
+                      limit: int) -> list[AccountState]:
+        """The accounts this router knows, with the balances the service gives.
+
+        The service has no listing (docs/integration.md: it answers for one account at a
+        time), so the ids are those of the local records: accounts opened, given a key
+        or billed through this router (the local ledger's `listing`: same order, same
+        prefix rules). An account the service alone knows is not listed, one it does
+        not know is listed at 0, as `account()` answers. Each figure is `account()`'s
+        (in `check_debit`, the service's balance less the debits not delivered yet, and
+        this ledger's open holds), read `LISTING_READS` at a time; if the service cannot
+        be asked the listing fails closed with `BillingUnavailable` (503), as
+        `account()` does, rather than show local figures as if they were balances."""
+        known = await self.local.listing(prefix, after, limit)
+        states: list[AccountState | None] = [None] * len(known)
+        failure: list[BaseException] = []
+        slots = trio.CapacityLimiter(LISTING_READS)
+
+        async def read(i: int, account: str, cancel: trio.CancelScope) -> None:
+            async with slots:
+                try:
+                    states[i] = await self.account(account)
+                except Exception as exc:  # noqa: BLE001 - raised below, unwrapped
+                    failure.append(exc)
+                    cancel.cancel()
+
+        async with trio.open_nursery() as nursery:
+            for i, state in enumerate(known):
+                nursery.start_soon(read, i, state.account, nursery.cancel_scope)
+        if failure:
+            raise failure[0]
+        return [state for state in states if state is not None]
 
     async def hold(self, account: str, request_id: str, amount: int, deadline: float,
                    at: float, *, key_id: str | None = None, key_cap: int | None = None,

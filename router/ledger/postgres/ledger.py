@@ -18,6 +18,7 @@ from router.errors import (DuplicateRequest, InsufficientFunds, LedgerError, Spe
 from router.ledger.base import (AccountState, Checkpoint, Entry, Instance, LeasedHold,
                                 Settlement, UsageRecord)
 from router.ledger.export import row_dict
+from router.ledger.listing import id_range, sql_where
 from router.ledger.postgres.db import PostgresDatabase
 from router.ledger.postgres.trio_pq import TrioConnection
 from router.usage import Usage
@@ -221,6 +222,22 @@ async def _exists(conn: TrioConnection, account: str) -> bool:
                                (account,)) is not None
 
 
+async def _listing(conn: TrioConnection, prefix: str | None, after: str | None,
+                   limit: int) -> list[AccountState]:
+    """One range of the "C"-collated index of ids (schema step 4): code point order
+    whatever the database's collation. A PostgreSQL text holds no NUL, so no id starts
+    with a prefix that has one, and the ids after a cursor that has one are those after
+    what precedes its first NUL."""
+    if limit < 1 or (prefix is not None and "\0" in prefix):
+        return []
+    if after is not None:
+        after = after.partition("\0")[0]
+    where, params = sql_where(id_range(prefix, after), 'id COLLATE "C"', "%s")
+    rows = await conn.execute(f"SELECT id, balance, held FROM accounts{where} "
+                              'ORDER BY id COLLATE "C" LIMIT %s', (*params, limit))
+    return [AccountState(r[0], r[1], r[2]) for r in rows]
+
+
 class PostgresLedger:
     """`BillingLedger`, `AccountBook` and `UsageReports` over a `PostgresDatabase`."""
 
@@ -293,6 +310,10 @@ class PostgresLedger:
 
     async def exists(self, account: str) -> bool:
         return await self.db.run(_exists, account)
+
+    async def listing(self, prefix: str | None, after: str | None,
+                      limit: int) -> list[AccountState]:
+        return await self.db.run(_listing, prefix, after, limit)
 
     async def ping(self) -> bool:
         return await self.db.ping()

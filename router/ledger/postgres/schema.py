@@ -211,6 +211,13 @@ CREATE TABLE providers (
 CREATE TABLE providers_version (
     id INTEGER PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL);
 INSERT INTO providers_version (id, version) VALUES (1, 0);
+""",
+# 4: account listings (`AccountBook.listing`, router/ledger/listing.py) read ids in code
+# point order, whatever collation the database was created with: an index in the "C"
+# collation serves that order and the range a prefix covers (the primary key's index is
+# in the database's collation, en_US.UTF-8 and the like order otherwise).
+"""
+CREATE INDEX accounts_id_bytes ON accounts (id COLLATE "C");
 """)
 
 

@@ -10,6 +10,19 @@ key are one plain command; reads across keys are one script.
 A settlement (or a recovery) also queues its outbox events in its own script
 (outbox.py).
 
+Account listings read `accounts`, a sorted set of every id with all scores 0 (so
+ZRANGEBYLEX gives ids in byte order, the order of every backend, and a prefix is one
+range of it: router/ledger/listing.py). The script that creates an account adds it there
+in the same atomic step. Accounts written before that index existed are added once by
+`index_accounts` (a SCAN of `acct:*`), run by a listing when its script finds no
+`accounts:indexed` mark; the mark is set only once the whole keyspace was walked, so a
+listing is never served from a half-built index, two routers walking at once only
+repeat idempotent ZADDs, and accounts created meanwhile are indexed by their scripts.
+Each listing checks the mark inside its script (no extra round trip). (A router of an
+older release, running beside this one during an upgrade, still creates accounts
+without indexing them: delete `accounts:indexed` once the last one has stopped, and the
+next listing walks the keyspace again.)
+
 Entries are a stream per account whose ids are the account's own entry numbers (`seq`
 counts per account, not across the ledger as in SQLite). Usage rows are kept by request
 id and indexed by `at`, so exports come out in `at` order (ties by request id) however
@@ -27,6 +40,7 @@ from router.errors import (DuplicateRequest, InsufficientFunds, LedgerError, Spe
 from router.ledger.base import (AccountState, Checkpoint, Entry, Instance, LeasedHold,
                                 Settlement, UsageRecord)
 from router.ledger.export import row_dict
+from router.ledger.listing import id_range
 from router.ledger.redis import scripts
 from router.ledger.redis.client import RedisSession
 from router.usage import Usage
@@ -34,6 +48,8 @@ from router.usage import Usage
 # The largest integer a Lua number holds exactly: money beyond it is refused.
 MAX_MICROS = 2**53 - 1
 USAGE_PAGE = 5_000  # usage rows per script call of an export
+SCAN_COUNT = 1_000  # keys looked at per SCAN while indexing the accounts written before
+_GLOB_SPECIAL = frozenset("*?[]\\")
 
 
 def money(value: object, what: str = "amount") -> str:
@@ -68,6 +84,18 @@ def pairs(reply: Any) -> dict[str, Any]:
     if isinstance(reply, dict):
         return {text(k): v for k, v in reply.items()}
     return {text(reply[i]): reply[i + 1] for i in range(0, len(reply or ()), 2)}
+
+
+def glob_literal(literal: str) -> str:
+    """`literal` as a MATCH pattern that matches itself only."""
+    return "".join("\\" + c if c in _GLOB_SPECIAL else c for c in literal)
+
+
+def _lex_bounds(prefix: str | None, after: str | None) -> tuple[str, str]:
+    """ZRANGEBYLEX's min and max for the ids of a listing."""
+    span = id_range(prefix, after)
+    low = "-" if span.low is None else ("[" if span.inclusive else "(") + span.low
+    return low, "+" if span.high is None else "(" + span.high
 
 
 def _refusal(reply: list[Any], request_id: str) -> LedgerError | None:
@@ -141,6 +169,45 @@ class RedisLedger:
 
     async def exists(self, account: str) -> bool:
         return bool(await self.redis.command(b"EXISTS", self.prefix + "acct:" + account))
+
+    async def listing(self, prefix: str | None, after: str | None,
+                      limit: int) -> list[AccountState]:
+        """One script: the ids' range of the `accounts` index and each one's figures,
+        read together (the figures `account()` reads)."""
+        if limit < 1:
+            return []
+        low, high = _lex_bounds(prefix, after)
+        reply = await self.redis.script(scripts.LIST_ACCOUNTS, low, high, str(limit))
+        while text(reply[0]) == "unindexed":  # once per Redis (or per deleted mark)
+            await self.index_accounts()
+            reply = await self.redis.script(scripts.LIST_ACCOUNTS, low, high, str(limit))
+        return [AccountState(text(a), int(balance), int(held))
+                for a, balance, held in reply[1]]
+
+    async def index_accounts(self, *, again: bool = False) -> int:
+        """Add the accounts written before the `accounts` index existed (or by an older
+        release) to it, unless `accounts:indexed` says that was done (`again`: even
+        so); the number of account keys looked at. Idempotent: ZADD NX of what is
+        there, then the mark."""
+        mark = self.prefix + "accounts:indexed"
+        if not again and await self.redis.command(b"EXISTS", mark):
+            return 0
+        head = (self.prefix + "acct:").encode()
+        pattern = glob_literal(self.prefix + "acct:") + "*"
+        cursor: Any = b"0"
+        seen = 0
+        while True:
+            cursor, keys = await self.redis.command(b"SCAN", cursor, b"MATCH", pattern,
+                                                    b"COUNT", SCAN_COUNT)
+            ids = [key[len(head):] for key in keys if key.startswith(head)]
+            if ids:
+                await self.redis.command(b"ZADD", self.prefix + "accounts", b"NX",
+                                         *(part for i in ids for part in (b"0", i)))
+            seen += len(ids)
+            if int(cursor) == 0:
+                break
+        await self.redis.command(b"SET", mark, b"1")
+        return seen
 
     async def entries(self, account: str, after: int = 0, limit: int = 100) -> list[Entry]:
         if limit == 0:

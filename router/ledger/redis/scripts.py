@@ -18,6 +18,11 @@ Conventions, shared by every script:
 
 Keys (after the prefix):
   acct:{account}            hash: balance, held, spent, seq (last entry), created_at
+  accounts                  sorted set of every account id, all scores 0: the ids in byte
+                            order for listings (ZRANGEBYLEX), added to by `ensure_account`
+                            in the script that creates the account
+  accounts:indexed          set once the accounts made before that index are in it
+                            (ledger.py, `index_accounts`)
   entries:{account}         stream, id "{seq}-0": kind, amount, held_delta, balance_after,
                             at, [request_id], [reason]
   hold:{request_id}         hash: account, amount, deadline, model, n, at, settled,
@@ -48,6 +53,12 @@ COMMON = r"""
 local P = ARGV[1]
 local function I(n) return string.format('%d', n) end
 local function opt(s) if s == '' then return nil end return string.sub(s, 2) end
+-- Every script that may create an account calls this: the account's hash and its place
+-- in the index of ids, in the same atomic step.
+local function ensure_account(account, at)
+  redis.call('HSETNX', P .. 'acct:' .. account, 'created_at', at)
+  redis.call('ZADD', P .. 'accounts', 'NX', 0, account)
+end
 local function state(account)
   local s = redis.call('HMGET', P .. 'acct:' .. account, 'balance', 'held')
   return tonumber(s[1]) or 0, tonumber(s[2]) or 0
@@ -93,7 +104,7 @@ local balance, held = state(account)
 if amount < 0 and balance - held + amount < 0 then
   return {'insufficient', -amount, balance - held}
 end
-redis.call('HSETNX', P .. 'acct:' .. account, 'created_at', at)
+ensure_account(account, at)
 local kind = 'grant'
 if amount < 0 then kind = 'adjust' end
 balance, held = append(account, kind, amount, 0, nil, reason, at)
@@ -106,6 +117,7 @@ local account, grant, at = ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local ak = P .. 'acct:' .. account
 if redis.call('EXISTS', ak) == 1 then return 0 end
 redis.call('HSET', ak, 'created_at', at, 'balance', '0', 'held', '0', 'spent', '0', 'seq', '0')
+redis.call('ZADD', P .. 'accounts', 'NX', 0, account)
 if grant > 0 then append(account, 'grant', grant, 0, nil, 'starting grant', at) end
 return 1
 """)
@@ -126,7 +138,7 @@ if counted then
   local remaining = tonumber(key_cap) - spent
   if amount > remaining then return {'cap', amount, math.max(remaining, 0)} end
 end
-redis.call('HSETNX', P .. 'acct:' .. account, 'created_at', at)
+ensure_account(account, at)
 local n = redis.call('INCR', P .. 'holds:seq')
 local f = {'account', account, 'amount', amount_s, 'deadline', deadline, 'model', model,
            'n', I(n), 'at', at, 'settled', '0'}
@@ -299,6 +311,20 @@ end
 return out
 """)
 
+# ARGV: low, high (ZRANGEBYLEX bounds), limit -> {'ok', {id, balance, held} per account
+# in the range, in byte order, at most `limit`}, or {'unindexed'} while the accounts
+# written before the index may be missing from it
+LIST_ACCOUNTS = Script("list_accounts", COMMON + r"""
+if redis.call('EXISTS', P .. 'accounts:indexed') == 0 then return {'unindexed'} end
+local out = {}
+for _, account in ipairs(redis.call('ZRANGEBYLEX', P .. 'accounts', ARGV[2], ARGV[3],
+                                    'LIMIT', 0, tonumber(ARGV[4]))) do
+  local balance, held = state(account)
+  out[#out + 1] = {account, balance, held}
+end
+return {'ok', out}
+""")
+
 # ARGV: account, limit -> usage rows, newest first
 RECENT_USAGE = Script("recent_usage", COMMON + r"""
 return rows(redis.call('ZREVRANGE', P .. 'usage:by_at:' .. ARGV[2], 0, tonumber(ARGV[3]) - 1))
@@ -355,7 +381,7 @@ ISSUE_KEY = Script("issue_key", COMMON + r"""
 local hash, id, account, at = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local f = {}
 for i = 6, #ARGV do f[#f + 1] = ARGV[i] end
-redis.call('HSETNX', P .. 'acct:' .. account, 'created_at', at)
+ensure_account(account, at)
 redis.call('HSET', P .. 'key:' .. hash, unpack(f))
 redis.call('HSET', P .. 'keys:id', id, hash)
 redis.call('ZADD', P .. 'keys:all', at, id)

@@ -19,6 +19,7 @@ from router.errors import (DuplicateRequest, InsufficientFunds, LedgerError, Spe
                            UnknownRequest)
 from router.ledger.base import (AccountState, Checkpoint, Entry, Instance, LeasedHold,
                                 Settlement, UsageRecord)
+from router.ledger.listing import id_range, sql_where
 from router.ledger.sqlite.db import SqliteDatabase, Transaction
 from router.ledger.sqlite.export import read_usage_rows
 from router.ledger.sqlite.outbox import queue_transcript
@@ -232,6 +233,18 @@ def _exists(conn: sqlite3.Connection, account: str) -> bool:
     return conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account,)).fetchone() is not None
 
 
+def _listing(conn: sqlite3.Connection, prefix: str | None, after: str | None,
+             limit: int) -> list[AccountState]:
+    """One range of the primary key (router/ledger/listing.py): SQLite compares TEXT
+    with its BINARY collation, the byte order of UTF-8, i.e. code point order."""
+    if limit < 1:
+        return []
+    where, params = sql_where(id_range(prefix, after), "id", "?")
+    rows = conn.execute(f"SELECT id, balance, held FROM accounts{where} ORDER BY id LIMIT ?",
+                        (*params, limit)).fetchall()
+    return [AccountState(*row) for row in rows]
+
+
 def _ping(conn: sqlite3.Connection) -> bool:
     return conn.execute("SELECT 1").fetchone() == (1,)
 
@@ -306,6 +319,10 @@ class SqliteLedger:
 
     async def exists(self, account: str) -> bool:
         return await self.db.run(_exists, account)
+
+    async def listing(self, prefix: str | None, after: str | None,
+                      limit: int) -> list[AccountState]:
+        return await self.db.run(_listing, prefix, after, limit)
 
     async def ping(self) -> bool:
         return await self.db.run(_ping)
