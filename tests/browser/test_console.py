@@ -23,6 +23,7 @@ import pytest
 from router.console import session as console_session
 from tests.backends import backend_env
 from tests.fakes import FakeProviderServer
+from tests.fakes.sinks import FakeSinks
 from tests.harness import ADMIN_KEY, RouterProcess, eventually, oai, router_config
 from tests.tcp_proxy import TcpProxy
 
@@ -35,6 +36,7 @@ CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-
                   "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--no-first-run", "--disable-default-apps"]
 MESSAGES = [{"role": "user", "content": "hello console"}]
+SINK_TOKEN = "net-token-" + "c" * 20
 expect.set_options(timeout=15_000)  # a loaded 2-core machine: the page waits, never sleeps
 
 
@@ -65,10 +67,18 @@ def ledger_proxy() -> Iterator[TcpProxy]:
 
 
 @pytest.fixture(scope="module")
-def crouter(fake: FakeProviderServer, ledger_proxy: TcpProxy,
+def sinks() -> Iterator[FakeSinks]:
+    with FakeSinks(usage_token=SINK_TOKEN) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def crouter(fake: FakeProviderServer, ledger_proxy: TcpProxy, sinks: FakeSinks,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterProcess]:
     data_dir = tmp_path_factory.mktemp("console")
     env = backend_env("redis", data_dir)
+    env.update(AURA_NETWORK_URL=sinks.base_url, AURA_NETWORK_TOKEN=SINK_TOKEN,
+               OUTBOX_RETRY_MAX_S="1")  # usage events go out through the outbox
     env["REDIS_URL"] = env["REDIS_URL"].replace(":6379/", f":{ledger_proxy.port}/")
     env["ROUTER_SECRET_KEY"] = "console test passphrase, 32 chars or more"  # stored keys
     # A provider whose upstream is down: nothing listens on port 9.
@@ -175,6 +185,9 @@ def test_grant_credits_and_see_the_balance_change_and_bad_amounts_change_nothing
     page.get_by_label("Amount (USD)").first.fill("")
     shot(page, shots, "account")
     nav(page, "Accounts")
+    expect(page.get_by_label("Search accounts by id prefix")).to_be_visible()
+    page.locator("body").press("/")  # the keyboard way to search
+    expect(page.get_by_label("Search accounts by id prefix")).to_be_focused()
     page.get_by_label("Search accounts by id prefix").fill(account[:12])
     page.get_by_label("Search accounts by id prefix").press("Enter")
     expect(page.get_by_role("link", name=account)).to_be_visible()
@@ -300,18 +313,51 @@ def test_a_provider_added_on_the_page_runs_shows_no_key_and_can_be_removed(
     page.close()
 
 
-def test_streams_and_outbox_pages_say_what_is_there(
-        browser: Browser, crouter: RouterProcess, shots: Path) -> None:
+def test_the_streams_page_shows_what_runs(browser: Browser, crouter: RouterProcess,
+                                          shots: Path) -> None:
     page = signed_in(browser, crouter)
     nav(page, "Streams")
     expect(page.get_by_role("heading", name="Resumable streams")).to_be_visible()
     expect(page.locator("section", has_text="Calls in flight")).to_contain_text("oai")
     shot(page, shots, "streams")
-    nav(page, "Outbox")
-    expect(page.get_by_role("heading", name="Outbox")).to_be_visible()
-    expect(page.locator(".empty")).to_contain_text("every event reached its sink")
-    shot(page, shots, "outbox")
     page.close()
+
+
+def test_a_dead_letter_shows_in_the_outbox_and_retry_sends_it_again(
+        browser: Browser, crouter: RouterProcess, sinks: FakeSinks,
+        clean_fake: FakeProviderServer, shots: Path) -> None:
+    def dead() -> list[str]:
+        return [e["event_id"] for e in crouter.admin("GET", "/admin/outbox?state=dead")
+                .json()["data"]]
+
+    sinks.reset()
+    _, key = crouter.new_account(1_000_000)
+    sinks.down = "503"  # the event queues; then the sink refuses it for good
+    request_id = oai(crouter, key).chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MESSAGES).headers["x-request-id"]
+    event = f"usage.{request_id}"
+    sinks.reject_event(event, 400)
+    sinks.down = None
+    eventually(lambda: dead() == [event], within_s=15, what="the refused event parked")
+
+    page = signed_in(browser, crouter)
+    nav(page, "Outbox")
+    page.get_by_role("link", name="Dead letters").click()
+    row = page.locator(f"tr[data-event-id='{event}']")
+    expect(row).to_contain_text("dead")
+    expect(row).to_contain_text("400")
+    assert SINK_TOKEN not in page.content()
+    shot(page, shots, "outbox")
+    sinks.reject_event(event, None)
+    row.get_by_role("button", name="Retry").click()
+    expect(page.locator("#flash")).to_contain_text("goes out again")
+    eventually(lambda: request_id in [e["request_id"] for e in sinks.usage_events()],
+               within_s=15, what="the retried event delivered")
+    assert dead() == []
+    page.get_by_role("button", name="Refresh").click()
+    expect(page.locator(".empty")).to_contain_text("nothing gave up")
+    page.close()
+    sinks.reset()
 
 
 def test_with_the_ledger_unreachable_a_grant_says_so_and_changes_nothing(

@@ -201,7 +201,8 @@ function errorPanel(err, retry) {
 function table(headers, rows, empty) {
   if (!rows.length) return h("p", { class: "empty" }, empty);
   return h("div", { class: "table-wrap" }, h("table", {},
-    h("thead", {}, h("tr", {}, headers.map((x) => h("th", { scope: "col" }, x)))),
+    h("thead", {}, h("tr", {}, headers.map((x, i) => h("th", {  // figures align right
+      scope: "col", class: rows[0].children[i] && rows[0].children[i].classList.contains("num") ? "num" : null }, x)))),
     h("tbody", {}, rows)));
 }
 
@@ -235,7 +236,8 @@ function actionForm(attrs, children, action) {
     } catch (err) {
       status.className = "form-status form-error";
       status.setAttribute("role", "alert");
-      status.textContent = err.message;
+      status.textContent = err.status === 503
+        ? `${err.message} Nothing was changed: try again once it is back.` : err.message;
     } finally {
       if (button) button.disabled = false;
     }
@@ -564,10 +566,12 @@ function flash(kind, text) {
   if (old) old.replaceWith(box); else main().prepend(box);
 }
 
-function issueKeyForm(account) {
+// `account`: the key's account, fixed; else the form asks (starting from `suggested`).
+function issueKeyForm(account, suggested) {
   return actionForm({ class: "grid-form", id: "issue-key" }, [
     h("h3", {}, "Issue a key"),
-    account ? null : field("Account id", h("input", { name: "account", required: true, maxlength: "200", spellcheck: "false" })),
+    account ? null : field("Account id", h("input", { name: "account", required: true, maxlength: "200",
+                                                      spellcheck: "false", value: suggested || "" })),
     field("Label", h("input", { name: "label", maxlength: "200", placeholder: "e.g. laptop" })),
     field("Models", h("input", { name: "models", placeholder: "all, or: gpt-4o-mini, claude-haiku-4-5" }),
           "Comma-separated model ids; empty: every model."),
@@ -623,7 +627,7 @@ pages.keys = async (params) => {
       e.preventDefault(); location.hash = filter.value.trim() ? `#/keys?account=${enc(filter.value.trim())}` : "#/keys"; } },
       filter, h("button", { type: "submit" }, "Filter")),
     h("section", { class: "card" }, keyTable(answer.data, true)),
-    h("section", { class: "card narrow" }, issueKeyForm(null)),
+    h("section", { class: "card narrow" }, issueKeyForm(null, account)),
   ];
 };
 
@@ -679,7 +683,8 @@ pages.provider = async (params, name) => {
       statCard("Health", p ? health(p) : badge("muted", "not running here")),
       statCard("Breaker", p ? breakerBadge(p.breaker) : "—",
                p ? `${p.breaker.consecutive_failures} failures in a row · opened ${p.breaker.times_opened}×` : null),
-      statCard("Last probe", p && p.probe ? probeText(p.probe) : "—", p && p.probe ? p.probe.detail : null),
+      statCard("Last probe", p && p.probe ? h("span", { class: "stat-small" }, probeText(p.probe)) : "—",
+               p && p.probe ? p.probe.detail : null),
       statCard("Source", view.source === "store" ? "provider store" : "config file",
                `${view.kind} · ${view.strategy || ""} · ${view.key_count} key(s)`)),
     h("section", { class: "card" }, h("h2", {}, "Credentials"),
@@ -750,10 +755,11 @@ pages.outbox = async (params) => {
   const state = params.get("state") || "";
   const answer = await call("GET", `/admin/outbox${state ? "?state=" + state : ""}`);
   const sinks = Object.entries(answer.pending);
-  const rows = answer.data.map((e) => h("tr", {},
-    h("td", { class: "mono small" }, e.event_id), h("td", {}, e.sink), h("td", { class: "mono small" }, e.request_id),
+  const rows = answer.data.map((e) => h("tr", { "data-event-id": e.event_id },
+    h("td", {}, e.sink), h("td", { class: "mono small" }, e.request_id),
     h("td", {}, e.account || ""), h("td", {}, badge(e.state === "dead" ? "bad" : "warn", e.state)),
-    h("td", { class: "num" }, e.attempts), h("td", {}, when(e.next_at)), h("td", { class: "small" }, e.last_error || ""),
+    h("td", { class: "num" }, e.attempts), h("td", {}, e.state === "dead" ? "—" : when(e.next_at)),
+    h("td", { class: "small wrap" }, e.last_error || ""),
     h("td", {}, e.state === "dead" ? h("button", { type: "button", class: "small", onclick: async () => {
       try { await call("POST", `/admin/outbox/${enc(e.event_id)}/retry`); await route();
             flash("ok", `Event ${e.event_id} goes out again.`); }
@@ -766,7 +772,7 @@ pages.outbox = async (params) => {
     h("div", { class: "stats" }, sinks.length ? sinks.map(([sink, n]) => statCard(`Waiting for ${sink}`, count(n)))
       : statCard("Waiting", "0", "every event reached its sink")),
     h("nav", { class: "tabs", "aria-label": "Outbox filter" }, tabs),
-    h("section", { class: "card" }, table(["Event", "Sink", "Request", "Account", "State", "Attempts", "Next try", "Last error", ""],
+    h("section", { class: "card" }, table(["Sink", "Request", "Account", "State", "Attempts", "Next try", "Last error", ""],
       rows, state === "dead" ? "No dead letters: nothing gave up." : "Nothing waiting: every event reached its sink.")),
   ];
 };

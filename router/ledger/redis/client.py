@@ -169,8 +169,10 @@ class RedisSession:
         return ConfigError(f"REDIS_URL {self.where} cannot be reached: {_reason(exc)}")
 
     def _unavailable(self, exc: BaseException) -> Exception:
-        return BillingUnavailable(f"the ledger (Redis) cannot be reached at {self.where}: "
-                                  f"{_reason(exc)}")
+        # Said to API clients too: the reason, never where the ledger lives (`doctor`
+        # and /ready name it for the operator).
+        return BillingUnavailable(f"the billing ledger (Redis) cannot be reached right now "
+                                  f"({_reason(exc)}); retry shortly")
 
     @asynccontextmanager
     async def _opened(self, *, on_failure: Any) -> AsyncIterator[None]:
