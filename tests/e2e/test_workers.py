@@ -141,6 +141,32 @@ async def test_requests_on_one_port_are_served_by_both_workers(
     print(f"\n40 connections: {served} requests per worker pid")
 
 
+async def test_a_console_session_opened_on_one_worker_is_good_on_every_worker(
+        workers_router: RouterProcess) -> None:
+    """Nothing of a console session is kept in a worker: the cookie is checked with the
+    admin key alone, so 40 connections (the kernel spreads them over both workers, as the
+    test above shows) all pass, and the overview says its calls are one worker's."""
+    from tests.harness import ADMIN_KEY
+
+    signed = httpx.post(workers_router.base_url + "/console/session",
+                        json={"admin_key": ADMIN_KEY})
+    assert signed.status_code == 200
+    cookie = signed.cookies["aura_console"]
+    headers = {"x-aura-csrf": signed.json()["csrf"]}
+    answers: list[httpx.Response] = []
+
+    async def one() -> None:
+        async with httpx.AsyncClient(base_url=workers_router.base_url, timeout=30,
+                                     cookies={"aura_console": cookie}) as client:
+            answers.append(await client.get("/admin/activity", headers=headers))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(40):
+            nursery.start_soon(one)
+    assert [a.status_code for a in answers] == [200] * 40
+    assert {a.json()["calls_scope"] for a in answers} == {"process"}
+
+
 async def test_concurrent_streams_never_overspend_across_workers(
         workers_router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     """The overspend attack of test_concurrency.py, split by the kernel across two
