@@ -542,6 +542,11 @@ def _paths() -> dict[str, Schema]:
             body="Credit", params=[_ACCOUNT], statuses=(*_ADMIN_STATUSES, 409))},
         "/admin/accounts/{account}": {"get": _admin(
             "an account's balance, holds and keys", _ref("AccountDetail"), params=[_ACCOUNT])},
+        "/admin/accounts/{account}/usage": {"get": _admin(
+            "an account's latest settled calls, newest first", _obj(
+                {"data": {"type": "array", "items": _ref("UsageRow")}}, ("data",)), params=[
+                _ACCOUNT, _query("limit", {"type": "integer", "minimum": 1, "maximum": 200},
+                                 "how many (default 50)")])},
         "/admin/accounts/{account}/ledger": {"get": _admin(
             "an account's ledger entries, a page at a time", _ref("LedgerPage"), params=[
                 _ACCOUNT, _query("after", {"type": "integer", "minimum": 0,

@@ -14,7 +14,10 @@ import io
 import math
 import re
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from router.ledger.base import UsageRecord
 
 DEFAULT_LIMIT = 10_000
 MAX_LIMIT = 100_000
@@ -40,6 +43,18 @@ def row_dict(r: tuple[Any, ...]) -> dict[str, Any]:
             "reasoning_tokens": int(r[8]), "reported": bool(r[9]),
             "cost_micros": int(r[10]), "at": iso_utc(r[11]),
             "overrun_micros": int(r[12]), "recovered": bool(r[13])}
+
+
+def record_dict(r: "UsageRecord") -> dict[str, Any]:
+    """A settled call's record in the same shape as an export row."""
+    u = r.usage
+    return {"request_id": r.request_id, "account": r.account, "model": r.model,
+            "provider": r.provider, "input_tokens": u.input_tokens,
+            "output_tokens": u.output_tokens, "cache_read_tokens": u.cache_read_tokens,
+            "cache_write_tokens": u.cache_write_tokens,
+            "reasoning_tokens": u.reasoning_tokens, "reported": u.reported,
+            "cost_micros": r.cost_micros, "at": iso_utc(r.at),
+            "overrun_micros": r.overrun_micros, "recovered": r.recovered}
 
 
 def _csv_value(value: Any) -> Any:

@@ -14,7 +14,8 @@ from quart import Blueprint, Response, request
 from router.errors import BadRequest, Conflict, InsufficientFunds, LedgerError, NotFound
 from router.gateway import Gateway
 from router.ledger.base import OutboxEvent
-from router.ledger.export import DEFAULT_LIMIT, MAX_LIMIT, iso_utc, parse_time, to_csv
+from router.ledger.export import (DEFAULT_LIMIT, MAX_LIMIT, iso_utc, parse_time, record_dict,
+                                  to_csv)
 from router.redact import quote_input
 from router.transports.common import int_field, json_body, json_response, require_admin
 
@@ -163,6 +164,17 @@ def admin_routes(gw: Gateway) -> Blueprint:
                  "balance_after_micros": e.balance_after, "reason": e.reason, "at": e.at}
                 for e in entries]
         return json_response({"data": data, "next_after": data[-1]["seq"] if data else after})
+
+    @bp.get("/accounts/<account>/usage")
+    async def account_usage(account: str):  # type: ignore[no-untyped-def]
+        """The account's latest settled calls, newest first (the console's account page;
+        `/admin/usage` is the export, oldest first)."""
+        text = _query("limit")
+        if text is not None and (not _DIGITS.fullmatch(text) or not 1 <= int(text) <= 200):
+            raise BadRequest("'limit' must be an integer from 1 to 200", param="limit")
+        records = await gw.reports.recent_usage(await known_account(account),
+                                                int(text) if text else 50)
+        return json_response({"data": [record_dict(r) for r in records]})
 
     @bp.post("/keys")
     async def issue_key():  # type: ignore[no-untyped-def]

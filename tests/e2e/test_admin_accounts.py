@@ -98,3 +98,27 @@ def test_the_listing_needs_the_admin_key(router: RouterProcess) -> None:
     r = httpx.get(url, headers={"authorization": "Bearer wrong"}, timeout=10)
     assert r.status_code == 401 and "data" not in r.json()
     assert router.admin("GET", "/admin/accounts?limit=1000").status_code == 200
+
+
+def test_an_accounts_latest_calls_come_newest_first_with_what_each_cost(
+        router: RouterProcess, clean_fake: Any) -> None:
+    from tests.harness import oai
+
+    account, key = router.new_account(2_000_000)
+    ids = [oai(router, key).chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", max_tokens=n, messages=[{"role": "user", "content": "hi"}])
+        .headers["x-request-id"] for n in (3, 5, 7)]
+    r = router.admin("GET", f"/admin/accounts/{account}/usage")
+    assert r.status_code == 200, r.text
+    rows = r.json()["data"]
+    assert [row["request_id"] for row in rows] == ids[::-1], "newest first"
+    exported = {row["request_id"]: row for row in router.admin(
+        "GET", f"/admin/usage?account={account}").json()["data"]}
+    assert all(row == exported[row["request_id"]] for row in rows), "the export's rows"
+    assert [row["request_id"] for row in router.admin(
+        "GET", f"/admin/accounts/{account}/usage?limit=2").json()["data"]] == ids[:0:-1]
+    for bad in ("0", "201", "two"):
+        refused = router.admin("GET", f"/admin/accounts/{account}/usage?limit={bad}")
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "limit"
+    assert router.admin("GET", f"/admin/accounts/nobody-{uuid.uuid4().hex}/usage"
+                        ).status_code == 404

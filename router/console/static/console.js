@@ -509,14 +509,13 @@ pages.account = async (params, id) => {
 };
 
 async function recentUsage(account) {
-  const since = Math.floor(Date.now() / 1000) - 7 * 86400;
-  const answer = await call("GET", `/admin/usage?account=${enc(account)}&since=${since}&limit=10000`);
-  const rows = answer.data.slice(-50).reverse().map((r) => h("tr", {},
+  const answer = await call("GET", `/admin/accounts/${enc(account)}/usage?limit=50`);
+  const rows = answer.data.map((r) => h("tr", {},
     h("td", {}, when(r.at)), h("td", {}, r.model), h("td", {}, r.provider),
     h("td", { class: "num" }, count(r.input_tokens)), h("td", { class: "num" }, count(r.output_tokens)),
     h("td", { class: "num" }, money(r.cost_micros)), h("td", { class: "mono small" }, r.request_id)));
   return table(["When", "Model", "Provider", "In", "Out", "Cost", "Request"], rows,
-               "No calls in the last 7 days.");
+               "No calls yet: its calls show here once they are billed.");
 }
 
 // Keys --------------------------------------------------------------------------------------
