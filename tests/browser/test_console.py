@@ -119,6 +119,15 @@ def balance(page: Page, label: str) -> int:
     return int(card.locator(".money").get_attribute("data-micros") or "x")
 
 
+def provider_page_says(page: Page, name: str, figure: tuple[str, str], key: str) -> None:
+    """A provider's page: its figure card says what it should; its key shows by prefix,
+    never whole."""
+    expect(page.get_by_role("heading", name=f"Provider {name}")).to_be_visible()
+    expect(page.locator(".stat", has_text=figure[0])).to_contain_text(figure[1])
+    expect(page.locator("section", has_text="Credentials")).to_contain_text(key[:6] + "…")
+    assert key not in page.content(), "a key is never shown whole"
+
+
 def test_a_wrong_admin_key_and_an_expired_session_get_the_sign_in_page_with_a_message(
         browser: Browser, crouter: RouterProcess, shots: Path) -> None:
     context = browser.new_context()
@@ -276,10 +285,7 @@ def test_a_provider_whose_upstream_is_down_says_so_on_its_page(
     expect(page.locator("tr", has=page.get_by_role("link", name="oai"))).to_contain_text("up")
     shot(page, shots, "providers")
     row.get_by_role("link", name="downstairs").click()
-    expect(page.get_by_role("heading", name="Provider downstairs")).to_be_visible()
-    expect(page.locator(".stat", has_text="Health")).to_contain_text("connect failed")
-    expect(page.locator("section", has_text="Credentials")).to_contain_text("sk-dow")
-    assert "sk-downstairs-00000000" not in page.content(), "a key is never shown whole"
+    provider_page_says(page, "downstairs", ("Health", "connect failed"), "sk-downstairs-00000000")
     shot(page, shots, "provider-down")
     page.close()
 
@@ -300,10 +306,7 @@ def test_a_provider_added_on_the_page_runs_shows_no_key_and_can_be_removed(
     assert crouter.admin("GET", "/admin/providers/extra").status_code == 404, "nothing stored"
     form.get_by_label("Base URL").fill(fake.openai_base_url)
     form.get_by_role("button", name="Add provider").click()
-    expect(page.get_by_role("heading", name="Provider extra")).to_be_visible()
-    expect(page.locator(".stat", has_text="Source")).to_contain_text("provider store")
-    expect(page.locator("section", has_text="Credentials")).to_contain_text("sk-ext")
-    assert "sk-extra-key-0000000001" not in page.content(), "a stored key is never shown"
+    provider_page_says(page, "extra", ("Source", "provider store"), "sk-extra-key-0000000001")
     shot(page, shots, "provider-added")
     page.get_by_role("button", name="Remove provider").click()
     page.get_by_role("dialog").get_by_role("button", name="Remove").click()

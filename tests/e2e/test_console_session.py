@@ -8,59 +8,48 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Iterator
-
 import httpx
 import openai
 import pytest
 
 from router.console import session as console_session
 from tests.fakes import FakeProviderServer
-from tests.harness import ADMIN_KEY, RouterProcess, oai, router_config
+from tests.harness import ADMIN_KEY, RouterProcess, oai
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
-@pytest.fixture(scope="module")
-def crouter(fake: FakeProviderServer, tmp_path_factory: pytest.TempPathFactory
-            ) -> Iterator[RouterProcess]:
-    with RouterProcess(tmp_path_factory.mktemp("console-session"),
-                       router_config(fake.openai_base_url, fake.anthropic_base_url),
-                       env={"CONSOLE_SESSION_S": "600"}) as proc:
-        yield proc
-
-
 def test_the_page_and_its_files_come_from_the_router_under_a_strict_policy(
-        crouter: RouterProcess) -> None:
+        router: RouterProcess) -> None:
     for path in ("/console", "/console/"):
-        page = httpx.get(crouter.base_url + path)
+        page = httpx.get(router.base_url + path)
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         policy = page.headers["content-security-policy"]
         assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
     assets = re.findall(r'(?:src|href)="([^"#]+)"', page.text)
     assert assets and all(a.startswith("/console/static/") for a in assets), assets
     for asset in assets:
-        assert httpx.get(crouter.base_url + asset).status_code == 200, asset
+        assert httpx.get(router.base_url + asset).status_code == 200, asset
     for other in ("index.html", "..%2fsession.py", "session.py"):
-        assert httpx.get(f"{crouter.base_url}/console/static/{other}").status_code == 404
+        assert httpx.get(f"{router.base_url}/console/static/{other}").status_code == 404
 
 
 def test_signing_in_gives_an_http_only_same_site_cookie_that_alone_opens_nothing(
-        crouter: RouterProcess) -> None:
-    wrong = httpx.post(crouter.base_url + "/console/session",
+        router: RouterProcess) -> None:
+    wrong = httpx.post(router.base_url + "/console/session",
                        json={"admin_key": "adm_wrong_" + "x" * 24})
     assert wrong.status_code == 401 and "set-cookie" not in wrong.headers
     assert "not the admin key" in wrong.json()["error"]["message"]
-    empty = httpx.post(crouter.base_url + "/console/session", json={})
+    empty = httpx.post(router.base_url + "/console/session", json={})
     assert empty.status_code == 400 and empty.json()["error"]["param"] == "admin_key"
 
-    client = httpx.Client(base_url=crouter.base_url, timeout=10)
+    client = httpx.Client(base_url=router.base_url, timeout=10)
     signed = client.post("/console/session", json={"admin_key": ADMIN_KEY})
     assert signed.status_code == 200 and ADMIN_KEY not in signed.text
     cookie, csrf = signed.headers["set-cookie"], signed.json()["csrf"]
     attributes = {part.strip().split("=")[0].lower() for part in cookie.split(";")}
     assert {"httponly", "samesite", "max-age", "path"} <= attributes
-    assert "SameSite=Strict" in cookie and "Max-Age=600" in cookie
+    assert "SameSite=Strict" in cookie and "Max-Age=1800" in cookie
     assert ADMIN_KEY not in cookie, "the cookie stands for the key; it does not carry it"
 
     assert client.get("/admin/providers").status_code == 403, "the cookie alone: refused"
@@ -72,7 +61,7 @@ def test_signing_in_gives_an_http_only_same_site_cookie_that_alone_opens_nothing
     account = f"console-{time.time_ns()}"
     granted = client.post(f"/admin/accounts/{account}/credits", headers={"x-aura-csrf": csrf},
                           json={"amount_micros": 2_000_000, "reason": "from the console"})
-    assert granted.status_code == 200 and crouter.account(account)["balance_micros"] == 2_000_000
+    assert granted.status_code == 200 and router.account(account)["balance_micros"] == 2_000_000
 
     for foreign in ({"origin": "http://evil.example"}, {"sec-fetch-site": "cross-site"},
                     {"sec-fetch-site": "same-site"}):
@@ -83,9 +72,9 @@ def test_signing_in_gives_an_http_only_same_site_cookie_that_alone_opens_nothing
         answer = client.get("/console/session", headers=foreign)
         assert answer.status_code == 403 and csrf not in answer.text
     same_origin = client.get("/admin/providers", headers={
-        "x-aura-csrf": csrf, "origin": crouter.base_url, "sec-fetch-site": "same-origin"})
+        "x-aura-csrf": csrf, "origin": router.base_url, "sec-fetch-site": "same-origin"})
     assert same_origin.status_code == 200
-    assert crouter.account(account)["balance_micros"] == 2_000_000, "nothing forged landed"
+    assert router.account(account)["balance_micros"] == 2_000_000, "nothing forged landed"
 
     assert client.get("/console/session").json()["csrf"] == csrf
     out = client.delete("/console/session")
@@ -95,7 +84,7 @@ def test_signing_in_gives_an_http_only_same_site_cookie_that_alone_opens_nothing
 
 
 @pytest.mark.parametrize("forged", ["another admin key", "expired", "tampered"])
-def test_a_forged_or_expired_session_is_refused(crouter: RouterProcess, forged: str) -> None:
+def test_a_forged_or_expired_session_is_refused(router: RouterProcess, forged: str) -> None:
     if forged == "another admin key":
         cookie, session = console_session.issue("adm_other_" + "o" * 24, time.time(), 600)
     elif forged == "expired":
@@ -105,16 +94,16 @@ def test_a_forged_or_expired_session_is_refused(crouter: RouterProcess, forged: 
         cookie = cookie[:-2] + ("AA" if not cookie.endswith("AA") else "BB")
     headers = {"cookie": f"{console_session.COOKIE}={cookie}",
                "x-aura-csrf": session.csrf(ADMIN_KEY)}
-    answer = httpx.get(crouter.base_url + "/admin/providers", headers=headers)
+    answer = httpx.get(router.base_url + "/admin/providers", headers=headers)
     assert answer.status_code == 401
     assert "sign in again" in answer.json()["error"]["message"]
-    assert httpx.get(crouter.base_url + "/console/session", headers=headers).status_code == 401
+    assert httpx.get(router.base_url + "/console/session", headers=headers).status_code == 401
 
 
 def test_activity_counts_calls_errors_and_spend_as_they_happened(
-        crouter: RouterProcess, clean_fake: FakeProviderServer) -> None:
+        router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     def totals() -> dict[str, int]:
-        answer = crouter.admin("GET", "/admin/activity?window=day")
+        answer = router.admin("GET", "/admin/activity?window=day")
         assert answer.status_code == 200, answer.text
         body = answer.json()
         assert len(body["buckets"]) == 24 and body["bucket_s"] == 3600
@@ -124,19 +113,19 @@ def test_activity_counts_calls_errors_and_spend_as_they_happened(
         return body["totals"]
 
     before = totals()
-    _, key = crouter.new_account(1_000_000)
-    oai(crouter, key).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-    cost = crouter.last_usage(key)["cost_micros"]
+    _, key = router.new_account(1_000_000)
+    oai(router, key).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    cost = router.last_usage(key)["cost_micros"]
     with pytest.raises(openai.AuthenticationError):
-        oai(crouter, "ar_sk_" + "z" * 43).chat.completions.create(model="gpt-4o-mini",
+        oai(router, "ar_sk_" + "z" * 43).chat.completions.create(model="gpt-4o-mini",
                                                                   messages=MESSAGES)
     clean_fake.state.fail_status = 500
     with pytest.raises(openai.APIStatusError) as failed:
-        oai(crouter, key).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        oai(router, key).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert failed.value.status_code >= 500
     after = totals()
     delta = {name: after[name] - before[name] for name in after}
     assert delta["calls"] == 3 and delta["client_errors"] == 1 and delta["server_errors"] == 1
     assert delta["billed"] == 1 and delta["cost_micros"] == cost > 0
-    assert crouter.admin("GET", "/admin/activity?window=week").status_code == 400
-    assert crouter.admin("GET", "/admin/activity").json()["window"] == "hour"
+    assert router.admin("GET", "/admin/activity?window=week").status_code == 400
+    assert router.admin("GET", "/admin/activity").json()["window"] == "hour"
