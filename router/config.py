@@ -84,6 +84,8 @@ def _from_toml(value: Any, setting: "Setting", source: str) -> Any:
 # Settings that let their holder act for anyone: long enough not to be guessed.
 _MIN_SECRET_CHARS = 24
 _STRONG_SECRETS = ("admin_api_key", "internal_service_token")
+# A console sign-in lasts at least a minute and at most a week (docs/console.md).
+MIN_CONSOLE_SESSION_S, MAX_CONSOLE_SESSION_S = 60, 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -449,6 +451,10 @@ def _check(values: dict[str, Any], sources: Mapping[str, str]) -> None:
                 f"{src(name)} is {len(secret)} characters long; it must be at least "
                 f"{_MIN_SECRET_CHARS} (a short key can be guessed). Make one with: "
                 "python -c \"import secrets; print(secrets.token_urlsafe(32))\"")
+    lifetime = values["console_session_s"]
+    if not MIN_CONSOLE_SESSION_S <= lifetime <= MAX_CONSOLE_SESSION_S:  # also NaN, inf
+        raise ConfigError(f"{src('console_session_s')} must be from {MIN_CONSOLE_SESSION_S} "
+                          f"to {MAX_CONSOLE_SESSION_S} seconds, got {lifetime!r}")
     if values["lease_s"] < 3 * values["checkpoint_s"]:
         raise ConfigError(f"{src('lease_s')} must be at least three times CHECKPOINT_S (a "
                           "lease is renewed with the checkpoints)")
@@ -458,7 +464,7 @@ def _check(values: dict[str, Any], sources: Mapping[str, str]) -> None:
                  "sse_heartbeat_s", "ws_max_streams", "ws_max_frame_bytes",
                  "ws_auth_timeout_s", "ws_ping_interval_s", "ws_stall_s", "jwks_refresh_s",
                  "jwks_min_refresh_s", "outbox_retry_max_s", "z_billing_timeout_s",
-                 "cache_ttl_s", "provider_probe_s", "console_session_s"):
+                 "cache_ttl_s", "provider_probe_s"):
         if values[name] <= 0:
             raise ConfigError(f"{src(name)} must be positive, got {values[name]!r}")
 

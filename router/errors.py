@@ -141,6 +141,12 @@ class NotFound(RouterError):
     code = "not_found"
 
 
+class CsrfMismatch(Forbidden):
+    """A console session's call without that session's CSRF token (docs/console.md)."""
+
+    code = "csrf_mismatch"
+
+
 class AdminDisabled(NotFound):
     code = "admin_disabled"
 

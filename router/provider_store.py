@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from router.catalog import Catalog, ProviderSpec
 from router.errors import AuraError, BadRequest, ConfigError
+from router.redact import display_url
 
 __all__ = ["FIELDS", "ImportResult", "KeyBox", "ProviderAdmin", "ProviderInvalid",
            "ProviderRows", "ProviderStore", "SealedProvider", "SecretKeyMissing",
@@ -216,8 +217,12 @@ class StoredProvider:
 
 def public_view(name: str, settings: Mapping[str, Any], key_count: int,
                 source: str) -> dict[str, Any]:
-    """What admin output and the CLI show: never a key, a prefix or a ciphertext."""
-    return {"name": name, **settings, "keys_present": key_count > 0, "key_count": key_count,
+    """What admin output and the CLI show: never a key, a prefix or a ciphertext, and a
+    base URL without its userinfo or query (where a key may ride along)."""
+    shown = dict(settings)
+    if isinstance(shown.get("base_url"), str):
+        shown["base_url"] = display_url(shown["base_url"])
+    return {"name": name, **shown, "keys_present": key_count > 0, "key_count": key_count,
             "source": source}
 
 

@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from itsdangerous import BadSignature, URLSafeSerializer
 
 COOKIE = "aura_console"
+# Over https the cookie takes the `__Host-` prefix: the browser then keeps it only if it
+# is Secure, for this host alone and path /, so a sibling subdomain cannot plant one.
+SECURE_COOKIE = "__Host-" + COOKIE
 CSRF_HEADER = "x-aura-csrf"
-DEFAULT_LIFETIME_S = 1800
 _SALT = "aura-console-session"
 
 
@@ -77,20 +79,40 @@ def csrf_matches(session: ConsoleSession, admin_key: str, given: str | None) -> 
                                                      session.csrf(admin_key).encode())
 
 
-def cookie_value(header: str | None) -> str | None:
-    """The console cookie's value in a `Cookie:` header, if there is one."""
+def cookie_name(secure: bool) -> str:
+    return SECURE_COOKIE if secure else COOKIE
+
+
+def cookie_values(header: str | None) -> list[str]:
+    """Every console cookie in a `Cookie:` header (a page of another subdomain may have
+    planted one more under the same name)."""
+    found = []
     for part in (header or "").split(";"):
         name, _, value = part.strip().partition("=")
-        if name == COOKIE:
-            return value.strip('"') or None
+        if name in (COOKIE, SECURE_COOKIE) and value.strip('"'):
+            found.append(value.strip('"'))
+    return found
+
+
+def session_from(admin_key: str, cookie_header: str | None,
+                 now: float) -> ConsoleSession | None:
+    """The valid session among the request's console cookies, if one is."""
+    for value in cookie_values(cookie_header)[:8]:
+        session = verify(admin_key, value, now)
+        if session is not None:
+            return session
     return None
 
 
-def foreign_origin(origin: str | None, fetch_site: str | None, scheme: str,
-                   host: str | None) -> bool:
-    """Whether the browser says the request comes from a page of another origin."""
-    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
-        return True
+def foreign_origin(origin: str | None, fetch_site: str | None, host: str | None) -> bool:
+    """Whether the browser says the request comes from a page of another origin.
+
+    `Sec-Fetch-Site`, which browsers set and pages cannot, decides when it is there: only
+    `same-origin` passes. Without it (an older browser, or no browser at all), an `Origin`
+    must name this host, over http or https: behind a proxy that ends TLS the router sees
+    http while the browser says https."""
+    if fetch_site is not None:
+        return fetch_site != "same-origin"
     if origin is None:
         return False
-    return host is None or origin != f"{scheme}://{host}"
+    return host is None or origin not in (f"http://{host}", f"https://{host}")

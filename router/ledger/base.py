@@ -27,7 +27,7 @@ __all__ = ["AccountBook", "AccountState", "BillingLedger", "Checkpoint", "Claim"
            "DERIVED_SINKS", "DuplicateRequest", "Entry", "IdempotencyStore", "Instance",
            "InsufficientFunds", "KeyStore", "LeasedHold", "LedgerError", "LedgerModel",
            "OUTBOX_SINKS", "Outbox", "OutboxEvent", "Settlement", "SpendCapReached",
-           "UnknownRequest", "UsageRecord", "UsageReports", "event_id"]
+           "UnknownRequest", "UsageRecord", "UsageReports", "UsageTotal", "event_id"]
 
 MAX_IDEMPOTENCY_KEY = 255  # characters of an Idempotency-Key
 MAX_STORED_ANSWER = 4 * 1024 * 1024  # bytes of a first answer kept for replays
@@ -68,6 +68,19 @@ class UsageRecord:
     at: float
     overrun_micros: int = 0  # the cost beyond the hold: the platform's loss
     recovered: bool = False  # settled after its router died, from a checkpoint
+
+
+@dataclass(frozen=True, slots=True)
+class UsageTotal:
+    """The usage rows of one time bucket and one model, added up (`usage_totals`)."""
+
+    bucket: int  # 0 .. buckets-1: floor((at - since) / bucket_s)
+    model: str
+    calls: int  # usage rows (settled calls), whatever their cost
+    billed: int  # rows with cost_micros > 0
+    cost_micros: int
+    input_tokens: int
+    output_tokens: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +289,15 @@ class UsageReports(Protocol):
                          until: float | None, limit: int) -> list[dict[str, Any]]:
         """Usage rows oldest first, `since <= at < until`, at most `limit` (export shape,
         router.ledger.export)."""
+        ...
+
+    async def usage_totals(self, since: float, bucket_s: int,
+                           buckets: int) -> list[UsageTotal]:
+        """Usage rows with since <= at < since + bucket_s * buckets, added up per bucket
+        and model (any order; no total for a bucket and model without rows). A row is in
+        bucket k when k * bucket_s <= at - since < (k + 1) * bucket_s, compared exactly
+        (router/ledger/totals.py): one at exactly `since + k * bucket_s` is in bucket k.
+        Every backend adds up in the store, never by reading the rows out."""
         ...
 
 

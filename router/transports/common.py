@@ -40,8 +40,7 @@ async def json_body() -> dict[str, Any]:
 
 def require_admin(admin_key: str | None) -> None:
     """The admin's credential (router/transports/guard.py), or the refusal raised."""
-    refusal = admin_credential_refusal(
-        lambda name: request.headers.get(name), admin_key, request.scheme)
+    refusal = admin_credential_refusal(lambda name: request.headers.get(name), admin_key)
     if refusal is not None:
         raise refusal
 

@@ -6,10 +6,12 @@ but this origin. Everything the page shows or does goes through the admin API (`
 router/transports/admin.py): here are only the sign-in routes.
 
 - `POST /console/session` `{"admin_key": ...}`: the admin key, checked, becomes a session
-  cookie (http-only, `SameSite=Strict`, `CONSOLE_SESSION_S` long; `Secure` over https);
+  cookie (http-only, `SameSite=Strict`, `CONSOLE_SESSION_S` long; over https, or behind
+  a proxy that says so in `X-Forwarded-Proto`, `Secure` and named `__Host-aura_console`);
   the answer carries the session's CSRF token.
 - `GET /console/session`: the CSRF token and expiry of the current session, or 401.
-- `DELETE /console/session`: signs out (the cookie is cleared).
+- `DELETE /console/session`: signs out: the browser drops its cookie (a copy of it made
+  elsewhere stays good until it expires, or until `ADMIN_API_KEY` changes).
 Each refuses a request that says it comes from another origin.
 """
 
@@ -31,7 +33,7 @@ from router.transports.common import json_body, json_response
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 SECURITY_HEADERS = {"content-security-policy": CSP, "x-content-type-options": "nosniff",
-                    "referrer-policy": "no-referrer", "cache-control": "no-store"}
+                    "referrer-policy": "same-origin", "cache-control": "no-store"}
 # The files served, and their types: nothing else of the package is reachable.
 ASSETS = {"console.js": "text/javascript; charset=utf-8",
           "console.css": "text/css; charset=utf-8",
@@ -64,13 +66,21 @@ def console_routes(gw: Gateway) -> Blueprint:
 
     def same_origin_only() -> None:
         if console.foreign_origin(request.headers.get("origin"),
-                                  request.headers.get("sec-fetch-site"), request.scheme,
+                                  request.headers.get("sec-fetch-site"),
                                   request.headers.get("host")):
             raise Forbidden("the console's sign-in only answers the router's own pages")
 
-    def session_answer(csrf: str, expires_at: int, status: int = 200) -> Response:
-        return json_response({"csrf": csrf, "expires_at": expires_at,
-                              "lifetime_s": int(gw.config.console_session_s)}, status)
+    def over_https() -> bool:
+        """The browser's side is https: directly, or behind a proxy that ends TLS (its
+        word only ever makes the cookie stricter)."""
+        forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip()
+        return (request.scheme == "https" or forwarded.lower() == "https"
+                or request.headers.get("origin", "").startswith("https://"))
+
+    def session_answer(session: console.ConsoleSession, key: str) -> Response:
+        return json_response({"csrf": session.csrf(key), "expires_at": session.expires_at,
+                              "expires_in_s": max(int(session.expires_at - gw.clock()), 0),
+                              "lifetime_s": int(gw.config.console_session_s)})
 
     @bp.get("/")
     async def page():  # type: ignore[no-untyped-def]
@@ -98,29 +108,30 @@ def console_routes(gw: Gateway) -> Blueprint:
                                                                  key.encode()):
             raise Unauthenticated("that is not the admin key (ADMIN_API_KEY)")
         cookie, session = console.issue(key, gw.clock(), gw.config.console_session_s)
-        response = session_answer(session.csrf(key), session.expires_at)
-        response.set_cookie(console.COOKIE, cookie, max_age=int(gw.config.console_session_s),
-                            path="/", httponly=True, samesite="Strict",
-                            secure=request.scheme == "https")
+        response = session_answer(session, key)
+        secure = over_https()
+        response.set_cookie(console.cookie_name(secure), cookie,
+                            max_age=int(gw.config.console_session_s), path="/",
+                            httponly=True, samesite="Strict", secure=secure)
         return response
 
     @bp.get("/session")
     async def current():  # type: ignore[no-untyped-def]
         same_origin_only()
         key = admin_key()
-        session = console.verify(key, console.cookie_value(request.headers.get("cookie")),
-                                 gw.clock())
+        session = console.session_from(key, request.headers.get("cookie"), gw.clock())
         if session is None:
             raise Unauthenticated("not signed in, or the session has expired: sign in "
                                   "with the admin key")
-        return session_answer(session.csrf(key), session.expires_at)
+        return session_answer(session, key)
 
     @bp.delete("/session")
     async def sign_out():  # type: ignore[no-untyped-def]
         same_origin_only()
         response = json_response({"signed_out": True})
-        response.delete_cookie(console.COOKIE, path="/", httponly=True, samesite="Strict",
-                               secure=request.scheme == "https")
+        secure = over_https()
+        response.delete_cookie(console.cookie_name(secure), path="/", httponly=True,
+                               samesite="Strict", secure=secure)
         return response
 
     return bp

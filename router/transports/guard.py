@@ -18,7 +18,8 @@ import time
 from typing import Any, Awaitable, Callable
 
 from router.console import session as console
-from router.errors import AdminDisabled, Forbidden, RouterError, Unauthenticated
+from router.errors import (AdminDisabled, CsrfMismatch, Forbidden, RouterError,
+                           Unauthenticated)
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -47,8 +48,8 @@ def closing_when_unread(scope: dict[str, Any], receive: Receive,
     return tracked_receive, closing_send
 
 
-def admin_refusal(path: str, headers: dict[bytes, bytes], admin_key: str | None,
-                  scheme: str = "http") -> RouterError | None:
+def admin_refusal(path: str, headers: dict[bytes, bytes],
+                  admin_key: str | None) -> RouterError | None:
     """Why an `/admin` request is refused before routing, if it is."""
     if path != ADMIN_PREFIX and not path.startswith(ADMIN_PREFIX + "/"):
         return None
@@ -57,14 +58,14 @@ def admin_refusal(path: str, headers: dict[bytes, bytes], admin_key: str | None,
         value = headers.get(name.encode())
         return None if value is None else value.decode("latin-1")
 
-    return admin_credential_refusal(header, admin_key, scheme)
+    return admin_credential_refusal(header, admin_key)
 
 
 NEEDS_ADMIN = "admin routes need 'Authorization: Bearer <ADMIN_API_KEY>'"
 
 
-def admin_credential_refusal(header: Callable[[str], str | None], admin_key: str | None,
-                             scheme: str) -> RouterError | None:
+def admin_credential_refusal(header: Callable[[str], str | None],
+                             admin_key: str | None) -> RouterError | None:
     """Why a request's credential is not the admin's, if it is not: the admin key as a
     bearer token, or a console session with its CSRF token from the router's own origin.
     `header(name)` gives a request header (lower-case name) or None."""
@@ -77,17 +78,17 @@ def admin_credential_refusal(header: Callable[[str], str | None], admin_key: str
                 given.strip().encode(), admin_key.encode()):
             return None
         return Unauthenticated(NEEDS_ADMIN)
-    cookie = console.cookie_value(header("cookie"))
-    if cookie is None:
+    cookies = header("cookie")
+    if not console.cookie_values(cookies):
         return Unauthenticated(NEEDS_ADMIN)
-    session = console.verify(admin_key, cookie, time.time())
+    session = console.session_from(admin_key, cookies, time.time())
     if session is None:
         return Unauthenticated("the console session has expired or is not valid: "
                                "sign in again at /console")
-    if console.foreign_origin(header("origin"), header("sec-fetch-site"), scheme,
-                              header("host")):
+    if console.foreign_origin(header("origin"), header("sec-fetch-site"), header("host")):
         return Forbidden("a console session is only valid on the router's own pages")
     if not console.csrf_matches(session, admin_key, header(console.CSRF_HEADER)):
-        return Forbidden(f"a console call needs its session's CSRF token in "
-                         f"'{console.CSRF_HEADER}'")
+        return CsrfMismatch(f"a console call needs its session's CSRF token in "
+                            f"'{console.CSRF_HEADER}' (signed in again elsewhere? reload "
+                            f"the page)")
     return None

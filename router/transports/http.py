@@ -227,8 +227,7 @@ class RouterApp:
                     await self._stored_response(scope, receive, send, *target)
                     return
             receive, send = closing_when_unread(scope, receive, send)
-            refusal = admin_refusal(path, dict(scope["headers"]), self.config.admin_api_key,
-                                    scope.get("scheme", "http"))
+            refusal = admin_refusal(path, dict(scope["headers"]), self.config.admin_api_key)
             if refusal is not None:
                 sink = self._sink(scope, send, new_request_id())
                 await sink.error(refusal, "openai")

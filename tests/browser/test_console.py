@@ -385,3 +385,50 @@ def test_with_the_ledger_unreachable_a_grant_says_so_and_changes_nothing(
     assert crouter.account(account)["balance_micros"] == 1_000_000, "nothing changed"
     page.close()
     record_property("figures", f"console screenshots: {shots}")
+
+
+def test_a_second_sign_in_in_another_tab_leaves_this_tab_working(
+        browser: Browser, crouter: RouterProcess) -> None:
+    context = browser.new_context()
+    first = context.new_page()
+    first.goto(crouter.base_url + "/console/#/providers")
+    first.get_by_label("Admin key").fill(ADMIN_KEY)
+    first.get_by_label("Admin key").press("Enter")
+    expect(first.get_by_role("heading", name="Providers", exact=True)).to_be_visible()
+    old = [c["value"] for c in context.cookies() if c["name"] == console_session.COOKIE]
+    # Another tab of the same browser signs in again: a new session replaces the cookie.
+    again = context.new_page().request.post(crouter.base_url + "/console/session",
+                                            data={"admin_key": ADMIN_KEY})
+    assert again.status == 200
+    assert [c["value"] for c in context.cookies()
+            if c["name"] == console_session.COOKIE] not in ([], old)
+    first.get_by_role("button", name="Refresh").click()  # its CSRF token is the old one
+    expect(first.locator("main")).to_have_attribute("aria-busy", "false")
+    expect(first.get_by_role("link", name="oai", exact=True)).to_be_visible()
+    expect(first.get_by_role("alert")).to_have_count(0)
+    context.close()
+
+
+def test_amounts_read_and_show_exactly_to_the_micro_usd(
+        browser: Browser, crouter: RouterProcess) -> None:
+    """The page's own functions, in the browser that runs them."""
+    page = browser.new_page()
+    page.goto(crouter.base_url + "/console")
+    expect(page.get_by_label("Admin key")).to_be_visible()
+    read = {"12.50": 12_500_000, "$0.000001": 1, "1,234.5": 1_234_500_000,
+            "999999999.999999": 999_999_999_999_999}
+    for text, micros in read.items():
+        assert page.evaluate("t => parseUsd(t)", text) == micros, text
+    for text, said in {"1,5": "commas only between thousands", "-1": "positive amount",
+                       "1e3": "not an amount", "0.1234567": "6 digits", "": "Enter an"
+                       }.items():
+        error = page.evaluate("t => { try { parseUsd(t); return null } "
+                              "catch (e) { return e.message } }", text)
+        assert error is not None and said in error, (text, error)
+    shown = {12_500_000: "$12.50", 1: "$0.000001", 9_999: "$0.009999", 999_995: "$1.00",
+             -2_000_001: "-$2.00", 2**53 - 1: "$9,007,199,254.74"}
+    for micros, text in shown.items():
+        assert page.evaluate("m => usdText(m)", micros) == text, micros
+    assert page.evaluate("m => exactUsd(m)", 2**53 - 1) == "$9,007,199,254.740991"
+    assert page.evaluate("m => exactUsd(m)", -1) == "-$0.000001"
+    page.close()

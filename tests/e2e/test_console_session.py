@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 import httpx
 import openai
 import pytest
 
 from router.console import session as console_session
 from tests.fakes import FakeProviderServer
-from tests.harness import ADMIN_KEY, RouterProcess, oai
+from tests.harness import ADMIN_KEY, RouterProcess, oai, router_config
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -83,6 +84,31 @@ def test_signing_in_gives_an_http_only_same_site_cookie_that_alone_opens_nothing
     assert client.get("/admin/providers", headers={"x-aura-csrf": csrf}).status_code == 401
 
 
+def test_behind_a_proxy_that_ends_tls_the_console_signs_in_with_a_secure_host_cookie(
+        router: RouterProcess) -> None:
+    """The router sees http; the browser says https (its Origin, the proxy's
+    X-Forwarded-Proto). The cookie is then Secure and `__Host-` prefixed, and the
+    browser's own word on where a call comes from (Sec-Fetch-Site) is what counts."""
+    host = router.base_url.removeprefix("http://")
+    browser = {"origin": f"https://{host}", "sec-fetch-site": "same-origin",
+               "x-forwarded-proto": "https"}
+    signed = httpx.post(router.base_url + "/console/session", headers=browser,
+                        json={"admin_key": ADMIN_KEY})
+    assert signed.status_code == 200, signed.text
+    cookie = signed.headers["set-cookie"]
+    assert cookie.startswith("__Host-aura_console=") and "Secure" in cookie
+    assert "Path=/" in cookie and "Domain" not in cookie
+    value = cookie.split(";")[0].split("=", 1)[1]
+    headers = {**browser, "cookie": f"__Host-aura_console={value}",
+               "x-aura-csrf": signed.json()["csrf"]}
+    assert httpx.get(router.base_url + "/admin/providers", headers=headers).status_code == 200
+    # A junk cookie of the same name first (planted by a sibling site) does not lock out.
+    planted = {**headers, "cookie": f"aura_console=junk; __Host-aura_console={value}"}
+    assert httpx.get(router.base_url + "/admin/providers", headers=planted).status_code == 200
+    cross = {**headers, "sec-fetch-site": "same-site"}
+    assert httpx.get(router.base_url + "/admin/providers", headers=cross).status_code == 403
+
+
 @pytest.mark.parametrize("forged", ["another admin key", "expired", "tampered"])
 def test_a_forged_or_expired_session_is_refused(router: RouterProcess, forged: str) -> None:
     if forged == "another admin key":
@@ -101,7 +127,15 @@ def test_a_forged_or_expired_session_is_refused(router: RouterProcess, forged: s
 
 
 def test_activity_counts_calls_errors_and_spend_as_they_happened(
-        router: RouterProcess, clean_fake: FakeProviderServer) -> None:
+        fake: FakeProviderServer, clean_fake: FakeProviderServer, tmp_path: Path) -> None:
+    # A router of its own: the counts are the process's, and no other test's call may
+    # end between the two readings.
+    with RouterProcess(tmp_path, router_config(fake.openai_base_url,
+                                               fake.anthropic_base_url)) as router:
+        counts_each_call(router, clean_fake)
+
+
+def counts_each_call(router: RouterProcess, clean_fake: FakeProviderServer) -> None:
     def totals() -> dict[str, int]:
         answer = router.admin("GET", "/admin/activity?window=day")
         assert answer.status_code == 200, answer.text

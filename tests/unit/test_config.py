@@ -831,3 +831,11 @@ def test_the_complete_example_of_the_configuration_docs_is_valid(tmp_path: Path)
     cfg = load_config({}, {"OPENAI_KEYS": "sk-one,sk-two"}, tmp_path)
     assert set(cfg.catalog.providers) >= {"oai", "claude", "local"}
     assert cfg.catalog.resolve("fast") is not None
+
+
+@pytest.mark.parametrize("given", ["inf", "nan", "0.4", "59", "604801"])
+def test_a_console_session_lasts_from_a_minute_to_a_week(given: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="CONSOLE_SESSION_S must be from 60 to 604800"):
+        load_config(env={"CONSOLE_SESSION_S": given}, cwd=tmp_path)
+    assert load_config(env={"CONSOLE_SESSION_S": "604800"}, cwd=tmp_path
+                       ).console_session_s == 604800

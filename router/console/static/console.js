@@ -70,8 +70,14 @@ function money(micros) {
 
 // "12.50", "$12.5", "0.000001": a positive amount in USD, exact to the micro-USD.
 function parseUsd(text) {
-  const t = text.trim().replace(/^\$/, "").replace(/,/g, "");
+  let t = text.trim().replace(/^\$/, "");
   if (t === "") throw new Error("Enter an amount in USD, for example 5 or 12.50.");
+  if (t.includes(",")) {  // only as thousands separators: "1,5" is not $15
+    if (!/^-?\d{1,3}(,\d{3})+(\.\d*)?$/.test(t)) {
+      throw new Error(`“${text.trim()}”: use a point for cents (12.50); commas only between thousands.`);
+    }
+    t = t.replace(/,/g, "");
+  }
   if (t.startsWith("-")) {
     throw new Error("Enter a positive amount: choose “Remove credits” to take credits away.");
   }
@@ -105,7 +111,22 @@ class ApiError extends Error {
   constructor(status, message, code) { super(message); this.status = status; this.code = code; }
 }
 
-async function call(method, path, body) {
+// One admin call. A 403 `csrf_mismatch` means this tab's token is another sign-in's (the
+// operator signed in again in another tab): the token is fetched anew and the call made
+// once more.
+async function call(method, path, body, retried) {
+  try {
+    return await callOnce(method, path, body);
+  } catch (err) {
+    if (err.code !== "csrf_mismatch" || retried) throw err;
+    const current = await callOnce("GET", "/console/session");
+    session.csrf = current.csrf;
+    armExpiry(current);
+    return call(method, path, body, true);
+  }
+}
+
+async function callOnce(method, path, body) {
   const headers = { "x-aura-csrf": session.csrf || "" };
   if (body !== undefined) headers["content-type"] = "application/json";
   let response;
@@ -131,15 +152,24 @@ const enc = encodeURIComponent;
 
 // ---- Session --------------------------------------------------------------------------
 
+// The expiry, by the router's clock (`expires_in_s`), not this browser's.
+function armExpiry(answer) {
+  session.expiresAt = Date.now() + answer.expires_in_s * 1000;
+  clearTimeout(session.timer);
+  const tick = () => {
+    const left = session.expiresAt - Date.now();
+    if (left <= 0) showSignIn("Your session has expired. Sign in again with the admin key.");
+    else session.timer = setTimeout(tick, Math.min(left, 2 ** 31 - 1));  // setTimeout's cap
+  };
+  tick();
+  const until = new Date(session.expiresAt);
+  document.getElementById("session-info").textContent = `Signed in until ${
+    answer.expires_in_s > 86400 ? until.toLocaleString() : shortTime(until)}`;
+}
+
 function startSession(answer) {
   session.csrf = answer.csrf;
-  session.expiresAt = answer.expires_at;
-  clearTimeout(session.timer);
-  const left = answer.expires_at * 1000 - Date.now();
-  session.timer = setTimeout(() => showSignIn(
-    "Your session has expired. Sign in again with the admin key."), Math.max(left, 0));
-  document.getElementById("session-info").textContent =
-    `Signed in until ${shortTime(new Date(answer.expires_at * 1000))}`;
+  armExpiry(answer);
   document.getElementById("signin").hidden = true;
   document.getElementById("app").hidden = false;
   route();
@@ -149,6 +179,10 @@ function showSignIn(message) {
   session.csrf = null;
   clearTimeout(session.timer);
   clearInterval(refreshTimer);
+  routeSerial++;  // a page still loading is not drawn
+  main().replaceChildren();
+  const open = document.getElementById("dialog");
+  if (open.open) open.close();
   document.getElementById("app").hidden = true;
   document.getElementById("signin").hidden = false;
   const error = document.getElementById("signin-error");
@@ -191,8 +225,7 @@ function notice(kind, ...text) {
 }
 
 function errorPanel(err, retry) {
-  const what = err.status === 503
-    ? "A store the router needs (the ledger) did not answer. Nothing was changed." : "";
+  const what = err.status === 503 ? "Nothing was changed." : "";
   return h("div", { class: "notice error", role: "alert" },
     h("strong", {}, "Could not load this page. "), err.message, what ? " " + what : "",
     retry ? h("button", { type: "button", class: "quiet", onclick: retry }, "Try again") : null);
@@ -400,8 +433,6 @@ function breakerBadge(b) {
 
 // Accounts -----------------------------------------------------------------------------
 
-let accountCursors = [];  // the cursors of the pages before this one
-
 pages.accounts = async (params) => {
   const prefix = params.get("prefix") || "";
   const after = params.get("after") || "";
@@ -421,13 +452,12 @@ pages.accounts = async (params) => {
     h("td", {}, h("a", { href: `#/accounts/${enc(a.account)}` }, a.account)),
     h("td", { class: "num" }, money(a.balance_micros)), h("td", { class: "num" }, money(a.held_micros)),
     h("td", { class: "num" }, money(a.available_micros))));
-  const pager = h("div", { class: "pager" },
-    after ? h("button", { type: "button", class: "quiet",
-      onclick: () => go(prefix, accountCursors.pop() || "") }, "← Previous") : null,
+  const pager = h("div", { class: "pager" },  // the browser's Back goes to the page before
+    after ? h("button", { type: "button", class: "quiet", onclick: () => go(prefix, "") }, "← First page") : null,
     answer.has_more ? h("button", { type: "button", class: "quiet",
-      onclick: () => { accountCursors.push(after); go(prefix, answer.next_after); } }, "Next →") : null);
+      onclick: () => go(prefix, answer.next_after) }, "Next →") : null);
   const searchForm = h("form", { class: "inline-form", role: "search", onsubmit: (e) => {
-    e.preventDefault(); accountCursors = []; go(search.value.trim(), ""); } },
+    e.preventDefault(); go(search.value.trim(), ""); } },
     search, h("button", { type: "submit" }, "Search"));
   const empty = prefix ? `No account id starts with “${prefix}”.`
     : "No accounts yet. Grant credits to an account id below: that opens it.";
@@ -461,7 +491,7 @@ function requiredReason(text) {
 pages.account = async (params, id) => {
   const [account, ledger, usage] = await Promise.all([
     call("GET", `/admin/accounts/${enc(id)}`),
-    call("GET", `/admin/accounts/${enc(id)}/ledger?after=${enc(params.get("after") || "0")}&limit=50`),
+    call("GET", `/admin/accounts/${enc(id)}/ledger?after=${enc(params.get("after") || "0")}&limit=51`),
     recentUsage(id)]);
   const credits = actionForm({ class: "grid-form", id: "credits-form" }, [
     h("fieldset", { class: "choice" }, h("legend", {}, "Change"),
@@ -483,7 +513,9 @@ pages.account = async (params, id) => {
     return null;
   });
   const after = Number(params.get("after") || "0");
-  const ledgerRows = ledger.data.map((e) => h("tr", {},
+  const moreEntries = ledger.data.length > 50;  // one past the page: another page follows
+  const entries = ledger.data.slice(0, 50);
+  const ledgerRows = entries.map((e) => h("tr", {},
     h("td", { class: "num" }, e.seq), h("td", {}, when(e.at)), h("td", {}, e.kind),
     h("td", { class: "num" }, money(e.amount_micros)), h("td", { class: "num" }, money(e.held_delta_micros)),
     h("td", { class: "num" }, money(e.balance_after_micros)), h("td", {}, e.reason || ""),
@@ -504,7 +536,7 @@ pages.account = async (params, id) => {
             after ? "No entries after these." : "No ledger entries yet."),
       h("div", { class: "pager" },
         after ? h("a", { href: base, class: "quiet-link" }, "← First entries") : null,
-        ledger.data.length === 50 ? h("a", { href: `${base}?after=${ledger.next_after}`, class: "quiet-link" }, "Next entries →") : null)),
+        moreEntries ? h("a", { href: `${base}?after=${entries[49].seq}`, class: "quiet-link" }, "Next entries →") : null)),
   ];
 };
 
@@ -752,7 +784,7 @@ pages.streams = async () => {
 
 pages.outbox = async (params) => {
   const state = params.get("state") || "";
-  const answer = await call("GET", `/admin/outbox${state ? "?state=" + state : ""}`);
+  const answer = await call("GET", `/admin/outbox${state ? "?state=" + enc(state) : ""}`);
   const sinks = Object.entries(answer.pending);
   const rows = answer.data.map((e) => h("tr", { "data-event-id": e.event_id },
     h("td", {}, e.sink), h("td", { class: "mono small" }, e.request_id),
@@ -781,7 +813,9 @@ pages.outbox = async (params) => {
 function parseHash() {
   const raw = location.hash.replace(/^#\/?/, "");
   const [path, query] = raw.split("?");
-  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  let parts;
+  try { parts = path.split("/").filter(Boolean).map(decodeURIComponent); }
+  catch (err) { parts = ["not-found"]; }  // a malformed %-escape
   return { parts, params: new URLSearchParams(query || "") };
 }
 
@@ -795,7 +829,7 @@ async function route() {
   if (section === "accounts" && parts[1] !== undefined) { page = pages.account; arg = parts[1]; }
   else if (section === "providers" && parts[1] === "new") page = pages.newProvider;
   else if (section === "providers" && parts[1] !== undefined) { page = pages.provider; arg = parts[1]; }
-  else page = pages[section];
+  else page = Object.hasOwn(pages, section) ? pages[section] : null;
   for (const link of document.querySelectorAll(".sidebar a")) {
     link.setAttribute("aria-current", link.dataset.section === section ? "page" : "false");
   }

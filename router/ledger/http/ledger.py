@@ -22,7 +22,7 @@ import trio
 
 from router.errors import BillingUnavailable, InsufficientFunds, LedgerError
 from router.ledger.base import (AccountState, Checkpoint, Entry, Instance, LeasedHold,
-                                Settlement, UsageRecord)
+                                Settlement, UsageRecord, UsageTotal)
 from router.ledger.http.client import CreditService, CreditServiceDown
 from router.ledger.sqlite.ledger import SqliteLedger
 from router.ledger.sqlite.mirror import SqliteMirror
@@ -185,3 +185,7 @@ class HttpBillingLedger:
     async def usage_rows(self, account: str | None, since: float | None,
                          until: float | None, limit: int) -> list[dict[str, Any]]:
         return await self.local.usage_rows(account, since, until, limit)
+
+    async def usage_totals(self, since: float, bucket_s: int,
+                           buckets: int) -> list[UsageTotal]:
+        return await self.local.usage_totals(since, bucket_s, buckets)

@@ -16,11 +16,12 @@ import psycopg
 from router.errors import (DuplicateRequest, InsufficientFunds, LedgerError, SpendCapReached,
                            UnknownRequest)
 from router.ledger.base import (AccountState, Checkpoint, Entry, Instance, LeasedHold,
-                                Settlement, UsageRecord)
+                                Settlement, UsageRecord, UsageTotal)
 from router.ledger.export import row_dict
 from router.ledger.listing import id_range, sql_where
 from router.ledger.postgres.db import PostgresDatabase
 from router.ledger.postgres.trio_pq import TrioConnection
+from router.ledger.totals import check, scan_bounds
 from router.usage import Usage
 
 _USAGE_COLUMNS = ("request_id, account, model, provider, input_tokens, output_tokens, "
@@ -202,6 +203,34 @@ async def _usage_rows(conn: TrioConnection, account: str | None, since: float | 
     return [row_dict(r) for r in rows]
 
 
+# One statement: each bucket (a row of the two arrays of `scan_bounds`, numbered from 1)
+# joined to its range of `usage_by_time (at, request_id)`, narrowed by the exact rule of
+# router/ledger/totals.py (float8 minus float8, against a bigint cast exactly to
+# float8), and grouped by bucket and model. SUM of a BIGINT is a NUMERIC: read back as
+# an exact Decimal and turned into an int, never through a float.
+_TOTALS = (
+    "SELECT b.k - 1, u.model, count(*), count(*) FILTER (WHERE u.cost_micros > 0), "
+    "sum(u.cost_micros), sum(u.input_tokens), sum(u.output_tokens) "
+    "FROM unnest(%s::float8[], %s::float8[]) WITH ORDINALITY AS b(low, high, k) "
+    "JOIN usage u ON u.at >= b.low AND u.at <= b.high "
+    "AND u.at - %s::float8 >= (b.k - 1) * %s::bigint "
+    "AND u.at - %s::float8 < b.k * %s::bigint "
+    "GROUP BY b.k, u.model")
+
+
+async def _usage_totals(conn: TrioConnection, since: float, bucket_s: int,
+                        buckets: int) -> list[UsageTotal]:
+    if buckets == 0:
+        return []
+    bounds = [scan_bounds(since, bucket_s, k, k + 1) for k in range(buckets)]
+    rows = await conn.execute(_TOTALS, ([low for low, _ in bounds],
+                                        [high for _, high in bounds],
+                                        float(since), bucket_s, float(since), bucket_s))
+    return [UsageTotal(int(k), model, int(calls), int(billed), int(cost), int(inputs),
+                       int(outputs))
+            for k, model, calls, billed, cost, inputs, outputs in rows]
+
+
 async def _open_holds(conn: TrioConnection,
                       account: str | None) -> list[tuple[str, str, int, float]]:
     sql = "SELECT request_id, account, amount, deadline FROM holds WHERE NOT settled"
@@ -307,6 +336,11 @@ class PostgresLedger:
     async def usage_rows(self, account: str | None, since: float | None,
                          until: float | None, limit: int) -> list[dict[str, Any]]:
         return await self.db.run(_usage_rows, account, since, until, limit)
+
+    async def usage_totals(self, since: float, bucket_s: int,
+                           buckets: int) -> list[UsageTotal]:
+        check(since, bucket_s, buckets)
+        return await self.db.run(_usage_totals, since, bucket_s, buckets)
 
     async def exists(self, account: str) -> bool:
         return await self.db.run(_exists, account)

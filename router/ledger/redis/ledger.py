@@ -38,11 +38,12 @@ import orjson
 from router.errors import (DuplicateRequest, InsufficientFunds, LedgerError, SpendCapReached,
                            UnknownRequest)
 from router.ledger.base import (AccountState, Checkpoint, Entry, Instance, LeasedHold,
-                                Settlement, UsageRecord)
+                                Settlement, UsageRecord, UsageTotal)
 from router.ledger.export import row_dict
 from router.ledger.listing import id_range
 from router.ledger.redis import scripts
 from router.ledger.redis.client import RedisSession
+from router.ledger.totals import added_up, check, scan_bounds
 from router.usage import Usage
 
 # The largest integer a Lua number holds exactly: money beyond it is refused.
@@ -339,6 +340,32 @@ class RedisLedger:
                 break
             low, after = when(page[-1][11]), page[-1][0]
         return [row_dict(r) for r in rows]
+
+    async def usage_totals(self, since: float, bucket_s: int,
+                           buckets: int) -> list[UsageTotal]:
+        """A walk through `usage:by_at` (the index of every row by `at`) over the window,
+        in pages of `USAGE_PAGE` rows, each added up by one script (`USAGE_TOTALS`) next
+        to the rows: a page's rows never leave Redis, only its sums per bucket and model,
+        and Redis is never held for more than one page (a few milliseconds), however
+        long the window. Each page resumes after the last row the previous one read (as
+        `usage_rows`), so no row is added twice. Redis keeps no sums by time that a
+        settlement could update instead: this reads each row of the window once per call."""
+        check(since, bucket_s, buckets)
+        if buckets == 0:
+            return []
+        low, high = scan_bounds(since, bucket_s, 0, buckets)
+        start, after = when(low), None
+        parts = []
+        while True:
+            found, last, score, count = await self.redis.script(
+                scripts.USAGE_TOTALS, when(since), str(bucket_s), str(buckets), start,
+                when(high), str(USAGE_PAGE), opt(after))
+            parts += [(int(k), text(model), int(calls), int(billed), int(cost),
+                       int(inputs), int(outputs))
+                      for k, model, calls, billed, cost, inputs, outputs in found]
+            if int(count) < USAGE_PAGE:
+                return added_up(parts)
+            start, after = text(score), text(last)
 
     async def ping(self) -> bool:
         return await self.redis.command(b"PING") in (b"PONG", "PONG", True)

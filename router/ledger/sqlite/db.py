@@ -118,6 +118,13 @@ CREATE TABLE providers (
 CREATE TABLE providers_version (
     id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
 INSERT INTO providers_version (id, version) VALUES (1, 0);
+""",
+# 4: usage added up by time (`usage_totals`, router/ledger/sqlite/totals.py): the rows of
+# a time range, with every column the totals read, from the index alone (the table was
+# indexed by account only: a window of every account read the whole table). Built once
+# from the rows already there, in the transaction that records the step.
+"""
+CREATE INDEX usage_by_time ON usage (at, model, cost_micros, input_tokens, output_tokens);
 """)
 
 

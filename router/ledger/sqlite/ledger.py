@@ -18,11 +18,13 @@ import trio
 from router.errors import (DuplicateRequest, InsufficientFunds, LedgerError, SpendCapReached,
                            UnknownRequest)
 from router.ledger.base import (AccountState, Checkpoint, Entry, Instance, LeasedHold,
-                                Settlement, UsageRecord)
+                                Settlement, UsageRecord, UsageTotal)
 from router.ledger.listing import id_range, sql_where
 from router.ledger.sqlite.db import SqliteDatabase, Transaction
 from router.ledger.sqlite.export import read_usage_rows
 from router.ledger.sqlite.outbox import queue_transcript
+from router.ledger.sqlite.totals import read_usage_totals
+from router.ledger.totals import check
 from router.usage import Usage
 
 T = TypeVar("T")
@@ -316,6 +318,12 @@ class SqliteLedger:
         # in a worker thread, not inline where it would stall every stream.
         return await trio.to_thread.run_sync(read_usage_rows, self.db.path, account, since,
                                              until, limit)
+
+    async def usage_totals(self, since: float, bucket_s: int,
+                           buckets: int) -> list[UsageTotal]:
+        check(since, bucket_s, buckets)
+        return await trio.to_thread.run_sync(read_usage_totals, self.db.path, since,
+                                             bucket_s, buckets)
 
     async def exists(self, account: str) -> bool:
         return await self.db.run(_exists, account)
