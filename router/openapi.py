@@ -185,8 +185,8 @@ SCHEMAS: dict[str, Schema] = {
     "ConsoleSignIn": _obj({"admin_key": {**_STR, "minLength": 1}}, ("admin_key",)),
     "ConsoleSession": _obj({"csrf": {**_STR, "description": "send it as `X-Aura-CSRF` "
                                                            "with each admin call"},
-                            "expires_at": _INT, "lifetime_s": _INT},
-                           ("csrf", "expires_at", "lifetime_s")),
+                            "expires_at": _INT, "expires_in_s": _INT, "lifetime_s": _INT},
+                           ("csrf", "expires_at", "expires_in_s", "lifetime_s")),
     "IssuedKey": {"allOf": [_ref("Key"), _obj({"key": {
         **_STR, "description": "the key: shown this once only"}}, ("key",))]},
     "KeyRequest": _obj({
