@@ -3,8 +3,8 @@ and spend over the last hour or day, in buckets.
 
 Two sources, each the right one for its figure:
 - spend, billed calls (a usage row with a cost above zero) and tokens come from the
-  ledger's usage rows (`usage_rows`), so they cover every worker and instance and
-  survive restarts;
+  ledger, added up there per bucket and model (`usage_totals`), so they cover every
+  worker and instance and survive restarts;
 - answered calls and errors (a status of 400 or more: refused, limited, failed upstream)
   come from `ActivityLog`, this process's count per minute of every call it answered
   (fed by a request observer, once per call). A call refused before any hold leaves no
@@ -17,9 +17,9 @@ Pure: no I/O; money is integer micro-USD.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Iterable
 
+from router.ledger.base import UsageTotal
 from router.ledger.export import iso_utc
 
 KEPT_MINUTES = 24 * 60 + 1
@@ -66,55 +66,43 @@ class ActivityLog:
         return ((m * 60, c) for m, c in sorted(self._minutes.items()) if first <= m <= last)
 
 
-def _unix(at: Any) -> float:
-    if isinstance(at, (int, float)):
-        return float(at)
-    return datetime.fromisoformat(str(at).replace("Z", "+00:00")).timestamp()
-
-
 def window_start(window: Window, now: float) -> float:
     """The first bucket's start: the current bucket is the last of `window.buckets`."""
     return (now // window.bucket_s - (window.buckets - 1)) * window.bucket_s
 
 
-def summarize(window: Window, now: float, rows: list[dict[str, Any]], truncated: bool,
-              calls: ActivityLog, calls_scope: str) -> dict[str, Any]:
-    """The answer of `GET /admin/activity` from the window's usage rows (export shape)
-    and this process's call counts."""
+def summarize(window: Window, now: float, totals: list[UsageTotal], calls: ActivityLog,
+              calls_scope: str) -> dict[str, Any]:
+    """The answer of `GET /admin/activity` from the ledger's totals of the window
+    (`usage_totals`, per bucket and model) and this process's call counts."""
     since = window_start(window, now)
     buckets = [{"start": iso_utc(since + i * window.bucket_s), "calls": 0,
                 "client_errors": 0, "server_errors": 0, "billed": 0, "cost_micros": 0,
                 "input_tokens": 0, "output_tokens": 0} for i in range(window.buckets)]
     by_model: dict[str, dict[str, Any]] = {}
-
-    def bucket_of(at: float) -> dict[str, Any] | None:
-        index = int((at - since) // window.bucket_s)
-        return buckets[index] if 0 <= index < window.buckets else None
-
-    for row in rows:
-        bucket = bucket_of(_unix(row["at"]))
-        if bucket is None:
+    for total in totals:
+        if not 0 <= total.bucket < window.buckets:
             continue
-        cost = int(row["cost_micros"])
-        billed = cost > 0  # a call that failed upstream settles at zero: not billed
-        bucket["billed"] += billed
-        bucket["cost_micros"] += cost
-        bucket["input_tokens"] += int(row["input_tokens"])
-        bucket["output_tokens"] += int(row["output_tokens"])
-        model = by_model.setdefault(row["model"], {"model": row["model"], "billed": 0,
-                                                   "cost_micros": 0})
-        model["billed"] += billed
-        model["cost_micros"] += cost
+        bucket = buckets[total.bucket]
+        bucket["billed"] += total.billed
+        bucket["cost_micros"] += total.cost_micros
+        bucket["input_tokens"] += total.input_tokens
+        bucket["output_tokens"] += total.output_tokens
+        model = by_model.setdefault(total.model, {"model": total.model, "billed": 0,
+                                                  "cost_micros": 0})
+        model["billed"] += total.billed
+        model["cost_micros"] += total.cost_micros
     for start, (count, client_errors, server_errors) in calls.between(since, now):
-        bucket = bucket_of(start)
-        if bucket is not None:
+        index = int((start - since) // window.bucket_s)
+        if 0 <= index < window.buckets:
+            bucket = buckets[index]
             bucket["calls"] += count
             bucket["client_errors"] += client_errors
             bucket["server_errors"] += server_errors
-    totals = {name: sum(b[name] for b in buckets)  # type: ignore[misc]
+    summed = {name: sum(b[name] for b in buckets)  # type: ignore[misc]
               for name in ("calls", "client_errors", "server_errors", "billed",
                            "cost_micros", "input_tokens", "output_tokens")}
     return {"window": window.name, "bucket_s": window.bucket_s, "since": iso_utc(since),
-            "until": iso_utc(now), "buckets": buckets, "totals": totals,
+            "until": iso_utc(now), "buckets": buckets, "totals": summed,
             "by_model": sorted(by_model.values(), key=lambda m: -m["cost_micros"]),
-            "truncated": truncated, "calls_scope": calls_scope}
+            "calls_scope": calls_scope}

@@ -176,10 +176,9 @@ SCHEMAS: dict[str, Schema] = {
         "buckets": {"type": "array", "items": _ref("ActivityBucket")},
         "totals": _obj({}), "by_model": {"type": "array", "items": _obj(
             {"model": _STR, "billed": _INT, "cost_micros": _INT})},
-        "truncated": {**_BOOL, "description": "the window has more usage rows than are read"},
         "calls_scope": {"enum": ["all", "process"], "description": "`process`: calls and "
                         "errors are the answering worker's own (WORKERS > 1)"}},
-        ("window", "bucket_s", "buckets", "totals", "by_model", "truncated", "calls_scope"),
+        ("window", "bucket_s", "buckets", "totals", "by_model", "calls_scope"),
         description="the console overview's figures per bucket (calls and errors: this "
                     "process's count; billed calls, spend, tokens: the ledger's)"),
     "ConsoleSignIn": _obj({"admin_key": {**_STR, "minLength": 1}}, ("admin_key",)),

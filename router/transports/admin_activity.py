@@ -9,7 +9,6 @@ from quart import Blueprint, request
 from router.activity import WINDOWS, summarize, window_start
 from router.errors import BadRequest
 from router.gateway import Gateway
-from router.ledger.export import MAX_LIMIT
 from router.transports.common import json_response, require_admin
 
 
@@ -27,11 +26,9 @@ def activity_routes(gw: Gateway) -> Blueprint:
         if window is None:
             raise BadRequest("'window' must be 'hour' or 'day'", param="window")
         now = gw.clock()
-        # One row past the cap tells a window with more rows than are read.
-        rows = await gw.reports.usage_rows(None, window_start(window, now), None,
-                                           MAX_LIMIT + 1)
+        totals = await gw.reports.usage_totals(window_start(window, now), window.bucket_s,
+                                               window.buckets)
         scope = "process" if gw.config.workers > 1 else "all"
-        return json_response(summarize(window, now, rows[:MAX_LIMIT], len(rows) > MAX_LIMIT,
-                                       gw.activity, scope))
+        return json_response(summarize(window, now, totals, gw.activity, scope))
 
     return bp

@@ -380,7 +380,6 @@ pages.overview = async () => {
              refreshButton()),
     activity.calls_scope === "process" ? notice("info",
       "Calls and errors are this worker's own (WORKERS > 1); spend and billed calls are every worker's.") : null,
-    activity.truncated ? notice("info", "More usage rows than the overview reads: spend is partial.") : null,
     h("div", { class: "stats" },
       statCard("Calls", count(t.calls), `${count(t.billed)} billed`),
       statCard("Errors", count(t.client_errors + t.server_errors),
