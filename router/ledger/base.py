@@ -297,7 +297,9 @@ class UsageReports(Protocol):
         and model (any order; no total for a bucket and model without rows). A row is in
         bucket k when k * bucket_s <= at - since < (k + 1) * bucket_s, compared exactly
         (router/ledger/totals.py): one at exactly `since + k * bucket_s` is in bucket k.
-        Every backend adds up in the store, never by reading the rows out."""
+        Every backend adds up in the store, never by reading the rows out. ValueError
+        for a window no rule is exact for: `bucket_s` not an int >= 1, `buckets` not an
+        int >= 0, `since` not finite, or the window past 2**52 s."""
         ...
 
 

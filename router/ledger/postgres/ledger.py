@@ -21,7 +21,7 @@ from router.ledger.export import row_dict
 from router.ledger.listing import id_range, sql_where
 from router.ledger.postgres.db import PostgresDatabase
 from router.ledger.postgres.trio_pq import TrioConnection
-from router.ledger.totals import check, scan_bounds
+from router.ledger.totals import check, edge
 from router.usage import Usage
 
 _USAGE_COLUMNS = ("request_id, account, model, provider, input_tokens, output_tokens, "
@@ -203,29 +203,23 @@ async def _usage_rows(conn: TrioConnection, account: str | None, since: float | 
     return [row_dict(r) for r in rows]
 
 
-# One statement: each bucket (a row of the two arrays of `scan_bounds`, numbered from 1)
-# joined to its range of `usage_by_time (at, request_id)`, narrowed by the exact rule of
-# router/ledger/totals.py (float8 minus float8, against a bigint cast exactly to
-# float8), and grouped by bucket and model. SUM of a BIGINT is a NUMERIC: read back as
-# an exact Decimal and turned into an int, never through a float.
+# One statement: the window's range of `at` (its first and last edges, router/ledger/
+# totals.py) off the covering index `usage_totals` (schema.py, step 5), each row's
+# bucket the floor of a float8 quotient (exact: totals.py), hashed into groups by bucket
+# and model. SUM of a BIGINT is a NUMERIC: read back as an exact Decimal and turned into
+# an int, never a float.
 _TOTALS = (
-    "SELECT b.k - 1, u.model, count(*), count(*) FILTER (WHERE u.cost_micros > 0), "
-    "sum(u.cost_micros), sum(u.input_tokens), sum(u.output_tokens) "
-    "FROM unnest(%s::float8[], %s::float8[]) WITH ORDINALITY AS b(low, high, k) "
-    "JOIN usage u ON u.at >= b.low AND u.at <= b.high "
-    "AND u.at - %s::float8 >= (b.k - 1) * %s::bigint "
-    "AND u.at - %s::float8 < b.k * %s::bigint "
-    "GROUP BY b.k, u.model")
+    "SELECT floor((at - %s::float8) / %s::float8)::bigint, model, count(*), "
+    "count(*) FILTER (WHERE cost_micros > 0), sum(cost_micros), sum(input_tokens), "
+    "sum(output_tokens) FROM usage WHERE at >= %s::float8 AND at < %s::float8 "
+    "GROUP BY 1, 2")
 
 
 async def _usage_totals(conn: TrioConnection, since: float, bucket_s: int,
                         buckets: int) -> list[UsageTotal]:
-    if buckets == 0:
-        return []
-    bounds = [scan_bounds(since, bucket_s, k, k + 1) for k in range(buckets)]
-    rows = await conn.execute(_TOTALS, ([low for low, _ in bounds],
-                                        [high for _, high in bounds],
-                                        float(since), bucket_s, float(since), bucket_s))
+    since = float(since)
+    end = edge(since, bucket_s * buckets)
+    rows = await conn.execute(_TOTALS, (since, float(bucket_s), since, end))
     return [UsageTotal(int(k), model, int(calls), int(billed), int(cost), int(inputs),
                        int(outputs))
             for k, model, calls, billed, cost, inputs, outputs in rows]

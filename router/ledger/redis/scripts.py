@@ -366,46 +366,49 @@ return rows(page_ids(key, ARGV[3], ARGV[4], tonumber(ARGV[5]), opt(ARGV[6])))
 
 # ARGV: since, bucket_s, buckets, min score, max score, limit, after? -> {partial totals,
 # the page's last request id and its score (false when the page was empty), the page's
-# row count}. One page of `usage:by_at` (PAGE_IDS), added up per bucket and model here:
-# only the sums leave Redis. A row's bucket is floor((at - since) / bucket_s), the
-# quotient corrected by the exact comparisons of router/ledger/totals.py where the
-# division rounded across a boundary (`at - since` and `k * bucket_s` are exact in a Lua
-# number as in Python). A Lua number adds integers exactly up to 2^53 - 1: a sum that
-# would pass it is sent as it stands and started again, and a row with a figure past it
-# is sent as its own stored strings; a total is {bucket, model, calls, billed, cost,
-# input, output}, all exact decimal strings, that Python adds up (several may share a
-# bucket and model).
+# row count}. One page of `usage:by_at` (PAGE_IDS) between the window's edges
+# (router/ledger/totals.py), added up per bucket and model here: only the sums leave
+# Redis. A row's bucket is floor((at - since) / bucket_s) in Lua numbers (doubles, as
+# Python's floats: exact, totals.py). A Lua number adds integers exactly up to 2^53 - 1:
+# a sum that would pass it is sent as it stands and started again, and a row with a
+# figure past it is sent as its own stored strings. A total is {bucket, model, calls,
+# billed, cost, input, output}, all exact decimal strings, that Python adds up (several
+# may share a bucket and model).
 USAGE_TOTALS = Script("usage_totals", COMMON + PAGE_IDS + r"""
 local since, bs, n = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local key = P .. 'usage:by_at'
 local ids = page_ids(key, ARGV[5], ARGV[6], tonumber(ARGV[7]), opt(ARGV[8]))
 local MAX = 9007199254740991
+local decode, number, floor = cjson.decode, tonumber, math.floor
 local out, sums = {}, {}
 local function send(s)
   out[#out + 1] = {I(s[1]), s[2], I(s[3]), I(s[4]), I(s[5]), I(s[6]), I(s[7])}
 end
 for _, raw in ipairs(rows(ids)) do
   if raw then
-    local r = cjson.decode(raw)
-    local gap = tonumber(r[12]) - since
-    local k = math.floor(gap / bs)
-    if k * bs > gap then k = k - 1 elseif (k + 1) * bs <= gap then k = k + 1 end
+    local r = decode(raw)
+    local gap = number(r[12]) - since
+    local k = floor(gap / bs)
     if k >= 0 and k < n then
-      local cost, input, output = tonumber(r[11]), tonumber(r[5]), tonumber(r[6])
+      local cost, input, output = number(r[11]), number(r[5]), number(r[6])
       local billed = 0
       if cost > 0 then billed = 1 end
       if cost > MAX or input > MAX or output > MAX then
         out[#out + 1] = {I(k), r[3], '1', I(billed), r[11], r[5], r[6]}
       else
-        local id = I(k) .. ' ' .. r[3]
-        local s = sums[id]
+        local of_bucket = sums[k]
+        if not of_bucket then
+          of_bucket = {}
+          sums[k] = of_bucket
+        end
+        local s = of_bucket[r[3]]
         if s and (s[5] + cost > MAX or s[6] + input > MAX or s[7] + output > MAX) then
           send(s)
           s = nil
         end
         if not s then
           s = {k, r[3], 0, 0, 0, 0, 0}
-          sums[id] = s
+          of_bucket[r[3]] = s
         end
         s[3] = s[3] + 1
         s[4] = s[4] + billed
@@ -416,7 +419,9 @@ for _, raw in ipairs(rows(ids)) do
     end
   end
 end
-for _, s in pairs(sums) do send(s) end
+for _, of_bucket in pairs(sums) do
+  for _, s in pairs(of_bucket) do send(s) end
+end
 local last = ids[#ids]
 if not last then return {out, false, false, 0} end
 return {out, last, redis.call('ZSCORE', key, last), #ids}

@@ -5,11 +5,11 @@ add up on the event loop.
 
 One read transaction (one snapshot) and one statement per bucket, each a range of the
 covering index `usage_by_time (at, model, cost_micros, input_tokens, output_tokens)`
-(migration step 4, db.py) between `scan_bounds`, narrowed by the exact rule of
-router/ledger/totals.py and grouped by model. SQLite groups with a sorter, whatever the
-group count; a bucket's sorter holds one bucket's rows, which measured about twice as
-fast as one statement grouping the whole window by bucket and model. SUM of INTEGER
-columns is an integer in SQLite (it raises on overflow, never rounds).
+(migration step 4, db.py) between the bucket's edges (router/ledger/totals.py), grouped
+by model. SQLite groups with a sorter, whatever the group count; a bucket's sorter
+holds one bucket's rows, which measured about twice as fast as one statement grouping
+the whole window by bucket and model (a day of 325 000 rows: 0.2-0.3 s). SUM of
+INTEGER columns is an integer in SQLite (it raises on overflow, never rounds).
 """
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ import sqlite3
 from pathlib import Path
 
 from router.ledger.base import UsageTotal
-from router.ledger.totals import scan_bounds
+from router.ledger.totals import edges
 
 _BUCKET = ("SELECT model, COUNT(*), SUM(cost_micros > 0), SUM(cost_micros), "
            "SUM(input_tokens), SUM(output_tokens) FROM usage "
-           "WHERE at >= :low AND at <= :high "
-           "AND at - :since >= :start AND at - :since < :end GROUP BY model")
+           "WHERE at >= ? AND at < ? GROUP BY model")
 
 
 def read_usage_totals(path: Path, since: float, bucket_s: int,
@@ -34,13 +33,11 @@ def read_usage_totals(path: Path, since: float, bucket_s: int,
     try:
         conn.execute("BEGIN")  # every bucket from one snapshot
         out: list[UsageTotal] = []
+        bounds = edges(since, bucket_s, buckets)
         for k in range(buckets):
-            low, high = scan_bounds(since, bucket_s, k, k + 1)
-            params = {"low": low, "high": high, "since": float(since),
-                      "start": k * bucket_s, "end": (k + 1) * bucket_s}
             out += [UsageTotal(k, model, calls, billed, cost, input_tokens, output_tokens)
                     for model, calls, billed, cost, input_tokens, output_tokens
-                    in conn.execute(_BUCKET, params)]
+                    in conn.execute(_BUCKET, (bounds[k], bounds[k + 1]))]
         conn.execute("COMMIT")
         return out
     finally:
