@@ -316,11 +316,21 @@ def test_a_provider_added_on_the_page_runs_shows_no_key_and_can_be_removed(
     page.close()
 
 
-def test_the_streams_page_shows_what_runs(browser: Browser, crouter: RouterProcess,
-                                          shots: Path) -> None:
+def test_the_streams_page_shows_a_resumable_stream(
+        browser: Browser, crouter: RouterProcess, clean_fake: FakeProviderServer,
+        shots: Path) -> None:
+    account, key = crouter.new_account(1_000_000)
+    with oai(crouter, key).chat.completions.with_streaming_response.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True,
+            extra_headers={"x-aura-resumable": "true"}) as answer:
+        request_id = answer.headers["x-request-id"]
+        assert any(line for line in answer.iter_lines())
     page = signed_in(browser, crouter)
     nav(page, "Streams")
     expect(page.get_by_role("heading", name="Resumable streams")).to_be_visible()
+    row = page.locator("tr", has_text=request_id)  # kept for its resume window once over
+    expect(row).to_contain_text(account)
+    expect(row).to_contain_text("ended")
     expect(page.locator("section", has_text="Calls in flight")).to_contain_text("oai")
     shot(page, shots, "streams")
     page.close()
