@@ -233,12 +233,17 @@ def test_issue_a_key_use_it_see_the_call_then_revoke_it_and_the_next_call_is_ref
     assert int(row.locator(".money").get_attribute("data-micros") or "x") == cost
     assert balance(page, "Balance") == 3_000_000 - cost
 
+    def activity() -> dict:
+        return crouter.admin("GET", "/admin/activity?window=hour").json()["totals"]
+
+    # The call's count is taken as its request ends, after the answer went out.
+    eventually(lambda: activity()["calls"] >= 1, what="the call counted")
+    total = activity()["cost_micros"]
     nav(page, "Overview")
     spend = page.locator("[data-chart=Spend]")
     expect(spend.locator("rect.s-money").first).to_be_attached()
     charted = sum(int(t.split("(")[-1].split(" ")[0])
                   for t in spend.locator("g.bar > title").all_text_contents())
-    total = crouter.admin("GET", "/admin/activity?window=hour").json()["totals"]["cost_micros"]
     assert charted == total >= cost, "the chart's bars add up to the window's spend"
     calls = page.locator("[data-chart='Calls and errors'] g.bar > title").all_text_contents()
     assert any("Answered: 0" not in t for t in calls), calls
