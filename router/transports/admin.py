@@ -1,5 +1,5 @@
 """Admin routes (docs/api.md): accounts, credits, keys, providers, streams, usage export,
-the outbox.
+the outbox, the console overview's activity.
 
 `Authorization: Bearer $ADMIN_API_KEY`."""
 
@@ -11,6 +11,7 @@ from typing import Any
 import trio
 from quart import Blueprint, Response, request
 
+from router.activity import WINDOWS, summarize, window_start
 from router.errors import BadRequest, Conflict, InsufficientFunds, LedgerError, NotFound
 from router.gateway import Gateway
 from router.ledger.base import OutboxEvent
@@ -266,6 +267,19 @@ def admin_routes(gw: Gateway) -> Blueprint:
     @bp.delete("/providers/<name>")
     async def delete_provider(name: str):  # type: ignore[no-untyped-def]
         return json_response(await gw.provider_admin.remove(name))
+
+    @bp.get("/activity")
+    async def activity():  # type: ignore[no-untyped-def]
+        """The console overview's figures (router/activity.py says where each comes from)."""
+        name = _query("window") or "hour"
+        window = WINDOWS.get(name)
+        if window is None:
+            raise BadRequest("'window' must be 'hour' or 'day'", param="window")
+        now = gw.clock()
+        totals = await gw.reports.usage_totals(window_start(window, now), window.bucket_s,
+                                               window.buckets)
+        scope = "process" if gw.config.workers > 1 else "all"
+        return json_response(summarize(window, now, totals, gw.activity, scope))
 
     @bp.get("/streams")
     async def streams():  # type: ignore[no-untyped-def]

@@ -20,7 +20,6 @@ from router.gateway import Gateway
 from router.ledger.export import iso_utc
 from router.redact import quote_input
 from router.transports.admin import admin_routes
-from router.transports.admin_activity import activity_routes
 from router.transports.console import console_routes
 from router.transports.common import (caller_shape, error_response, json_body,
                                       json_response, require_admin)
@@ -169,7 +168,6 @@ def build_quart_app(gw: Gateway) -> QuartTrio:
                                     "cache-control": "public, max-age=86400"})
 
     app.register_blueprint(admin_routes(gw))
-    app.register_blueprint(activity_routes(gw))
     app.register_blueprint(console_routes(gw))
     return app
 
